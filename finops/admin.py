@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+
+from .models import ApiKey, ModelPrice, Tenant
+from .services import apikey_create, apikey_revoke
+
+
+@admin.register(Tenant)
+class TenantAdmin(admin.ModelAdmin):
+    list_display = (
+        "slug", "name", "tier", "status", "monthly_cap", "predicted_ltv",
+        "billing_currency", "auto_created", "signup_at",
+    )
+    list_filter = ("tier", "status", "auto_created", "billing_currency")
+    search_fields = ("slug", "name")
+    readonly_fields = ("auto_created", "created_at")
+
+
+class ApiKeyForm(forms.ModelForm):
+    scope_choices = forms.MultipleChoiceField(
+        label="Scopes",
+        choices=ApiKey.Scope.choices,
+        widget=forms.CheckboxSelectMultiple,
+        initial=[ApiKey.Scope.INGEST, ApiKey.Scope.READ],
+    )
+
+    class Meta:
+        model = ApiKey
+        fields = ("name", "tenant")
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    form = ApiKeyForm
+    list_display = ("name", "prefix", "tenant", "scopes", "created_at", "revoked_at")
+    list_filter = ("revoked_at", "tenant")
+    search_fields = ("name", "prefix", "tenant__slug")
+    actions = ("revoke",)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> tuple:
+        if obj is None:
+            return ()
+        return ("name", "tenant", "prefix", "scopes", "created_at", "revoked_at")
+
+    def get_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> tuple:
+        if obj is None:
+            return ("name", "tenant", "scope_choices")
+        return self.get_readonly_fields(request, obj)
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
+        if change:
+            return
+        key, plaintext = apikey_create(
+            tenant=form.cleaned_data.get("tenant"),
+            scopes=form.cleaned_data["scope_choices"],
+            name=form.cleaned_data.get("name", ""),
+        )
+        form.instance = key
+        obj.pk = key.pk
+        messages.warning(
+            request,
+            f"The new key, shown this once (only its digest is stored): {plaintext}",
+        )
+
+    def has_change_permission(self, request: HttpRequest, obj: ApiKey | None = None) -> bool:
+        return obj is None and super().has_change_permission(request, obj)
+
+    @admin.action(description="Revoke the selected keys")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        now = timezone.now()
+        for key in queryset:
+            apikey_revoke(key=key, now=now)
+        self.message_user(request, f"Revoked {queryset.count()} key(s).")
+
+
+@admin.register(ModelPrice)
+class ModelPriceAdmin(admin.ModelAdmin):
+    list_display = (
+        "model", "provider", "effective_from", "currency", "input_per_million",
+        "cached_input_per_million", "cache_write_per_million", "output_per_million",
+        "reasoning_per_million", "batch_input_per_million", "batch_output_per_million",
+        "batch_discount_percent",
+    )
+    list_filter = ("provider", "currency")
+    search_fields = ("model", "provider")
+    date_hierarchy = "effective_from"
+    readonly_fields = ("created_at",)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: ModelPrice | None = None) -> Any:
+        # A price that has priced an event is history: a change is a new row.
+        if obj is not None and self._is_used(obj):
+            return [f.name for f in ModelPrice._meta.fields]
+        return self.readonly_fields
+
+    def has_delete_permission(self, request: HttpRequest, obj: ModelPrice | None = None) -> bool:
+        if obj is not None and self._is_used(obj):
+            return False
+        return super().has_delete_permission(request, obj)
+
+    @staticmethod
+    def _is_used(obj: ModelPrice) -> bool:
+        from django.apps import apps
+
+        # Looked up by name: the core app must not import the ingestion app.
+        usage_event = apps.get_model("ingestion", "UsageEvent")
+        return usage_event.objects.filter(price_id=obj.pk).exists()

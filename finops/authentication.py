@@ -1,0 +1,64 @@
+"""Bearer API keys for the REST API."""
+
+from __future__ import annotations
+
+import hmac
+
+from rest_framework import authentication, exceptions, permissions
+from rest_framework.request import Request
+
+from .models import ApiKey
+from .services import key_digest
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    keyword = "Bearer"
+
+    def authenticate(self, request: Request) -> tuple[ApiKey, ApiKey] | None:
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        if not header:
+            return None
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise exceptions.AuthenticationFailed("Use 'Authorization: Bearer <key>'.")
+        token = token.strip()
+        parts = token.split("_", 2)
+        if len(parts) != 3 or parts[0] != "fo":
+            raise exceptions.AuthenticationFailed("Invalid API key.")
+        key = ApiKey.objects.select_related("tenant").filter(prefix=parts[1]).first()
+        if key is None or not hmac.compare_digest(key.digest, key_digest(token)):
+            raise exceptions.AuthenticationFailed("Invalid API key.")
+        if key.revoked_at is not None:
+            raise exceptions.AuthenticationFailed("This API key has been revoked.")
+        return key, key
+
+    def authenticate_header(self, request: Request) -> str:
+        return self.keyword
+
+
+class _HasScope(permissions.BasePermission):
+    scope = ""
+
+    def has_permission(self, request: Request, view: object) -> bool:
+        key = request.auth
+        if not isinstance(key, ApiKey):
+            return False
+        if not key.has_scope(self.scope):
+            self.message = f"This API key lacks the '{self.scope}' scope."
+            return False
+        return True
+
+
+class HasIngestScope(_HasScope):
+    scope = ApiKey.Scope.INGEST
+
+
+class HasReadScope(_HasScope):
+    scope = ApiKey.Scope.READ
+
+
+class IsOperatorKey(permissions.BasePermission):
+    message = "This endpoint needs an operator key."
+
+    def has_permission(self, request: Request, view: object) -> bool:
+        return isinstance(request.auth, ApiKey) and request.auth.is_operator

@@ -1,0 +1,184 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from django.core.validators import MinValueValidator, RegexValidator
+from django.db import models
+from django.db.models import Q
+
+SLUG_VALIDATOR = RegexValidator(
+    r"^[a-z0-9][a-z0-9_-]{0,62}$",
+    "A slug is 1-63 lower-case letters, digits, '-' or '_', starting with a letter or digit.",
+)
+
+# The first price imported for a model applies to all of its history.
+BEGINNING_OF_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class Tenant(models.Model):
+    class Tier(models.TextChoices):
+        FREE = "free", "Free"
+        PRO = "pro", "Pro"
+        ENTERPRISE = "enterprise", "Enterprise"
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        SUSPENDED = "suspended", "Suspended"
+        CLOSED = "closed", "Closed"
+
+    slug = models.CharField(max_length=63, unique=True, validators=[SLUG_VALIDATOR])
+    name = models.CharField(max_length=200)
+    tier = models.CharField(max_length=16, choices=Tier.choices, default=Tier.FREE)
+    billing_currency = models.CharField(max_length=3, default="USD")
+    signup_at = models.DateTimeField()
+    monthly_cap = models.DecimalField(
+        max_digits=20,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal(0))],
+        help_text="Contractual monthly spend cap (hard). Empty: no cap.",
+    )
+    predicted_ltv = models.DecimalField(
+        max_digits=20,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal(0))],
+        help_text="Predicted lifetime value, for free-tier throttling.",
+    )
+    markup_percent = models.DecimalField(
+        max_digits=7,
+        decimal_places=3,
+        default=Decimal(0),
+        help_text="Chargeback markup added on statements, in percent.",
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    auto_created = models.BooleanField(
+        default=False, help_text="Created on first sight of its slug in a usage event."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["slug"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(monthly_cap__isnull=True) | Q(monthly_cap__gte=0),
+                name="tenant_monthly_cap_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(predicted_ltv__isnull=True) | Q(predicted_ltv__gte=0),
+                name="tenant_predicted_ltv_not_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class ApiKey(models.Model):
+    """A bearer key. Only a SHA-256 digest of the key is stored; the key is shown once.
+
+    The key is `fo_<prefix>_<secret>`; the prefix finds the row, the digest proves it.
+    An operator key has no tenant and may act for any tenant.
+    """
+
+    class Scope(models.TextChoices):
+        INGEST = "ingest", "Ingest"
+        READ = "read", "Read"
+
+    name = models.CharField(max_length=200, blank=True)
+    tenant = models.ForeignKey(
+        Tenant, null=True, blank=True, on_delete=models.CASCADE, related_name="api_keys"
+    )
+    prefix = models.CharField(max_length=16, unique=True, editable=False)
+    digest = models.CharField(max_length=64, editable=False)
+    scopes = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        owner = self.tenant.slug if self.tenant_id else "operator"
+        return f"{self.name or self.prefix} ({owner})"
+
+    # DRF treats the authenticated principal as a user; a valid key is authenticated.
+    is_authenticated = True
+
+    @property
+    def is_operator(self) -> bool:
+        return self.tenant_id is None
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scopes
+
+
+class ModelPrice(models.Model):
+    """Prices of one model from `effective_from` on, per 1M tokens of each kind.
+
+    Never edited once it has priced an event: a price change is a new row. Empty
+    optional prices fall back: cached input and cache writes to the input price,
+    reasoning to the output price; batch prices to the base price less
+    `batch_discount_percent` (or the base price when that is empty too).
+    """
+
+    model = models.CharField(max_length=200)
+    provider = models.CharField(max_length=100, blank=True)
+    currency = models.CharField(max_length=3, default="USD")
+    effective_from = models.DateTimeField(default=BEGINNING_OF_TIME)
+    input_per_million = models.DecimalField(max_digits=24, decimal_places=12)
+    output_per_million = models.DecimalField(max_digits=24, decimal_places=12)
+    cached_input_per_million = models.DecimalField(
+        max_digits=24, decimal_places=12, null=True, blank=True
+    )
+    cache_write_per_million = models.DecimalField(
+        max_digits=24, decimal_places=12, null=True, blank=True
+    )
+    reasoning_per_million = models.DecimalField(
+        max_digits=24, decimal_places=12, null=True, blank=True
+    )
+    batch_input_per_million = models.DecimalField(
+        max_digits=24, decimal_places=12, null=True, blank=True
+    )
+    batch_output_per_million = models.DecimalField(
+        max_digits=24, decimal_places=12, null=True, blank=True
+    )
+    batch_cached_input_per_million = models.DecimalField(
+        max_digits=24, decimal_places=12, null=True, blank=True
+    )
+    batch_cache_write_per_million = models.DecimalField(
+        max_digits=24, decimal_places=12, null=True, blank=True
+    )
+    batch_discount_percent = models.DecimalField(
+        max_digits=6, decimal_places=3, null=True, blank=True
+    )
+    source = models.CharField(max_length=200, blank=True, help_text="Where the price came from.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["model", "-effective_from"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["model", "effective_from"], name="model_price_unique_per_instant"
+            ),
+            models.CheckConstraint(
+                condition=Q(input_per_million__gte=0) & Q(output_per_million__gte=0),
+                name="model_price_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(batch_discount_percent__isnull=True)
+                | (Q(batch_discount_percent__gte=0) & Q(batch_discount_percent__lte=100)),
+                name="model_price_batch_discount_is_percent",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model} from {self.effective_from:%Y-%m-%d %H:%M}"

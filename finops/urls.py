@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import path
+from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from finops.apis import HealthApi
+from ingestion.apis import EventsApi
+
+admin.site.site_header = "finops console"
+admin.site.site_title = "finops"
+admin.site.index_title = "FinOps console"
+
+urlpatterns = [
+    path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    path("admin/", admin.site.urls),
+    path("api/v1/health", HealthApi.as_view(), name="health"),
+    path("api/v1/events", EventsApi.as_view(), name="events"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+]

@@ -1,0 +1,173 @@
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from finops.authentication import HasIngestScope, HasReadScope
+from finops.models import Tenant
+from finops.money import decimal_string
+from finops.pagination import time_keyset_page
+
+from .schema import object_decoder, raw_list_decoder
+from .selectors import event_list, tenant_for_key
+from .serializers import EventQuerySerializer, event_as_posted
+from .services import ACCEPTED, CONFLICT, DUPLICATE, REJECTED, ItemResult, events_ingest
+
+ENVELOPE_HELP = 'Post one event object, or {"events": [...]} with 1 to %d events.'
+
+
+def _too_large() -> Response:
+    limit = settings.FINOPS_MAX_BODY_BYTES
+    return Response(
+        {"detail": f"Request body is larger than {limit} bytes ({limit // 1048576} MiB)."},
+        status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+    )
+
+
+def _split_items(body: bytes) -> tuple[list[bytes], bool]:
+    """The raw event items of a body and whether it was a batch envelope."""
+    max_events = settings.FINOPS_MAX_BATCH_EVENTS
+    try:
+        top = object_decoder.decode(body)
+    except msgspec.DecodeError as exc:
+        raise ValidationError({"non_field_errors": [f"Malformed JSON: {exc}"]}) from None
+    except msgspec.ValidationError:
+        raise ValidationError({"non_field_errors": [ENVELOPE_HELP % max_events]}) from None
+    if "events" not in top:
+        return [body], False
+    extra = sorted(top.keys() - {"events"})
+    if extra:
+        raise ValidationError({name: ["Unknown field in a batch envelope."] for name in extra})
+    try:
+        items = raw_list_decoder.decode(top["events"])
+    except msgspec.ValidationError:
+        raise ValidationError({"events": ["Expected a list of event objects."]}) from None
+    if not 1 <= len(items) <= max_events:
+        raise ValidationError(
+            {"events": [f"A batch holds 1 to {max_events} events; this one has {len(items)}."]}
+        )
+    return [bytes(item) for item in items], True
+
+
+def _item_json(result: ItemResult) -> dict[str, Any]:
+    status_ = REJECTED if result.status == CONFLICT else result.status
+    item: dict[str, Any] = {"index": result.index, "status": status_, "event_id": result.event_id}
+    if status_ == REJECTED:
+        item["errors"] = result.errors
+    else:
+        item["cost"] = decimal_string(result.cost)
+        item["priced"] = result.priced
+    return item
+
+
+class EventsApi(APIView):
+    def get_permissions(self) -> list:
+        scope = HasIngestScope() if self.request.method == "POST" else HasReadScope()
+        return [IsAuthenticated(), scope]
+
+    @extend_schema(
+        operation_id="events_create",
+        request={"application/json": OpenApiTypes.OBJECT},
+        description=(
+            "Post one usage event, or a batch `{\"events\": [...]}` of 1 to 1000. The event "
+            "schema is `EventIn` in this document's components. Bodies over 5 MiB: 413."
+        ),
+        responses={
+            202: OpenApiResponse(description="Accepted or duplicate (all items of a batch)."),
+            207: OpenApiResponse(description="Batch with rejected items; per-item results."),
+            400: OpenApiResponse(description="Field errors; nothing stored."),
+            409: OpenApiResponse(description="The event_id exists with different content."),
+            413: OpenApiResponse(description="Body larger than 5 MiB; nothing stored."),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        limit = settings.FINOPS_MAX_BODY_BYTES
+        try:
+            declared = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            declared = 0
+        if declared > limit:
+            return _too_large()
+        try:
+            body = request.body
+        except RequestDataTooBig:
+            return _too_large()
+        if len(body) > limit:
+            return _too_large()
+        items, is_batch = _split_items(body)
+        results = events_ingest(key=request.auth, items=items)
+        if not is_batch:
+            result = results[0]
+            if result.status == REJECTED:
+                return Response(result.errors, status=status.HTTP_400_BAD_REQUEST)
+            if result.status == CONFLICT:
+                return Response(result.errors, status=status.HTTP_409_CONFLICT)
+            return Response(
+                {
+                    "status": result.status,
+                    "event_id": result.event_id,
+                    "cost": decimal_string(result.cost),
+                    "priced": result.priced,
+                },
+                status=status.HTTP_202_ACCEPTED,
+            )
+        counts = {ACCEPTED: 0, DUPLICATE: 0, REJECTED: 0}
+        for result in results:
+            counts[REJECTED if result.status == CONFLICT else result.status] += 1
+        return Response(
+            {
+                "accepted": counts[ACCEPTED],
+                "duplicates": counts[DUPLICATE],
+                "rejected": counts[REJECTED],
+                "results": [_item_json(r) for r in results],
+            },
+            status=status.HTTP_207_MULTI_STATUS if counts[REJECTED] else status.HTTP_202_ACCEPTED,
+        )
+
+    @extend_schema(
+        operation_id="events_list",
+        parameters=[
+            OpenApiParameter("tenant", str, description="Tenant slug (operator keys)."),
+            OpenApiParameter("feature", str),
+            OpenApiParameter("model", str),
+            OpenApiParameter("event_id", str),
+            OpenApiParameter("from", OpenApiTypes.DATETIME, description="Inclusive."),
+            OpenApiParameter("to", OpenApiTypes.DATETIME, description="Exclusive."),
+            OpenApiParameter("limit", int, description="1..1000, default 100."),
+            OpenApiParameter("cursor", str, description="From a previous page's `next`."),
+        ],
+        responses={
+            200: OpenApiResponse(
+                description='`{"results": [event as posted + cost, priced], "next": URL|null}`'
+            )
+        },
+    )
+    def get(self, request: Request) -> Response:
+        query = EventQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        params = query.validated_data
+        try:
+            tenant = tenant_for_key(key_tenant=request.auth.tenant, slug=params.get("tenant"))
+        except Tenant.DoesNotExist:
+            raise NotFound("No such tenant.") from None
+        events = event_list(
+            tenant=tenant,
+            feature=params.get("feature"),
+            model=params.get("model"),
+            event_id=params.get("event_id"),
+            start=params.get("from"),
+            end=params.get("to"),
+        )
+        rows, next_url = time_keyset_page(request, events)
+        return Response({"results": [event_as_posted(e) for e in rows], "next": next_url})

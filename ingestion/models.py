@@ -1,0 +1,157 @@
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import F, Q
+
+from finops.models import ModelPrice, Tenant
+
+
+class Feature(models.Model):
+    """A product capability (`document_summarization`), created on first sight."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        DEPRECATED = "deprecated", "Deprecated"
+        THROTTLED = "throttled", "Throttled"
+        SUNSET = "sunset", "Sunset"
+
+    class TaskType(models.TextChoices):
+        CLASSIFICATION = "classification", "Classification"
+        EXTRACTION = "extraction", "Extraction"
+        SUMMARIZATION = "summarization", "Summarization"
+        GENERATION = "generation", "Generation"
+        CHAT = "chat", "Chat"
+        RETRIEVAL = "retrieval", "Retrieval"
+        OTHER = "other", "Other"
+
+    key = models.CharField(max_length=128, unique=True)
+    name = models.CharField(max_length=200, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    task_type = models.CharField(max_length=32, choices=TaskType.choices, blank=True)
+    default_model = models.CharField(max_length=200, blank=True)
+    fallback_model = models.CharField(
+        max_length=200, blank=True, help_text="Cheaper model used when a downgrade is decided."
+    )
+    auto_created = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["key"]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class PromptTemplate(models.Model):
+    """The prompt a call used, as its client names it (`summarize-v3`)."""
+
+    key = models.CharField(max_length=128, unique=True)
+    feature = models.ForeignKey(
+        Feature, null=True, blank=True, on_delete=models.SET_NULL, related_name="prompts"
+    )
+    version = models.CharField(max_length=64, blank=True)
+    auto_created = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["key"]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class UsageEvent(models.Model):
+    """One model call, as posted, with the exact cost and the price row that priced it.
+
+    Rows are written by the bulk path in `ingestion.services.writer`; the columns here
+    are the single source of that statement's column list.
+    """
+
+    # Foreign keys carry no index of their own: every index slows the ingest path, and
+    # (tenant, event_id) / (tenant, timestamp) already lead with the tenant.
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    event_id = models.CharField(max_length=128)
+    timestamp = models.DateTimeField()
+    received_at = models.DateTimeField()
+    feature = models.ForeignKey(
+        Feature, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    prompt_template = models.ForeignKey(
+        PromptTemplate,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
+    )
+    model = models.CharField(max_length=200)
+    provider = models.CharField(max_length=100, blank=True)
+    region = models.CharField(max_length=64, blank=True)
+    input_tokens = models.BigIntegerField()
+    output_tokens = models.BigIntegerField()
+    cached_input_tokens = models.BigIntegerField(default=0)
+    cache_write_tokens = models.BigIntegerField(default=0)
+    reasoning_tokens = models.BigIntegerField(default=0)
+    grounding_tokens = models.BigIntegerField(default=0)
+    wasted_tokens = models.BigIntegerField(default=0)
+    user = models.CharField(max_length=200, blank=True)
+    session = models.CharField(max_length=200, blank=True)
+    routing_tier = models.CharField(max_length=64, blank=True)
+    latency_ms = models.IntegerField(null=True, blank=True)
+    cache_hit = models.BooleanField(null=True, blank=True)
+    escalated = models.BooleanField(null=True, blank=True)
+    batch = models.BooleanField(default=False)
+    chunks_retrieved = models.IntegerField(null=True, blank=True)
+    chunks_used = models.IntegerField(null=True, blank=True)
+    reranker_changed_order = models.BooleanField(null=True, blank=True)
+    outcome = models.CharField(max_length=16, blank=True)
+    prompt_hash = models.CharField(max_length=128, blank=True)
+    tags = models.JSONField(default=dict, blank=True)
+    client_cost_usd = models.DecimalField(max_digits=30, decimal_places=12, null=True, blank=True)
+    cost = models.DecimalField(
+        max_digits=40, decimal_places=24, null=True, blank=True, help_text="Exact; never rounded."
+    )
+    currency = models.CharField(max_length=3, blank=True)
+    price = models.ForeignKey(
+        ModelPrice,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
+    )
+    priced_at = models.DateTimeField(null=True, blank=True)
+    tenant_tier = models.CharField(max_length=16)
+    content_hash = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["-timestamp", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "event_id"], name="usage_event_unique_id"),
+            models.CheckConstraint(
+                condition=Q(output_tokens__gte=F("reasoning_tokens"))
+                & Q(input_tokens__gte=F("cached_input_tokens") + F("cache_write_tokens"))
+                & Q(cached_input_tokens__gte=0)
+                & Q(cache_write_tokens__gte=0)
+                & Q(reasoning_tokens__gte=0)
+                & Q(grounding_tokens__gte=0)
+                & Q(wasted_tokens__gte=0),
+                name="usage_event_token_vector_consistent",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["tenant", "timestamp"], name="usage_event_tenant_time"),
+            models.Index(fields=["timestamp"], name="usage_event_time"),
+            models.Index(
+                fields=["model"], condition=Q(price__isnull=True), name="usage_event_unpriced"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id}:{self.event_id}"
+
+    @property
+    def priced(self) -> bool:
+        return self.price_id is not None

@@ -1,0 +1,342 @@
+"""Ingestion of usage events: validate, resolve, price, and store each event once."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from finops.models import SLUG_VALIDATOR, ApiKey, Tenant
+from finops.pricing import PriceBook, TokenVector, token_cost
+
+from ..models import Feature, PromptTemplate, UsageEvent
+from ..schema import EventIn, canonical_encoder, event_decoder, field_errors
+from .writer import event_columns, events_insert
+
+Errors = dict[str, list[str]]
+
+ACCEPTED = "accepted"
+DUPLICATE = "duplicate"
+REJECTED = "rejected"
+CONFLICT = "conflict"
+
+CONFLICT_MESSAGE = "An event with this event_id exists for this tenant with different content."
+
+
+@dataclass(slots=True)
+class ItemResult:
+    index: int
+    status: str
+    event_id: str | None = None
+    cost: Decimal | None = None
+    priced: bool = False
+    errors: Errors = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Valid:
+    index: int
+    event: EventIn
+    tenant: Tenant
+    content_hash: str = ""
+
+
+def _check_semantics(event: EventIn, *, now: datetime) -> Errors:
+    errors: Errors = {}
+    uncached = event.input_tokens - event.cached_input_tokens - event.cache_write_tokens
+    if uncached < 0:
+        errors["cached_input_tokens"] = [
+            "cached_input_tokens + cache_write_tokens may not exceed input_tokens "
+            f"({event.cached_input_tokens} + {event.cache_write_tokens} > {event.input_tokens})."
+        ]
+    if event.reasoning_tokens > event.output_tokens:
+        errors["reasoning_tokens"] = [
+            f"reasoning_tokens ({event.reasoning_tokens}) may not exceed output_tokens "
+            f"({event.output_tokens})."
+        ]
+    if event.timestamp > now + timedelta(seconds=settings.FINOPS_MAX_FUTURE_SKEW_SECONDS):
+        errors["timestamp"] = [
+            f"More than {settings.FINOPS_MAX_FUTURE_SKEW_SECONDS} seconds in the future."
+        ]
+    elif event.timestamp < now - timedelta(days=settings.FINOPS_BACKFILL_DAYS):
+        errors["timestamp"] = [
+            f"Older than the backfill window of {settings.FINOPS_BACKFILL_DAYS} days."
+        ]
+    if event.cost_usd is not None and not (event.cost_usd.is_finite() and event.cost_usd >= 0):
+        errors["cost_usd"] = ["Must be a finite decimal >= 0."]
+    if event.retrieval is not None and (
+        event.retrieval.chunks_used > event.retrieval.chunks_retrieved
+    ):
+        errors["retrieval.chunks_used"] = ["May not exceed chunks_retrieved."]
+    return errors
+
+
+def _content_hash(event: EventIn, tenant_slug: str) -> str:
+    canonical = msgspec.structs.replace(
+        event, tenant=tenant_slug, timestamp=event.timestamp.astimezone(UTC)
+    )
+    return hashlib.sha256(canonical_encoder.encode(canonical)).hexdigest()
+
+
+def _tenants_resolve(
+    *, key: ApiKey, slugs: set[str]
+) -> tuple[dict[str, Tenant], dict[str, str]]:
+    """Tenants by slug, creating unknown ones when allowed; and an error per bad slug."""
+    errors: dict[str, str] = {}
+    valid = set()
+    for slug in slugs:
+        try:
+            SLUG_VALIDATOR(slug)
+            valid.add(slug)
+        except ValidationError as exc:
+            errors[slug] = exc.messages[0]
+    found = {t.slug: t for t in Tenant.objects.filter(slug__in=valid)}
+    missing = valid - found.keys()
+    if missing and settings.FINOPS_AUTO_CREATE_TENANTS:
+        now = datetime.now(UTC)
+        Tenant.objects.bulk_create(
+            [Tenant(slug=s, name=s, signup_at=now, auto_created=True) for s in missing],
+            ignore_conflicts=True,
+        )
+        found.update({t.slug: t for t in Tenant.objects.filter(slug__in=missing)})
+    for slug in valid - found.keys():
+        errors[slug] = f"Unknown tenant '{slug}'."
+    for slug, tenant in list(found.items()):
+        if tenant.status != Tenant.Status.ACTIVE:
+            errors[slug] = f"Tenant '{slug}' is {tenant.status}."
+            del found[slug]
+    return found, errors
+
+
+def _ids_by_key(
+    model: type[Feature] | type[PromptTemplate],
+    keys: set[str],
+    defaults: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, int]:
+    """Ids of features or prompt templates by key, creating the ones first seen."""
+    if not keys:
+        return {}
+    ids = dict(model.objects.filter(key__in=keys).values_list("key", "id"))
+    missing = keys - ids.keys()
+    if missing:
+        defaults = defaults or {}
+        model.objects.bulk_create(
+            [model(key=k, auto_created=True, **defaults.get(k, {})) for k in missing],
+            ignore_conflicts=True,
+        )
+        ids.update(model.objects.filter(key__in=missing).values_list("key", "id"))
+    return ids
+
+
+def _event_id_of(raw: bytes) -> str | None:
+    """The event_id of an item that failed validation, when it has a readable one."""
+    try:
+        value = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        return None
+    event_id = value.get("event_id") if isinstance(value, dict) else None
+    return event_id if isinstance(event_id, str) else None
+
+
+def _validate(
+    *, key: ApiKey, items: Sequence[bytes], now: datetime, results: list[ItemResult | None]
+) -> list[tuple[int, EventIn]]:
+    decoded: list[tuple[int, EventIn]] = []
+    for index, raw in enumerate(items):
+        try:
+            event = event_decoder.decode(raw)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            results[index] = ItemResult(
+                index, REJECTED, _event_id_of(raw), errors=field_errors(exc)
+            )
+            continue
+        errors = _check_semantics(event, now=now)
+        if key.tenant_id is not None:
+            if event.tenant is not None and event.tenant != key.tenant.slug:
+                errors["tenant"] = ["This key may only post events of its own tenant."]
+        elif event.tenant is None:
+            errors["tenant"] = ["This field is required with an operator key."]
+        if errors:
+            results[index] = ItemResult(index, REJECTED, event.event_id, errors=errors)
+            continue
+        decoded.append((index, event))
+    return decoded
+
+
+def events_ingest(
+    *, key: ApiKey, items: Sequence[bytes], now: datetime | None = None
+) -> list[ItemResult]:
+    """Store each valid item once per (tenant, event_id); judge each item alone.
+
+    Returns one result per item, in order. When this returns, every accepted event is
+    committed.
+    """
+    now = now or datetime.now(UTC)
+    results: list[ItemResult | None] = [None] * len(items)
+    decoded = _validate(key=key, items=items, now=now, results=results)
+
+    if key.tenant_id is not None:
+        tenants, tenant_errors = {key.tenant.slug: key.tenant}, {}
+    else:
+        slugs = {event.tenant for _, event in decoded if event.tenant}
+        tenants, tenant_errors = _tenants_resolve(key=key, slugs=slugs)
+    valid: list[_Valid] = []
+    for index, event in decoded:
+        slug = event.tenant or key.tenant.slug
+        if slug in tenant_errors:
+            results[index] = ItemResult(
+                index, REJECTED, event.event_id, errors={"tenant": [tenant_errors[slug]]}
+            )
+            continue
+        tenant = tenants[slug]
+        valid.append(_Valid(index, event, tenant, _content_hash(event, slug)))
+
+    # Within one batch the first occurrence of an id is the one stored.
+    first_of: dict[tuple[int, str], _Valid] = {}
+    repeats: list[_Valid] = []
+    for item in valid:
+        pair = (item.tenant.id, item.event.event_id)
+        if pair in first_of:
+            repeats.append(item)
+        else:
+            first_of[pair] = item
+    to_store = list(first_of.values())
+
+    with transaction.atomic():
+        feature_ids = _ids_by_key(Feature, {i.event.feature for i in to_store if i.event.feature})
+        # A prompt template belongs to the feature it is first seen with.
+        prompt_defaults = {
+            i.event.prompt_template: {"feature_id": feature_ids[i.event.feature]}
+            for i in to_store
+            if i.event.prompt_template and i.event.feature
+        }
+        prompt_ids = _ids_by_key(
+            PromptTemplate,
+            {i.event.prompt_template for i in to_store if i.event.prompt_template},
+            prompt_defaults,
+        )
+        columns, costs = _columns(
+            to_store, feature_ids=feature_ids, prompt_ids=prompt_ids, now=now
+        )
+        inserted = events_insert(columns=columns, count=len(to_store))
+
+    not_inserted = [i for i in to_store if (i.tenant.id, i.event.event_id) not in inserted]
+    stored = _stored_events(not_inserted + repeats)
+    for position, item in enumerate(to_store):
+        pair = (item.tenant.id, item.event.event_id)
+        if pair in inserted:
+            cost, priced = costs[position]
+            results[item.index] = ItemResult(item.index, ACCEPTED, item.event.event_id, cost, priced)
+        else:
+            results[item.index] = _existing_result(item, stored.get(pair))
+    position_of = {id(item): position for position, item in enumerate(to_store)}
+    for item in repeats:
+        pair = (item.tenant.id, item.event.event_id)
+        original = first_of[pair]
+        if pair in inserted and original.content_hash == item.content_hash:
+            cost, priced = costs[position_of[id(original)]]
+            results[item.index] = ItemResult(item.index, DUPLICATE, item.event.event_id, cost, priced)
+        else:
+            results[item.index] = _existing_result(item, stored.get(pair))
+    return [r for r in results if r is not None]
+
+
+def _existing_result(item: _Valid, stored: tuple[str, Decimal | None, bool] | None) -> ItemResult:
+    if stored is None or stored[0] != item.content_hash:
+        return ItemResult(
+            item.index, CONFLICT, item.event.event_id, errors={"event_id": [CONFLICT_MESSAGE]}
+        )
+    return ItemResult(item.index, DUPLICATE, item.event.event_id, stored[1], stored[2])
+
+
+def _stored_events(items: Iterable[_Valid]) -> dict[tuple[int, str], tuple[str, Decimal | None, bool]]:
+    by_tenant: dict[int, set[str]] = {}
+    for item in items:
+        by_tenant.setdefault(item.tenant.id, set()).add(item.event.event_id)
+    stored: dict[tuple[int, str], tuple[str, Decimal | None, bool]] = {}
+    for tenant_id, ids in by_tenant.items():
+        rows = UsageEvent.objects.filter(tenant_id=tenant_id, event_id__in=ids).values_list(
+            "event_id", "content_hash", "cost", "price_id"
+        )
+        for event_id, content_hash, cost, price_id in rows:
+            stored[(tenant_id, event_id)] = (content_hash, cost, price_id is not None)
+    return stored
+
+
+def _columns(
+    items: Sequence[_Valid],
+    *,
+    feature_ids: dict[str, int],
+    prompt_ids: dict[str, int],
+    now: datetime,
+) -> tuple[dict[str, list[Any]], list[tuple[Decimal | None, bool]]]:
+    """Column-wise values for the writer, and each row's (cost, priced)."""
+    book = PriceBook.for_models(
+        {i.event.model for i in items}, {i.event.provider for i in items if i.event.provider}
+    )
+    columns: dict[str, list[Any]] = {f.attname: [] for f in event_columns()}
+    costs: list[tuple[Decimal | None, bool]] = []
+    c = columns
+    for item in items:
+        e = item.event
+        price = book.find(model=e.model, provider=e.provider, at=e.timestamp)
+        cost = None
+        if price is not None:
+            cost = token_cost(
+                tokens=TokenVector(
+                    input=e.input_tokens,
+                    output=e.output_tokens,
+                    cached_input=e.cached_input_tokens,
+                    cache_write=e.cache_write_tokens,
+                    reasoning=e.reasoning_tokens,
+                ),
+                price=price,
+                batch=e.batch,
+            )
+        costs.append((cost, price is not None))
+        retrieval = e.retrieval
+        c["tenant_id"].append(item.tenant.id)
+        c["event_id"].append(e.event_id)
+        c["timestamp"].append(e.timestamp)
+        c["received_at"].append(now)
+        c["feature_id"].append(feature_ids[e.feature] if e.feature else None)
+        c["prompt_template_id"].append(prompt_ids[e.prompt_template] if e.prompt_template else None)
+        c["model"].append(e.model)
+        c["provider"].append(e.provider)
+        c["region"].append(e.region)
+        c["input_tokens"].append(e.input_tokens)
+        c["output_tokens"].append(e.output_tokens)
+        c["cached_input_tokens"].append(e.cached_input_tokens)
+        c["cache_write_tokens"].append(e.cache_write_tokens)
+        c["reasoning_tokens"].append(e.reasoning_tokens)
+        c["grounding_tokens"].append(e.grounding_tokens)
+        c["wasted_tokens"].append(e.wasted_tokens)
+        c["user"].append(e.user)
+        c["session"].append(e.session)
+        c["routing_tier"].append(e.routing_tier)
+        c["latency_ms"].append(e.latency_ms)
+        c["cache_hit"].append(e.cache_hit)
+        c["escalated"].append(e.escalated)
+        c["batch"].append(e.batch)
+        c["chunks_retrieved"].append(retrieval.chunks_retrieved if retrieval else None)
+        c["chunks_used"].append(retrieval.chunks_used if retrieval else None)
+        c["reranker_changed_order"].append(e.reranker_changed_order)
+        c["outcome"].append(e.outcome)
+        c["prompt_hash"].append(e.prompt_hash)
+        c["tags"].append(e.tags)
+        c["client_cost_usd"].append(e.cost_usd)
+        c["cost"].append(cost)
+        c["currency"].append(price.currency if price else "")
+        c["price_id"].append(price.id if price else None)
+        c["priced_at"].append(now if price else None)
+        c["tenant_tier"].append(item.tenant.tier)
+        c["content_hash"].append(item.content_hash)
+    return columns, costs

@@ -1,0 +1,87 @@
+"""Pricing events stored before a price for their model existed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from django.db import transaction
+
+from finops.models import ModelPrice
+from finops.pricing import PriceBook, TokenVector, token_cost
+
+from ..models import UsageEvent
+
+CHUNK = 2000
+
+
+@dataclass(slots=True)
+class RepriceResult:
+    priced: int = 0
+    still_unpriced: int = 0
+    cost: Decimal = Decimal(0)
+
+
+def events_price_unpriced(*, now: datetime | None = None, chunk: int = CHUNK) -> RepriceResult:
+    """Price every unpriced event whose model now has a price in force at its time."""
+    now = now or datetime.now(UTC)
+    result = RepriceResult()
+    pairs = set(
+        UsageEvent.objects.filter(price__isnull=True)
+        .values_list("model", "provider")
+        .distinct()
+    )
+    if not pairs:
+        return result
+    book = PriceBook.for_models({m for m, _ in pairs}, {p for _, p in pairs if p})
+    last_id = 0
+    while True:
+        batch = list(
+            UsageEvent.objects.filter(price__isnull=True, id__gt=last_id)
+            .order_by("id")
+            .only(
+                "id", "model", "provider", "timestamp", "batch", "input_tokens",
+                "output_tokens", "cached_input_tokens", "cache_write_tokens",
+                "reasoning_tokens",
+            )[:chunk]
+        )
+        if not batch:
+            break
+        last_id = batch[-1].id
+        updates: list[UsageEvent] = []
+        for event in batch:
+            price: ModelPrice | None = book.find(
+                model=event.model, provider=event.provider, at=event.timestamp
+            )
+            if price is None:
+                result.still_unpriced += 1
+                continue
+            event.cost = token_cost(
+                tokens=TokenVector(
+                    input=event.input_tokens,
+                    output=event.output_tokens,
+                    cached_input=event.cached_input_tokens,
+                    cache_write=event.cache_write_tokens,
+                    reasoning=event.reasoning_tokens,
+                ),
+                price=price,
+                batch=event.batch,
+            )
+            event.price_id = price.id
+            event.currency = price.currency
+            event.priced_at = now
+            updates.append(event)
+        with transaction.atomic():
+            # Only rows still unpriced are touched, so a concurrent run cannot price twice.
+            for event in updates:
+                updated = UsageEvent.objects.filter(id=event.id, price__isnull=True).update(
+                    cost=event.cost,
+                    price_id=event.price_id,
+                    currency=event.currency,
+                    priced_at=event.priced_at,
+                )
+                if updated:
+                    result.priced += 1
+                    result.cost += event.cost
+    return result
