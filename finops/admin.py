@@ -15,8 +15,15 @@ from .services import apikey_create, apikey_revoke
 @admin.register(Tenant)
 class TenantAdmin(admin.ModelAdmin):
     list_display = (
-        "slug", "name", "tier", "status", "monthly_cap", "predicted_ltv",
-        "billing_currency", "auto_created", "signup_at",
+        "slug",
+        "name",
+        "tier",
+        "status",
+        "monthly_cap",
+        "predicted_ltv",
+        "billing_currency",
+        "auto_created",
+        "signup_at",
     )
     list_filter = ("tier", "status", "auto_created", "billing_currency")
     search_fields = ("slug", "name")
@@ -83,9 +90,17 @@ class ApiKeyAdmin(admin.ModelAdmin):
 @admin.register(ModelPrice)
 class ModelPriceAdmin(admin.ModelAdmin):
     list_display = (
-        "model", "provider", "effective_from", "currency", "input_per_million",
-        "cached_input_per_million", "cache_write_per_million", "output_per_million",
-        "reasoning_per_million", "batch_input_per_million", "batch_output_per_million",
+        "model",
+        "provider",
+        "effective_from",
+        "currency",
+        "input_per_million",
+        "cached_input_per_million",
+        "cache_write_per_million",
+        "output_per_million",
+        "reasoning_per_million",
+        "batch_input_per_million",
+        "batch_output_per_million",
         "batch_discount_percent",
     )
     list_filter = ("provider", "currency")

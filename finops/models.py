@@ -7,6 +7,8 @@ from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
 
+from .fields import ExactDecimalField, at_least, at_most
+
 SLUG_VALIDATOR = RegexValidator(
     r"^[a-z0-9][a-z0-9_-]{0,62}$",
     "A slug is 1-63 lower-case letters, digits, '-' or '_', starting with a letter or digit.",
@@ -32,7 +34,7 @@ class Tenant(models.Model):
     tier = models.CharField(max_length=16, choices=Tier.choices, default=Tier.FREE)
     billing_currency = models.CharField(max_length=3, default="USD")
     signup_at = models.DateTimeField()
-    monthly_cap = models.DecimalField(
+    monthly_cap = ExactDecimalField(
         max_digits=20,
         decimal_places=6,
         null=True,
@@ -40,7 +42,7 @@ class Tenant(models.Model):
         validators=[MinValueValidator(Decimal(0))],
         help_text="Contractual monthly spend cap (hard). Empty: no cap.",
     )
-    predicted_ltv = models.DecimalField(
+    predicted_ltv = ExactDecimalField(
         max_digits=20,
         decimal_places=6,
         null=True,
@@ -48,7 +50,7 @@ class Tenant(models.Model):
         validators=[MinValueValidator(Decimal(0))],
         help_text="Predicted lifetime value, for free-tier throttling.",
     )
-    markup_percent = models.DecimalField(
+    markup_percent = ExactDecimalField(
         max_digits=7,
         decimal_places=3,
         default=Decimal(0),
@@ -64,11 +66,11 @@ class Tenant(models.Model):
         ordering = ["slug"]
         constraints = [
             models.CheckConstraint(
-                condition=Q(monthly_cap__isnull=True) | Q(monthly_cap__gte=0),
+                condition=Q(monthly_cap__isnull=True) | Q(at_least("monthly_cap", 0)),
                 name="tenant_monthly_cap_not_negative",
             ),
             models.CheckConstraint(
-                condition=Q(predicted_ltv__isnull=True) | Q(predicted_ltv__gte=0),
+                condition=Q(predicted_ltv__isnull=True) | Q(at_least("predicted_ltv", 0)),
                 name="tenant_predicted_ltv_not_negative",
             ),
         ]
@@ -134,30 +136,30 @@ class ModelPrice(models.Model):
     provider = models.CharField(max_length=100, blank=True)
     currency = models.CharField(max_length=3, default="USD")
     effective_from = models.DateTimeField(default=BEGINNING_OF_TIME)
-    input_per_million = models.DecimalField(max_digits=24, decimal_places=12)
-    output_per_million = models.DecimalField(max_digits=24, decimal_places=12)
-    cached_input_per_million = models.DecimalField(
-        max_digits=24, decimal_places=12, null=True, blank=True
+    input_per_million = ExactDecimalField(max_digits=30, decimal_places=18)
+    output_per_million = ExactDecimalField(max_digits=30, decimal_places=18)
+    cached_input_per_million = ExactDecimalField(
+        max_digits=30, decimal_places=18, null=True, blank=True
     )
-    cache_write_per_million = models.DecimalField(
-        max_digits=24, decimal_places=12, null=True, blank=True
+    cache_write_per_million = ExactDecimalField(
+        max_digits=30, decimal_places=18, null=True, blank=True
     )
-    reasoning_per_million = models.DecimalField(
-        max_digits=24, decimal_places=12, null=True, blank=True
+    reasoning_per_million = ExactDecimalField(
+        max_digits=30, decimal_places=18, null=True, blank=True
     )
-    batch_input_per_million = models.DecimalField(
-        max_digits=24, decimal_places=12, null=True, blank=True
+    batch_input_per_million = ExactDecimalField(
+        max_digits=30, decimal_places=18, null=True, blank=True
     )
-    batch_output_per_million = models.DecimalField(
-        max_digits=24, decimal_places=12, null=True, blank=True
+    batch_output_per_million = ExactDecimalField(
+        max_digits=30, decimal_places=18, null=True, blank=True
     )
-    batch_cached_input_per_million = models.DecimalField(
-        max_digits=24, decimal_places=12, null=True, blank=True
+    batch_cached_input_per_million = ExactDecimalField(
+        max_digits=30, decimal_places=18, null=True, blank=True
     )
-    batch_cache_write_per_million = models.DecimalField(
-        max_digits=24, decimal_places=12, null=True, blank=True
+    batch_cache_write_per_million = ExactDecimalField(
+        max_digits=30, decimal_places=18, null=True, blank=True
     )
-    batch_discount_percent = models.DecimalField(
+    batch_discount_percent = ExactDecimalField(
         max_digits=6, decimal_places=3, null=True, blank=True
     )
     source = models.CharField(max_length=200, blank=True, help_text="Where the price came from.")
@@ -170,12 +172,16 @@ class ModelPrice(models.Model):
                 fields=["model", "effective_from"], name="model_price_unique_per_instant"
             ),
             models.CheckConstraint(
-                condition=Q(input_per_million__gte=0) & Q(output_per_million__gte=0),
+                condition=Q(at_least("input_per_million", 0))
+                & Q(at_least("output_per_million", 0)),
                 name="model_price_not_negative",
             ),
             models.CheckConstraint(
                 condition=Q(batch_discount_percent__isnull=True)
-                | (Q(batch_discount_percent__gte=0) & Q(batch_discount_percent__lte=100)),
+                | (
+                    Q(at_least("batch_discount_percent", 0))
+                    & Q(at_most("batch_discount_percent", 100))
+                ),
                 name="model_price_batch_discount_is_percent",
             ),
         ]

@@ -14,7 +14,13 @@ from .models import Feature, PromptTemplate, UsageEvent
 @admin.register(Feature)
 class FeatureAdmin(admin.ModelAdmin):
     list_display = (
-        "key", "name", "status", "task_type", "default_model", "fallback_model", "auto_created",
+        "key",
+        "name",
+        "status",
+        "task_type",
+        "default_model",
+        "fallback_model",
+        "auto_created",
     )
     list_filter = ("status", "task_type", "auto_created")
     search_fields = ("key", "name")
@@ -49,8 +55,15 @@ class UsageEventAdmin(admin.ModelAdmin):
     """Events are the ledger: read-only here."""
 
     list_display = (
-        "event_id", "tenant", "timestamp", "feature", "model", "input_tokens",
-        "output_tokens", "cost", "priced",
+        "event_id",
+        "tenant",
+        "timestamp",
+        "feature",
+        "model",
+        "input_tokens",
+        "output_tokens",
+        "cost",
+        "priced",
     )
     list_filter = (PricedFilter, "tenant_tier", "batch", "provider")
     search_fields = ("event_id", "model", "tenant__slug", "feature__key", "user", "session")

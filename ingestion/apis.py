@@ -80,7 +80,7 @@ class EventsApi(APIView):
         operation_id="events_create",
         request={"application/json": OpenApiTypes.OBJECT},
         description=(
-            "Post one usage event, or a batch `{\"events\": [...]}` of 1 to 1000. The event "
+            'Post one usage event, or a batch `{"events": [...]}` of 1 to 1000. The event '
             "schema is `EventIn` in this document's components. Bodies over 5 MiB: 413."
         ),
         responses={
@@ -106,7 +106,7 @@ class EventsApi(APIView):
         if len(body) > limit:
             return _too_large()
         items, is_batch = _split_items(body)
-        results = events_ingest(key=request.auth, items=items)
+        results = events_ingest(key_tenant=request.auth.tenant, items=items)
         if not is_batch:
             result = results[0]
             if result.status == REJECTED:

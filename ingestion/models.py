@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import F, Q
 
+from finops.fields import ExactDecimalField
 from finops.models import ModelPrice, Tenant
 
 
@@ -69,9 +70,7 @@ class UsageEvent(models.Model):
 
     # Foreign keys carry no index of their own: every index slows the ingest path, and
     # (tenant, event_id) / (tenant, timestamp) already lead with the tenant.
-    tenant = models.ForeignKey(
-        Tenant, on_delete=models.PROTECT, related_name="+", db_index=False
-    )
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="+", db_index=False)
     event_id = models.CharField(max_length=128)
     timestamp = models.DateTimeField()
     received_at = models.DateTimeField()
@@ -109,9 +108,15 @@ class UsageEvent(models.Model):
     outcome = models.CharField(max_length=16, blank=True)
     prompt_hash = models.CharField(max_length=128, blank=True)
     tags = models.JSONField(default=dict, blank=True)
-    client_cost_usd = models.DecimalField(max_digits=30, decimal_places=12, null=True, blank=True)
-    cost = models.DecimalField(
-        max_digits=40, decimal_places=24, null=True, blank=True, help_text="Exact; never rounded."
+    client_cost_usd = ExactDecimalField(max_digits=30, decimal_places=18, null=True, blank=True)
+    cost = ExactDecimalField(
+        # Prices carry up to 18 decimals per 1M tokens and batch discounts 3 more per
+        # percent: 30 places hold every product exactly.
+        max_digits=48,
+        decimal_places=30,
+        null=True,
+        blank=True,
+        help_text="Exact; never rounded.",
     )
     currency = models.CharField(max_length=3, blank=True)
     price = models.ForeignKey(

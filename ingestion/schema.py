@@ -68,7 +68,7 @@ object_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
 raw_list_decoder = msgspec.json.Decoder(list[msgspec.Raw])
 canonical_encoder = msgspec.json.Encoder(decimal_format="number")
 
-_PATH = re.compile(r" - at `\$((?:\.\w+|\[\d+\])*)`$")
+_PATH = re.compile(r" - at `\$(.*)`$")
 _FIELD_IN_MESSAGE = re.compile(r"(?:missing required field|unknown field) `([^`]+)`")
 
 
@@ -79,9 +79,11 @@ def field_errors(exc: msgspec.ValidationError | msgspec.DecodeError) -> dict[str
     match = _PATH.search(message)
     if match:
         message = message[: match.start()]
-        path = match.group(1).lstrip(".")
+        # `$.retrieval.chunks_used`, `$.tags[...]` (a dict value), `$.list[3]`
+        path = re.sub(r"\[(\d+)\]", r".\1", match.group(1).replace("[...]", ""))
+        path = path.strip(".")
         if path:
-            field = re.sub(r"\[(\d+)\]", r".\1", path)
+            field = path
     named = _FIELD_IN_MESSAGE.search(message)
     if named:
         field = f"{field}.{named.group(1)}" if field != "non_field_errors" else named.group(1)

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from finops.models import SLUG_VALIDATOR, ApiKey, Tenant
+from finops.models import SLUG_VALIDATOR, Tenant
 from finops.pricing import PriceBook, TokenVector, token_cost
 
 from ..models import Feature, PromptTemplate, UsageEvent
@@ -27,6 +27,8 @@ ACCEPTED = "accepted"
 DUPLICATE = "duplicate"
 REJECTED = "rejected"
 CONFLICT = "conflict"
+
+COST_USD_PLACES = UsageEvent._meta.get_field("client_cost_usd").decimal_places
 
 CONFLICT_MESSAGE = "An event with this event_id exists for this tenant with different content."
 
@@ -70,8 +72,15 @@ def _check_semantics(event: EventIn, *, now: datetime) -> Errors:
         errors["timestamp"] = [
             f"Older than the backfill window of {settings.FINOPS_BACKFILL_DAYS} days."
         ]
-    if event.cost_usd is not None and not (event.cost_usd.is_finite() and event.cost_usd >= 0):
-        errors["cost_usd"] = ["Must be a finite decimal >= 0."]
+    if event.cost_usd is not None and not (
+        event.cost_usd.is_finite()
+        and event.cost_usd >= 0
+        and event.cost_usd.as_tuple().exponent >= -COST_USD_PLACES
+        and event.cost_usd.adjusted() < 12
+    ):
+        errors["cost_usd"] = [
+            f"Must be a decimal >= 0 below 10^12 with at most {COST_USD_PLACES} decimal places."
+        ]
     if event.retrieval is not None and (
         event.retrieval.chunks_used > event.retrieval.chunks_retrieved
     ):
@@ -86,9 +95,7 @@ def _content_hash(event: EventIn, tenant_slug: str) -> str:
     return hashlib.sha256(canonical_encoder.encode(canonical)).hexdigest()
 
 
-def _tenants_resolve(
-    *, key: ApiKey, slugs: set[str]
-) -> tuple[dict[str, Tenant], dict[str, str]]:
+def _tenants_resolve(*, slugs: set[str]) -> tuple[dict[str, Tenant], dict[str, str]]:
     """Tenants by slug, creating unknown ones when allowed; and an error per bad slug."""
     errors: dict[str, str] = {}
     valid = set()
@@ -147,7 +154,11 @@ def _event_id_of(raw: bytes) -> str | None:
 
 
 def _validate(
-    *, key: ApiKey, items: Sequence[bytes], now: datetime, results: list[ItemResult | None]
+    *,
+    key_tenant: Tenant | None,
+    items: Sequence[bytes],
+    now: datetime,
+    results: list[ItemResult | None],
 ) -> list[tuple[int, EventIn]]:
     decoded: list[tuple[int, EventIn]] = []
     for index, raw in enumerate(items):
@@ -159,8 +170,8 @@ def _validate(
             )
             continue
         errors = _check_semantics(event, now=now)
-        if key.tenant_id is not None:
-            if event.tenant is not None and event.tenant != key.tenant.slug:
+        if key_tenant is not None:
+            if event.tenant is not None and event.tenant != key_tenant.slug:
                 errors["tenant"] = ["This key may only post events of its own tenant."]
         elif event.tenant is None:
             errors["tenant"] = ["This field is required with an operator key."]
@@ -172,25 +183,26 @@ def _validate(
 
 
 def events_ingest(
-    *, key: ApiKey, items: Sequence[bytes], now: datetime | None = None
+    *, key_tenant: Tenant | None, items: Sequence[bytes], now: datetime | None = None
 ) -> list[ItemResult]:
     """Store each valid item once per (tenant, event_id); judge each item alone.
 
-    Returns one result per item, in order. When this returns, every accepted event is
-    committed.
+    `items` are JSON-encoded events. `key_tenant` is the tenant of a tenant-scoped key,
+    or None for an operator key, which may post for any tenant. Returns one result per
+    item, in order; when it returns, every accepted event is committed.
     """
     now = now or datetime.now(UTC)
     results: list[ItemResult | None] = [None] * len(items)
-    decoded = _validate(key=key, items=items, now=now, results=results)
+    decoded = _validate(key_tenant=key_tenant, items=items, now=now, results=results)
 
-    if key.tenant_id is not None:
-        tenants, tenant_errors = {key.tenant.slug: key.tenant}, {}
+    if key_tenant is not None:
+        tenants, tenant_errors = {key_tenant.slug: key_tenant}, {}
     else:
         slugs = {event.tenant for _, event in decoded if event.tenant}
-        tenants, tenant_errors = _tenants_resolve(key=key, slugs=slugs)
+        tenants, tenant_errors = _tenants_resolve(slugs=slugs)
     valid: list[_Valid] = []
     for index, event in decoded:
-        slug = event.tenant or key.tenant.slug
+        slug = event.tenant or key_tenant.slug
         if slug in tenant_errors:
             results[index] = ItemResult(
                 index, REJECTED, event.event_id, errors={"tenant": [tenant_errors[slug]]}
@@ -223,9 +235,7 @@ def events_ingest(
             {i.event.prompt_template for i in to_store if i.event.prompt_template},
             prompt_defaults,
         )
-        columns, costs = _columns(
-            to_store, feature_ids=feature_ids, prompt_ids=prompt_ids, now=now
-        )
+        columns, costs = _columns(to_store, feature_ids=feature_ids, prompt_ids=prompt_ids, now=now)
         inserted = events_insert(columns=columns, count=len(to_store))
 
     not_inserted = [i for i in to_store if (i.tenant.id, i.event.event_id) not in inserted]
@@ -234,7 +244,9 @@ def events_ingest(
         pair = (item.tenant.id, item.event.event_id)
         if pair in inserted:
             cost, priced = costs[position]
-            results[item.index] = ItemResult(item.index, ACCEPTED, item.event.event_id, cost, priced)
+            results[item.index] = ItemResult(
+                item.index, ACCEPTED, item.event.event_id, cost, priced
+            )
         else:
             results[item.index] = _existing_result(item, stored.get(pair))
     position_of = {id(item): position for position, item in enumerate(to_store)}
@@ -243,13 +255,15 @@ def events_ingest(
         original = first_of[pair]
         if pair in inserted and original.content_hash == item.content_hash:
             cost, priced = costs[position_of[id(original)]]
-            results[item.index] = ItemResult(item.index, DUPLICATE, item.event.event_id, cost, priced)
+            results[item.index] = ItemResult(
+                item.index, DUPLICATE, item.event.event_id, cost, priced
+            )
         else:
             results[item.index] = _existing_result(item, stored.get(pair))
     return [r for r in results if r is not None]
 
 
-def _existing_result(item: _Valid, stored: tuple[str, Decimal | None, bool] | None) -> ItemResult:
+def _existing_result(item: _Valid, stored: _Stored | None) -> ItemResult:
     if stored is None or stored[0] != item.content_hash:
         return ItemResult(
             item.index, CONFLICT, item.event.event_id, errors={"event_id": [CONFLICT_MESSAGE]}
@@ -257,11 +271,14 @@ def _existing_result(item: _Valid, stored: tuple[str, Decimal | None, bool] | No
     return ItemResult(item.index, DUPLICATE, item.event.event_id, stored[1], stored[2])
 
 
-def _stored_events(items: Iterable[_Valid]) -> dict[tuple[int, str], tuple[str, Decimal | None, bool]]:
+_Stored = tuple[str, Decimal | None, bool]  # content hash, cost, priced
+
+
+def _stored_events(items: Iterable[_Valid]) -> dict[tuple[int, str], _Stored]:
     by_tenant: dict[int, set[str]] = {}
     for item in items:
         by_tenant.setdefault(item.tenant.id, set()).add(item.event.event_id)
-    stored: dict[tuple[int, str], tuple[str, Decimal | None, bool]] = {}
+    stored: dict[tuple[int, str], _Stored] = {}
     for tenant_id, ids in by_tenant.items():
         rows = UsageEvent.objects.filter(tenant_id=tenant_id, event_id__in=ids).values_list(
             "event_id", "content_hash", "cost", "price_id"

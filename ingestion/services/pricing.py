@@ -28,9 +28,7 @@ def events_price_unpriced(*, now: datetime | None = None, chunk: int = CHUNK) ->
     now = now or datetime.now(UTC)
     result = RepriceResult()
     pairs = set(
-        UsageEvent.objects.filter(price__isnull=True)
-        .values_list("model", "provider")
-        .distinct()
+        UsageEvent.objects.filter(price__isnull=True).values_list("model", "provider").distinct()
     )
     if not pairs:
         return result
@@ -41,8 +39,15 @@ def events_price_unpriced(*, now: datetime | None = None, chunk: int = CHUNK) ->
             UsageEvent.objects.filter(price__isnull=True, id__gt=last_id)
             .order_by("id")
             .only(
-                "id", "model", "provider", "timestamp", "batch", "input_tokens",
-                "output_tokens", "cached_input_tokens", "cache_write_tokens",
+                "id",
+                "model",
+                "provider",
+                "timestamp",
+                "batch",
+                "input_tokens",
+                "output_tokens",
+                "cached_input_tokens",
+                "cache_write_tokens",
                 "reasoning_tokens",
             )[:chunk]
         )

@@ -45,8 +45,12 @@ class Command(BaseCommand):
                 tier=options["tier"],
                 monthly_cap=parse_amount(options["monthly_cap"], "--monthly-cap"),
                 predicted_ltv=parse_amount(options["ltv"], "--ltv"),
-                signup_at=parse_instant(options["signup"], "--signup") if options["signup"] else None,
+                signup_at=parse_instant(options["signup"], "--signup")
+                if options["signup"]
+                else None,
             )
         except ValidationError as exc:
-            raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items()))
+            raise CommandError(
+                "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())
+            ) from None
         self.stdout.write(f"Created tenant {tenant.slug} ({tenant.tier}).")

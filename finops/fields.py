@@ -1,0 +1,66 @@
+"""Model fields of the core."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from django.db import models
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models.functions import Cast
+from django.db.models.lookups import GreaterThanOrEqual, LessThanOrEqual
+
+
+class ExactDecimalField(models.DecimalField):
+    """A `DecimalField` that stays exact on every database.
+
+    PostgreSQL stores it as `numeric(max_digits, decimal_places)`, as Django would.
+    Django's SQLite backend keeps only 15 significant digits of a decimal (it goes
+    through a float), which would round prices like `15.000020000000002` and long
+    costs; here SQLite stores the exact decimal text instead. Sums of such columns must
+    then be done in Python or on PostgreSQL, never by SQLite's floating-point `SUM`.
+    """
+
+    def get_internal_type(self) -> str:
+        # Not "DecimalField": that name makes the SQLite backend add its float converter.
+        return "ExactDecimalField"
+
+    def db_type(self, connection: BaseDatabaseWrapper) -> str:
+        if connection.vendor == "sqlite":
+            return "text"
+        return f"numeric({self.max_digits}, {self.decimal_places})"
+
+    def rel_db_type(self, connection: BaseDatabaseWrapper) -> str:
+        return self.db_type(connection)
+
+    def get_db_prep_value(
+        self, value: Any, connection: BaseDatabaseWrapper, prepared: bool = False
+    ) -> Any:
+        if not prepared:
+            value = self.get_prep_value(value)
+        if value is None:
+            return None
+        value = self.to_python(value)
+        if connection.vendor == "sqlite":
+            return format(value, "f")
+        return value
+
+    def from_db_value(self, value: Any, expression: Any, connection: BaseDatabaseWrapper) -> Any:
+        if value is None or isinstance(value, Decimal):
+            return value
+        # Text from SQLite; a float only from SQLite arithmetic such as SUM().
+        return Decimal(value if isinstance(value, str) else repr(value))
+
+
+def as_number(field_name: str) -> Cast:
+    """A column of `ExactDecimalField` as a number, for CHECK constraints: on SQLite the
+    column is text, which compares as text unless cast."""
+    return Cast(field_name, models.DecimalField(max_digits=48, decimal_places=30))
+
+
+def at_least(field_name: str, bound: int) -> GreaterThanOrEqual:
+    return GreaterThanOrEqual(as_number(field_name), bound)
+
+
+def at_most(field_name: str, bound: int) -> LessThanOrEqual:
+    return LessThanOrEqual(as_number(field_name), bound)

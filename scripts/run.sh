@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Starts finops on its embedded default: SQLite and a file-system Celery broker under
+# var/, a Celery worker with beat, and gunicorn serving the API and the admin.
+# Environment: PORT (8000), HOST (127.0.0.1), SEED_DEMO (1 = load demo data on first start,
+# 0 = never; asked when run in a terminal), FINOPS_VAR_DIR (var).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=.venv/bin
+PORT=${PORT:-8000}
+HOST=${HOST:-127.0.0.1}
+export FINOPS_VAR_DIR=${FINOPS_VAR_DIR:-$PWD/var}
+export ALLOWED_HOSTS=${ALLOWED_HOSTS:-localhost,127.0.0.1,[::1],$HOST}
+mkdir -p "$FINOPS_VAR_DIR"
+
+$BIN/python manage.py migrate --noinput -v0
+$BIN/python manage.py collectstatic --noinput -v0
+creds=$($BIN/python manage.py setup_local)
+field() { $BIN/python -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$creds" "$1"; }
+
+if [ ! -f "$FINOPS_VAR_DIR/.demo-offered" ]; then
+  seed=${SEED_DEMO:-}
+  if [ -z "$seed" ] && [ -t 0 ]; then
+    read -r -p "Load demo data (3 tenants, 30 days of traffic)? [Y/n] " answer
+    case "$answer" in [nN]*) seed=0 ;; *) seed=1 ;; esac
+  fi
+  if [ "${seed:-1}" = "1" ]; then
+    echo "Loading demo data (a few seconds)..."
+    $BIN/python manage.py seed_demo
+  fi
+  touch "$FINOPS_VAR_DIR/.demo-offered"
+fi
+
+pids=()
+cleanup() {
+  trap - EXIT INT TERM
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT INT TERM
+
+$BIN/celery -A finops worker --beat --concurrency 1 --loglevel INFO \
+  --schedule "$FINOPS_VAR_DIR/celerybeat-schedule" \
+  --logfile "$FINOPS_VAR_DIR/celery.log" &
+pids+=($!)
+
+cat <<BANNER
+
+  finops is starting on http://$HOST:$PORT/
+  Admin console:  http://$HOST:$PORT/admin/   user: $(field admin_username)   password: $(field admin_password)
+  API docs:       http://$HOST:$PORT/api/docs/
+  Operator key:   $(field operator_key)
+  (kept in $FINOPS_VAR_DIR/local-credentials.json; Celery log in $FINOPS_VAR_DIR/celery.log)
+
+BANNER
+
+$BIN/gunicorn finops.wsgi:application --bind "$HOST:$PORT" --workers 2 \
+  --access-logfile - --error-logfile - &
+pids+=($!)
+wait -n "${pids[@]}"

@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rest_framework.test import APIClient
+
+from finops.models import Tenant
+from finops.services import apikey_create
+from tests.factories import TenantFactory
+
+SHARED_PRICE_FILE = (
+    Path(__file__).resolve().parents[1].parent / "shared" / "data" / "litellm_model_prices.json"
+)
+
+
+@pytest.fixture
+def litellm_price_file() -> Path:
+    if not SHARED_PRICE_FILE.exists():
+        pytest.skip("LiteLLM's price map is not beside the repository (../shared/data/)")
+    return SHARED_PRICE_FILE
+
+
+@pytest.fixture
+def acme(db: None) -> Tenant:
+    return TenantFactory(slug="acme", tier=Tenant.Tier.ENTERPRISE)
+
+
+@pytest.fixture
+def globex(db: None) -> Tenant:
+    return TenantFactory(slug="globex", tier=Tenant.Tier.PRO)
+
+
+def _client(tenant: Tenant | None, scopes: list[str]) -> APIClient:
+    _, plaintext = apikey_create(tenant=tenant, scopes=scopes, name="test")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {plaintext}")
+    client.key = plaintext  # type: ignore[attr-defined]
+    return client
+
+
+@pytest.fixture
+def operator(db: None) -> APIClient:
+    """A client holding an operator key (all tenants, ingest + read)."""
+    return _client(None, ["ingest", "read"])
+
+
+@pytest.fixture
+def acme_client(acme: Tenant) -> APIClient:
+    return _client(acme, ["ingest", "read"])
+
+
+@pytest.fixture
+def globex_client(globex: Tenant) -> APIClient:
+    return _client(globex, ["ingest", "read"])
+
+
+@pytest.fixture
+def make_client(db: None) -> Callable[..., APIClient]:
+    return _client
+
+
+def recent(minutes: int = 10) -> str:
+    return (datetime.now(UTC) - timedelta(minutes=minutes)).isoformat()
+
+
+# One instant for the whole run, so that the same event posted twice is the same content.
+EVENT_TIME = recent()
+
+
+def event(**fields: Any) -> dict[str, Any]:
+    """A valid event priced by the default table (gpt-4o-2024-08-06)."""
+    base = {
+        "event_id": "evt-1",
+        "tenant": "acme",
+        "timestamp": EVENT_TIME,
+        "feature": "document_summarization",
+        "prompt_template": "summarize-v3",
+        "model": "gpt-4o-2024-08-06",
+        "input_tokens": 1200,
+        "cached_input_tokens": 200,
+        "output_tokens": 300,
+    }
+    base.update(fields)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def post_events(client: APIClient, payload: Any, **extra: Any):
+    body = payload if isinstance(payload, (bytes, str)) else json.dumps(payload)
+    return client.post("/api/v1/events", body, content_type="application/json", **extra)

@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+from finops.models import ApiKey, ModelPrice
+from finops.services import key_digest
+from tests.conftest import event, post_events
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff() -> Client:
+    user = get_user_model().objects.create_superuser("staff", "staff@example.com", "pw")
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/admin/",
+        "/admin/finops/tenant/",
+        "/admin/finops/apikey/",
+        "/admin/finops/modelprice/",
+        "/admin/ingestion/feature/",
+        "/admin/ingestion/prompttemplate/",
+        "/admin/ingestion/usageevent/",
+        "/admin/ingestion/usageevent/?priced=no",
+        "/admin/ingestion/usageevent/unpriced-models/",
+        "/admin/finops/apikey/add/",
+        "/admin/django_celery_beat/periodictask/",
+    ],
+)
+def test_admin_pages_open(staff, operator, acme, path) -> None:
+    post_events(operator, event())
+    assert staff.get(path).status_code == 200
+
+
+def test_unpriced_models_are_listed(staff, operator, acme) -> None:
+    post_events(
+        operator, {"events": [event(event_id=f"e{i}", model="homegrown-llm") for i in range(3)]}
+    )
+    page = staff.get("/admin/ingestion/usageevent/unpriced-models/").content.decode()
+    assert "homegrown-llm" in page
+    assert re.search(r"<td>3</td>", page)
+
+
+def test_a_key_created_in_the_admin_is_shown_once_and_stored_hashed(staff, acme) -> None:
+    response = staff.post(
+        "/admin/finops/apikey/add/",
+        {"name": "from admin", "tenant": acme.pk, "scope_choices": ["read"]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    shown = re.search(r"fo_[0-9a-f]{12}_[A-Za-z0-9_-]+", response.content.decode()).group(0)
+    key = ApiKey.objects.get(name="from admin")
+    assert key.digest == key_digest(shown) and key.scopes == ["read"]
+    again = staff.get(f"/admin/finops/apikey/{key.pk}/change/").content.decode()
+    assert shown not in again
+
+
+def test_a_price_that_priced_an_event_cannot_be_edited_or_deleted(staff, operator, acme) -> None:
+    post_events(operator, event())
+    used = ModelPrice.objects.get(model="gpt-4o-2024-08-06")
+    page = staff.get(f"/admin/finops/modelprice/{used.pk}/change/").content.decode()
+    assert 'name="input_per_million"' not in page
+    staff.post(f"/admin/finops/modelprice/{used.pk}/delete/", {"post": "yes"})
+    assert ModelPrice.objects.filter(pk=used.pk).exists()
+    unused = ModelPrice.objects.get(model="gpt-4o-mini")
+    page = staff.get(f"/admin/finops/modelprice/{unused.pk}/change/").content.decode()
+    assert 'name="input_per_million"' in page
+
+
+def test_events_are_read_only_in_the_admin(staff, operator, acme) -> None:
+    post_events(operator, event())
+    assert staff.get("/admin/ingestion/usageevent/add/").status_code == 403

@@ -1,0 +1,229 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from finops.models import BEGINNING_OF_TIME, ModelPrice
+from finops.pricing import (
+    DEFAULT_PRICE_FILE,
+    TOKEN_PRICED_MODES,
+    load_price_file,
+    parse_litellm_prices,
+    prices_import,
+)
+
+pytestmark = pytest.mark.django_db
+
+CHANGE = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def test_every_entry_of_litellms_real_map_is_imported_or_skipped_with_a_reason(
+    litellm_price_file: Path,
+) -> None:
+    data = load_price_file(litellm_price_file)
+    parsed = parse_litellm_prices(data)
+
+    assert len(data) == 4242
+    assert set(parsed.prices) | set(parsed.skipped) == set(data)
+    assert not set(parsed.prices) & set(parsed.skipped)
+    assert all(reason for reason in parsed.skipped.values())
+    for name in parsed.skipped:
+        entry = data[name]
+        if isinstance(entry, dict) and entry.get("mode") in TOKEN_PRICED_MODES:
+            assert (
+                "input_cost_per_token" not in entry
+                or "output_cost_per_token" not in entry
+                or "finer" in parsed.skipped[name]
+            )
+    assert "mode 'embedding' is not priced per token" in parsed.skipped.values()
+    assert len(parsed.prices) > 2500
+
+
+def test_import_of_the_real_map_stores_exact_per_million_prices(
+    litellm_price_file: Path,
+) -> None:
+    out = StringIO()
+    call_command("import_prices", str(litellm_price_file), stdout=out)
+
+    gpt4o = ModelPrice.objects.get(model="gpt-4o")
+    assert gpt4o.input_per_million == Decimal("2.5")
+    assert gpt4o.cached_input_per_million == Decimal("1.25")
+    assert gpt4o.output_per_million == Decimal("10")
+    assert gpt4o.batch_input_per_million == Decimal("1.25")
+    assert gpt4o.batch_output_per_million == Decimal("5")
+    sonnet = ModelPrice.objects.get(model="anthropic.claude-3-5-sonnet-20241022-v2:0")
+    assert sonnet.cache_write_per_million == Decimal("3.75")
+    assert sonnet.cached_input_per_million == Decimal("0.3")
+    # Every stored price equals the file's per-token price times 1M, digit for digit.
+    data = load_price_file(litellm_price_file)
+    for row in ModelPrice.objects.filter(source="litellm"):
+        assert row.input_per_million == data[row.model]["input_cost_per_token"] * 1_000_000
+        assert row.output_per_million == data[row.model]["output_cost_per_token"] * 1_000_000
+    assert "4242 entries" in out.getvalue()
+
+
+def test_reimporting_unchanged_prices_adds_nothing(litellm_price_file: Path) -> None:
+    call_command("import_prices", str(litellm_price_file), stdout=StringIO())
+    count = ModelPrice.objects.count()
+    out = StringIO()
+    call_command("import_prices", str(litellm_price_file), stdout=out)
+    assert ModelPrice.objects.count() == count
+    assert "0 new models, 0 changed prices" in out.getvalue()
+
+
+def test_first_price_applies_to_all_time_and_a_change_is_a_new_row(tmp_path: Path) -> None:
+    entry = {
+        "mode": "chat",
+        "litellm_provider": "acme-ai",
+        "input_cost_per_token": 1e-06,
+        "output_cost_per_token": 2e-06,
+    }
+    path = tmp_path / "prices.json"
+    path.write_text(json.dumps({"acme-model-1": entry}))
+    call_command("import_prices", str(path), stdout=StringIO())
+    (first,) = ModelPrice.objects.filter(model="acme-model-1")
+    assert first.effective_from == BEGINNING_OF_TIME
+    assert first.provider == "acme-ai"
+
+    path.write_text(json.dumps({"acme-model-1": {**entry, "input_cost_per_token": 5e-07}}))
+    call_command(
+        "import_prices", str(path), "--effective-from", CHANGE.isoformat(), stdout=StringIO()
+    )
+
+    old, new = ModelPrice.objects.filter(model="acme-model-1").order_by("effective_from")
+    assert (old.input_per_million, old.effective_from) == (Decimal("1"), BEGINNING_OF_TIME)
+    assert (new.input_per_million, new.effective_from) == (Decimal("0.5"), CHANGE)
+
+
+def test_numbers_are_read_as_decimals_never_floats(tmp_path: Path) -> None:
+    # 1.1e-07 is not exact as a float: 0.10999999999999999 per 1M after a float multiply.
+    path = tmp_path / "prices.json"
+    path.write_text(
+        '{"m": {"mode": "chat", "input_cost_per_token": 1.1e-07, "output_cost_per_token": 3.3e-07}}'
+    )
+    call_command("import_prices", str(path), stdout=StringIO())
+    row = ModelPrice.objects.get(model="m")
+    assert row.input_per_million == Decimal("0.11")
+    assert row.output_per_million == Decimal("0.33")
+
+
+def test_parse_rejects_floats_so_no_caller_can_slip_one_in() -> None:
+    with pytest.raises(TypeError):
+        parse_litellm_prices(
+            {"m": {"mode": "chat", "input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6}}
+        )
+
+
+def test_import_command_reports_bad_input(tmp_path: Path) -> None:
+    with pytest.raises(CommandError, match="Cannot read"):
+        call_command("import_prices", str(tmp_path / "missing.json"))
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(CommandError, match="not valid JSON"):
+        call_command("import_prices", str(bad))
+    with pytest.raises(CommandError, match="UTC offset"):
+        call_command("import_prices", str(bad), "--effective-from", "2026-11-01T00:00:00")
+
+
+def test_the_default_table_is_loaded_by_migrations_for_every_major_provider() -> None:
+    providers = set(ModelPrice.objects.values_list("provider", flat=True))
+    assert {"openai", "anthropic", "bedrock", "mistral"} <= providers
+    assert providers & {"gemini", "vertex_ai-language-models"}
+    defaults = load_price_file(DEFAULT_PRICE_FILE)
+    assert ModelPrice.objects.count() == len(parse_litellm_prices(defaults).prices)
+    assert ModelPrice.objects.get(model="claude-sonnet-4-5").cached_input_per_million == Decimal(
+        "0.3"
+    )
+
+
+def test_the_default_table_matches_litellms_map(litellm_price_file: Path) -> None:
+    real = load_price_file(litellm_price_file)
+    defaults = load_price_file(DEFAULT_PRICE_FILE)
+    for name, entry in defaults.items():
+        original = (
+            real[entry["source"][1:]] if entry.get("source", "").startswith("=") else (real[name])
+        )
+        for field in (
+            "input_cost_per_token",
+            "output_cost_per_token",
+            "cache_read_input_token_cost",
+            "cache_creation_input_token_cost",
+        ):
+            assert entry.get(field) == original.get(field), (name, field)
+
+
+def test_unchanged_import_is_idempotent_at_the_service_level() -> None:
+    data = {
+        "m": {
+            "mode": "chat",
+            "input_cost_per_token": Decimal("1e-6"),
+            "output_cost_per_token": Decimal("2e-6"),
+        }
+    }
+    first = prices_import(data=data, effective_from=CHANGE)
+    second = prices_import(data=data, effective_from=CHANGE)
+    assert (first.created, second.created, second.unchanged) == (1, 0, 1)
+
+
+def test_the_finest_prices_of_the_real_map_give_exact_stored_costs(
+    litellm_price_file: Path, operator, acme
+) -> None:
+    from fractions import Fraction
+
+    from ingestion.models import UsageEvent
+    from tests.conftest import event, post_events
+
+    call_command("import_prices", str(litellm_price_file), stdout=StringIO())
+    finest = "novita/nvidia/nemotron-3-nano-30b-a3b"  # 5.0000000000000004E-8 per token
+    price = ModelPrice.objects.get(model=finest)
+    assert price.input_per_million == Decimal("0.050000000000000004")
+    discounted = ModelPrice.objects.create(
+        model="discounted",
+        input_per_million=price.input_per_million,
+        output_per_million=Decimal("0.123456789012345678"),
+        batch_discount_percent=Decimal("33.333"),
+    )
+    post_events(
+        operator,
+        event(
+            event_id="fine",
+            model=finest,
+            input_tokens=123_457,
+            cached_input_tokens=0,
+            output_tokens=7,
+        ),
+    )
+    post_events(
+        operator,
+        event(
+            event_id="batch",
+            model=discounted.model,
+            batch=True,
+            input_tokens=987_654_321,
+            cached_input_tokens=0,
+            output_tokens=3,
+        ),
+    )
+
+    fine = UsageEvent.objects.get(event_id="fine")
+    assert (
+        Fraction(fine.cost)
+        == (123_457 * Fraction(price.input_per_million) + 7 * Fraction(price.output_per_million))
+        / 1_000_000
+    )
+    batch = UsageEvent.objects.get(event_id="batch")
+    keep = Fraction(100 - Decimal("33.333")) / 100
+    assert (
+        Fraction(batch.cost)
+        == (
+            987_654_321 * Fraction(price.input_per_million) * keep
+            + 3 * Fraction(Decimal("0.123456789012345678")) * keep
+        )
+        / 1_000_000
+    )

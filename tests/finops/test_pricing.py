@@ -1,0 +1,187 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from fractions import Fraction
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from finops.models import BEGINNING_OF_TIME, ModelPrice
+from finops.pricing import PriceBook, TokenVector, token_cost
+
+pytestmark = pytest.mark.django_db
+
+
+def _price(**fields: str | None) -> ModelPrice:
+    values = {"input_per_million": "2.5", "output_per_million": "10"}
+    values.update(fields)
+    return ModelPrice(
+        model="m",
+        **{k: (Decimal(v) if v is not None else None) for k, v in values.items()},
+    )
+
+
+def test_each_token_kind_is_charged_at_its_own_price() -> None:
+    price = _price(
+        cached_input_per_million="1.25", cache_write_per_million="3.75", reasoning_per_million="12"
+    )
+    tokens = TokenVector(
+        input=1_000_000,
+        cached_input=200_000,
+        cache_write=100_000,
+        output=500_000,
+        reasoning=100_000,
+    )
+    # 700k uncached x 2.5 + 200k x 1.25 + 100k x 3.75 + 400k x 10 + 100k x 12, per 1M
+    assert token_cost(tokens=tokens, price=price) == Decimal("1.75") + Decimal("0.25") + Decimal(
+        "0.375"
+    ) + Decimal("4") + Decimal("1.2")
+
+
+def test_missing_optional_prices_fall_back_to_input_and_output() -> None:
+    price = _price()
+    tokens = TokenVector(input=1000, cached_input=400, cache_write=100, output=50, reasoning=20)
+    # every input kind at the input price, reasoning at the output price
+    assert token_cost(tokens=tokens, price=price) == Decimal("0.0025") + Decimal("0.0005")
+
+
+def test_batch_uses_batch_prices_then_the_discount() -> None:
+    explicit = _price(batch_input_per_million="1.25", batch_output_per_million="5")
+    tokens = TokenVector(input=1_000_000, output=1_000_000)
+    assert token_cost(tokens=tokens, price=explicit, batch=True) == Decimal("6.25")
+    assert token_cost(tokens=tokens, price=explicit, batch=False) == Decimal("12.5")
+    discounted = _price(batch_discount_percent="50")
+    assert token_cost(tokens=tokens, price=discounted, batch=True) == Decimal("6.25")
+    no_batch_price = _price()
+    assert token_cost(tokens=tokens, price=no_batch_price, batch=True) == Decimal("12.5")
+
+
+def test_zero_tokens_cost_nothing() -> None:
+    assert token_cost(tokens=TokenVector(input=0, output=0), price=_price()) == 0
+
+
+prices = st.decimals(min_value=0, max_value=1000, places=12, allow_nan=False)
+optional_prices = st.none() | prices
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    data=st.data(),
+    input_price=prices,
+    output_price=prices,
+    cached_price=optional_prices,
+    write_price=optional_prices,
+    reasoning_price=optional_prices,
+    batch_input=optional_prices,
+    batch_output=optional_prices,
+    discount=st.none() | st.decimals(min_value=0, max_value=100, places=3),
+    batch=st.booleans(),
+)
+def test_cost_equals_exact_rational_arithmetic(
+    data,
+    input_price,
+    output_price,
+    cached_price,
+    write_price,
+    reasoning_price,
+    batch_input,
+    batch_output,
+    discount,
+    batch,
+) -> None:
+    input_tokens = data.draw(st.integers(0, 10**9))
+    cached = data.draw(st.integers(0, input_tokens))
+    write = data.draw(st.integers(0, input_tokens - cached))
+    output_tokens = data.draw(st.integers(0, 10**9))
+    reasoning = data.draw(st.integers(0, output_tokens))
+    price = ModelPrice(
+        model="m",
+        input_per_million=input_price,
+        output_per_million=output_price,
+        cached_input_per_million=cached_price,
+        cache_write_per_million=write_price,
+        reasoning_per_million=reasoning_price,
+        batch_input_per_million=batch_input,
+        batch_output_per_million=batch_output,
+        batch_discount_percent=discount,
+    )
+    tokens = TokenVector(
+        input=input_tokens,
+        output=output_tokens,
+        cached_input=cached,
+        cache_write=write,
+        reasoning=reasoning,
+    )
+
+    f = Fraction
+    keep = f(1) if not batch or discount is None else (100 - f(discount)) / 100
+    p_in, p_out = f(input_price), f(output_price)
+    p_cached = f(cached_price) if cached_price is not None else p_in
+    p_write = f(write_price) if write_price is not None else p_in
+    p_reason = f(reasoning_price) if reasoning_price is not None else None
+    if batch:
+        u_in = f(batch_input) if batch_input is not None else p_in * keep
+        u_out = f(batch_output) if batch_output is not None else p_out * keep
+        u_cached, u_write = p_cached * keep, p_write * keep
+        u_reason = p_reason * keep if p_reason is not None else u_out
+    else:
+        u_in, u_out, u_cached, u_write = p_in, p_out, p_cached, p_write
+        u_reason = p_reason if p_reason is not None else p_out
+    expected = (
+        (input_tokens - cached - write) * u_in
+        + cached * u_cached
+        + write * u_write
+        + (output_tokens - reasoning) * u_out
+        + reasoning * u_reason
+    ) / 1_000_000
+
+    assert Fraction(token_cost(tokens=tokens, price=price, batch=batch)) == expected
+
+
+def test_price_book_finds_the_row_in_force_at_the_event_time() -> None:
+    change = datetime(2026, 11, 1, tzinfo=UTC)
+    old = ModelPrice.objects.create(model="m1", input_per_million=1, output_per_million=2)
+    new = ModelPrice.objects.create(
+        model="m1", effective_from=change, input_per_million=3, output_per_million=4
+    )
+    book = PriceBook.for_models({"m1"})
+    assert book.find(model="m1", provider="", at=change - timedelta(seconds=1)) == old
+    assert book.find(model="m1", provider="", at=change) == new
+    assert book.find(model="m1", provider="", at=BEGINNING_OF_TIME) == old
+    assert book.find(model="unknown", provider="", at=change) is None
+
+
+def test_price_book_falls_back_to_the_provider_prefixed_name() -> None:
+    row = ModelPrice.objects.create(
+        model="acme-ai/small-latest", input_per_million=1, output_per_million=3
+    )
+    book = PriceBook.for_models({"small-latest"}, {"acme-ai"})
+    now = datetime.now(UTC)
+    assert book.find(model="small-latest", provider="acme-ai", at=now) == row
+    assert book.find(model="small-latest", provider="", at=now) is None
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"input_per_million": Decimal("-0.000001")},
+        {"output_per_million": Decimal("-1")},
+        {"batch_discount_percent": Decimal("100.001")},
+        {"batch_discount_percent": Decimal("-5")},
+    ],
+)
+def test_the_database_refuses_impossible_prices(bad) -> None:
+    from django.db import IntegrityError, transaction
+
+    values = {"input_per_million": Decimal("1"), "output_per_million": Decimal("2"), **bad}
+    with pytest.raises(IntegrityError), transaction.atomic():
+        ModelPrice.objects.create(model="impossible", **values)
+
+
+def test_prices_and_costs_keep_every_digit_in_the_database() -> None:
+    exact = Decimal("15.000020000000000002")
+    ModelPrice.objects.create(model="exact", input_per_million=exact, output_per_million=exact)
+    assert ModelPrice.objects.get(model="exact").input_per_million == exact
+    assert ModelPrice.objects.filter(model="exact", input_per_million=exact).exists()

@@ -1,0 +1,68 @@
+"""Idempotency under concurrent retries, on a real PostgreSQL (each thread its own
+connection and transaction)."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from django.db import connection, connections
+
+from ingestion.models import UsageEvent
+from tests.conftest import event, post_events
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.postgres,
+    pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL"),
+]
+
+
+def _in_parallel(count: int, call) -> list:
+    barrier = threading.Barrier(count)
+
+    def run(i: int):
+        try:
+            barrier.wait()
+            return call(i)
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(run, range(count)))
+
+
+def test_the_same_event_posted_50_times_at_once_is_stored_once(operator, acme) -> None:
+    responses = _in_parallel(50, lambda i: post_events(operator, event()))
+
+    assert [r.status_code for r in responses] == [202] * 50
+    statuses = sorted(r.json()["status"] for r in responses)
+    assert statuses == ["accepted"] + ["duplicate"] * 49
+    assert {r.json()["cost"] for r in responses} == {"0.00575"}
+    assert UsageEvent.objects.count() == 1
+
+
+def test_overlapping_batches_at_once_store_each_event_once(operator, acme) -> None:
+    # Eight clients retry overlapping windows of the same 300 events.
+    def post(i: int):
+        window = [event(event_id=f"e-{n}") for n in range(i * 25, i * 25 + 100)]
+        return post_events(operator, {"events": window})
+
+    responses = _in_parallel(8, post)
+
+    assert all(r.status_code == 202 for r in responses)
+    accepted = sum(r.json()["accepted"] for r in responses)
+    assert (
+        UsageEvent.objects.count()
+        == accepted
+        == len({n for i in range(8) for n in range(i * 25, i * 25 + 100)})
+    )
+
+
+def test_a_new_tenant_seen_by_many_requests_at_once_is_created_once(operator) -> None:
+    responses = _in_parallel(
+        20, lambda i: post_events(operator, event(event_id=f"e-{i}", tenant="brand-new"))
+    )
+    assert all(r.status_code == 202 for r in responses), [r.json() for r in responses]
+    assert UsageEvent.objects.filter(tenant__slug="brand-new").count() == 20

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+pytestmark = pytest.mark.django_db
+
+
+def test_health_reports_the_database() -> None:
+    response = Client().get("/api/v1/health")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "database": "ok"}
+
+
+def test_openapi_describes_the_event_schema() -> None:
+    response = Client().get("/api/schema/?format=json")
+    assert response.status_code == 200
+    schema = response.json()
+    post = schema["paths"]["/api/v1/events"]["post"]
+    body = post["requestBody"]["content"]["application/json"]["schema"]
+    assert body["oneOf"][1] == {"$ref": "#/components/schemas/EventBatch"}
+    event_schema = schema["components"]["schemas"]["EventIn"]
+    assert {"event_id", "timestamp", "model", "input_tokens", "output_tokens"} <= set(
+        event_schema["required"]
+    )
+    assert "get" in schema["paths"]["/api/v1/events"]
+
+
+def test_api_docs_are_served_without_a_cdn() -> None:
+    response = Client().get("/api/docs/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "swagger-ui" in html
+    assert "cdn.jsdelivr" not in html and "unpkg" not in html
