@@ -119,6 +119,10 @@ class PriceBook:
         names |= {f"{p}/{m}" for m in models for p in providers if p and "/" not in m}
         return cls(ModelPrice.objects.filter(model__in=names))
 
+    def has(self, *, model: str, provider: str) -> bool:
+        """Whether the model has any price row, in force or still to come."""
+        return model in self._rows or (bool(provider) and f"{provider}/{model}" in self._rows)
+
     def find(self, *, model: str, provider: str, at: datetime) -> ModelPrice | None:
         """The row in force at `at`: the exact model name first, then `provider/model`."""
         for name in (model, f"{provider}/{model}" if provider else None):

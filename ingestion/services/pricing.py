@@ -33,10 +33,15 @@ def events_price_unpriced(*, now: datetime | None = None, chunk: int = CHUNK) ->
     if not pairs:
         return result
     book = PriceBook.for_models({m for m, _ in pairs}, {p for _, p in pairs if p})
+    # Only models that now have some price; the partial index on unpriced rows serves this.
+    priceable = {m for m, p in pairs if book.has(model=m, provider=p)}
+    result.still_unpriced = (
+        UsageEvent.objects.filter(price__isnull=True).exclude(model__in=priceable).count()
+    )
     last_id = 0
-    while True:
+    while priceable:
         batch = list(
-            UsageEvent.objects.filter(price__isnull=True, id__gt=last_id)
+            UsageEvent.objects.filter(price__isnull=True, model__in=priceable, id__gt=last_id)
             .order_by("id")
             .only(
                 "id",
