@@ -110,7 +110,8 @@ def _tenants_resolve(*, slugs: set[str]) -> tuple[dict[str, Tenant], dict[str, s
     if missing and settings.FINOPS_AUTO_CREATE_TENANTS:
         now = datetime.now(UTC)
         Tenant.objects.bulk_create(
-            [Tenant(slug=s, name=s, signup_at=now, auto_created=True) for s in missing],
+            # Sorted, as every insert here, so concurrent requests cannot deadlock.
+            [Tenant(slug=s, name=s, signup_at=now, auto_created=True) for s in sorted(missing)],
             ignore_conflicts=True,
         )
         found.update({t.slug: t for t in Tenant.objects.filter(slug__in=missing)})
@@ -136,7 +137,7 @@ def _ids_by_key(
     if missing:
         defaults = defaults or {}
         model.objects.bulk_create(
-            [model(key=k, auto_created=True, **defaults.get(k, {})) for k in missing],
+            [model(key=k, auto_created=True, **defaults.get(k, {})) for k in sorted(missing)],
             ignore_conflicts=True,
         )
         ids.update(model.objects.filter(key__in=missing).values_list("key", "id"))

@@ -3,6 +3,7 @@ connection and transaction)."""
 
 from __future__ import annotations
 
+import random
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -44,9 +45,14 @@ def test_the_same_event_posted_50_times_at_once_is_stored_once(operator, acme) -
 
 
 def test_overlapping_batches_at_once_store_each_event_once(operator, acme) -> None:
-    # Eight clients retry overlapping windows of the same 300 events.
+    # Eight clients retry overlapping windows of the same events, each in its own order
+    # (and with new features and prompts), which deadlocks unless inserts are ordered.
     def post(i: int):
-        window = [event(event_id=f"e-{n}") for n in range(i * 25, i * 25 + 100)]
+        window = [
+            event(event_id=f"e-{n}", feature=f"feature-{n % 7}", prompt_template=f"p-{n % 11}")
+            for n in range(i * 25, i * 25 + 100)
+        ]
+        random.Random(i).shuffle(window)
         return post_events(operator, {"events": window})
 
     responses = _in_parallel(8, post)
