@@ -123,6 +123,11 @@ class ApiKey(models.Model):
         return scope in self.scopes
 
 
+def _per_million(*, optional: bool = False) -> ExactDecimalField:
+    # 18 places: LiteLLM's finest per-token price (5.0000000000000004E-8) times 1M.
+    return ExactDecimalField(max_digits=30, decimal_places=18, null=optional, blank=optional)
+
+
 class ModelPrice(models.Model):
     """Prices of one model from `effective_from` on, per 1M tokens of each kind.
 
@@ -136,29 +141,15 @@ class ModelPrice(models.Model):
     provider = models.CharField(max_length=100, blank=True)
     currency = models.CharField(max_length=3, default="USD")
     effective_from = models.DateTimeField(default=BEGINNING_OF_TIME)
-    input_per_million = ExactDecimalField(max_digits=30, decimal_places=18)
-    output_per_million = ExactDecimalField(max_digits=30, decimal_places=18)
-    cached_input_per_million = ExactDecimalField(
-        max_digits=30, decimal_places=18, null=True, blank=True
-    )
-    cache_write_per_million = ExactDecimalField(
-        max_digits=30, decimal_places=18, null=True, blank=True
-    )
-    reasoning_per_million = ExactDecimalField(
-        max_digits=30, decimal_places=18, null=True, blank=True
-    )
-    batch_input_per_million = ExactDecimalField(
-        max_digits=30, decimal_places=18, null=True, blank=True
-    )
-    batch_output_per_million = ExactDecimalField(
-        max_digits=30, decimal_places=18, null=True, blank=True
-    )
-    batch_cached_input_per_million = ExactDecimalField(
-        max_digits=30, decimal_places=18, null=True, blank=True
-    )
-    batch_cache_write_per_million = ExactDecimalField(
-        max_digits=30, decimal_places=18, null=True, blank=True
-    )
+    input_per_million = _per_million()
+    output_per_million = _per_million()
+    cached_input_per_million = _per_million(optional=True)
+    cache_write_per_million = _per_million(optional=True)
+    reasoning_per_million = _per_million(optional=True)
+    batch_input_per_million = _per_million(optional=True)
+    batch_output_per_million = _per_million(optional=True)
+    batch_cached_input_per_million = _per_million(optional=True)
+    batch_cache_write_per_million = _per_million(optional=True)
     batch_discount_percent = ExactDecimalField(
         max_digits=6, decimal_places=3, null=True, blank=True
     )

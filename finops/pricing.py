@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, Inexact, Rounded, localcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from django.db import transaction
 
@@ -16,6 +16,17 @@ from .models import BEGINNING_OF_TIME, ModelPrice
 from .money import per_token_to_per_million
 
 HUNDRED = Decimal(100)
+
+
+class Usage(Protocol):
+    """Anything with a token vector: a posted event or a stored one."""
+
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int
+    cache_write_tokens: int
+    reasoning_tokens: int
+    batch: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +39,16 @@ class TokenVector:
     cached_input: int = 0
     cache_write: int = 0
     reasoning: int = 0
+
+    @classmethod
+    def of(cls, usage: Usage) -> TokenVector:
+        return cls(
+            input=usage.input_tokens,
+            output=usage.output_tokens,
+            cached_input=usage.cached_input_tokens,
+            cache_write=usage.cache_write_tokens,
+            reasoning=usage.reasoning_tokens,
+        )
 
     @property
     def uncached_input(self) -> int:
@@ -101,6 +122,11 @@ def token_cost(*, tokens: TokenVector, price: ModelPrice, batch: bool = False) -
             + tokens.reasoning * unit.reasoning
         )
         return total.scaleb(-6)
+
+
+def usage_cost(*, usage: Usage, price: ModelPrice) -> Decimal:
+    """The exact cost of a posted or stored event under `price`."""
+    return token_cost(tokens=TokenVector.of(usage), price=price, batch=usage.batch)
 
 
 class PriceBook:

@@ -15,7 +15,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from finops.models import SLUG_VALIDATOR, Tenant
-from finops.pricing import PriceBook, TokenVector, token_cost
+from finops.pricing import PriceBook, usage_cost
 
 from ..models import Feature, PromptTemplate, UsageEvent
 from ..schema import EventIn, canonical_encoder, event_decoder, field_errors
@@ -306,19 +306,7 @@ def _columns(
     for item in items:
         e = item.event
         price = book.find(model=e.model, provider=e.provider, at=e.timestamp)
-        cost = None
-        if price is not None:
-            cost = token_cost(
-                tokens=TokenVector(
-                    input=e.input_tokens,
-                    output=e.output_tokens,
-                    cached_input=e.cached_input_tokens,
-                    cache_write=e.cache_write_tokens,
-                    reasoning=e.reasoning_tokens,
-                ),
-                price=price,
-                batch=e.batch,
-            )
+        cost = None if price is None else usage_cost(usage=e, price=price)
         costs.append((cost, price is not None))
         retrieval = e.retrieval
         c["tenant_id"].append(item.tenant.id)

@@ -9,7 +9,7 @@ from decimal import Decimal
 from django.db import transaction
 
 from finops.models import ModelPrice
-from finops.pricing import PriceBook, TokenVector, token_cost
+from finops.pricing import PriceBook, usage_cost
 
 from ..models import UsageEvent
 
@@ -67,17 +67,7 @@ def events_price_unpriced(*, now: datetime | None = None, chunk: int = CHUNK) ->
             if price is None:
                 result.still_unpriced += 1
                 continue
-            event.cost = token_cost(
-                tokens=TokenVector(
-                    input=event.input_tokens,
-                    output=event.output_tokens,
-                    cached_input=event.cached_input_tokens,
-                    cache_write=event.cache_write_tokens,
-                    reasoning=event.reasoning_tokens,
-                ),
-                price=price,
-                batch=event.batch,
-            )
+            event.cost = usage_cost(usage=event, price=price)
             event.price_id = price.id
             event.currency = price.currency
             event.priced_at = now

@@ -80,3 +80,16 @@ def test_a_price_that_priced_an_event_cannot_be_edited_or_deleted(staff, operato
 def test_events_are_read_only_in_the_admin(staff, operator, acme) -> None:
     post_events(operator, event())
     assert staff.get("/admin/ingestion/usageevent/add/").status_code == 403
+
+
+def test_staff_revoke_a_key_from_the_admin_and_it_stops_working(staff, acme_client, acme) -> None:
+    key = ApiKey.objects.get(tenant=acme)
+    assert acme_client.get("/api/v1/events").status_code == 200
+    staff.post(
+        "/admin/finops/apikey/",
+        {"action": "revoke", "_selected_action": [key.pk]},
+        follow=True,
+    )
+    key.refresh_from_db()
+    assert key.revoked_at is not None
+    assert acme_client.get("/api/v1/events").status_code == 401
