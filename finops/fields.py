@@ -7,6 +7,7 @@ from typing import Any
 
 from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Func
 from django.db.models.functions import Cast
 from django.db.models.lookups import GreaterThanOrEqual, LessThanOrEqual
 
@@ -64,3 +65,19 @@ def at_least(field_name: str, bound: int) -> GreaterThanOrEqual:
 
 def at_most(field_name: str, bound: int) -> LessThanOrEqual:
     return LessThanOrEqual(as_number(field_name), bound)
+
+
+class TransactionId(Func):
+    """The id of the inserting transaction, as a column default.
+
+    On PostgreSQL, `pg_current_xact_id()` (64 bits, never wraps). Consumers read rows
+    whose id lies below the snapshot's xmin, where every transaction has finished, so a
+    slow transaction can never commit rows behind a consumer's watermark. SQLite runs one
+    writer at a time, so there row ids are already in commit order and this is 0.
+    """
+
+    output_field = models.BigIntegerField()
+    template = "0"
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list]:
+        return "(pg_current_xact_id()::text::bigint)", []

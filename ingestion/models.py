@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import F, Q
 
-from finops.fields import ExactDecimalField
+from finops.fields import ExactDecimalField, TransactionId
 from finops.models import ModelPrice, Tenant
 
 
@@ -130,6 +130,9 @@ class UsageEvent(models.Model):
     priced_at = models.DateTimeField(null=True, blank=True)
     tenant_tier = models.CharField(max_length=16)
     content_hash = models.CharField(max_length=64)
+    # Set by the database: the inserting transaction (see TransactionId). Rollups read
+    # events by it; a BRIN index (PostgreSQL only, in the migration) keeps that cheap.
+    xact = models.BigIntegerField(db_default=TransactionId(), editable=False)
 
     class Meta:
         ordering = ["-timestamp", "-id"]
@@ -160,3 +163,28 @@ class UsageEvent(models.Model):
     @property
     def priced(self) -> bool:
         return self.price_id is not None
+
+
+class CostChange(models.Model):
+    """An append-only change of an event's cost: priced late, or re-priced.
+
+    Events are never re-read by the rollups; a change of cost reaches them as one of
+    these rows, written in the same transaction as the event's update.
+    """
+
+    class Reason(models.TextChoices):
+        PRICED = "priced", "Priced once a price existed"
+        REPRICED = "repriced", "Re-priced after a price correction"
+
+    event = models.ForeignKey(UsageEvent, on_delete=models.PROTECT, related_name="+")
+    cost_delta = ExactDecimalField(max_digits=48, decimal_places=30)
+    priced_delta = models.SmallIntegerField(help_text="+1 when the event became priced.")
+    reason = models.CharField(max_length=16, choices=Reason.choices)
+    created_at = models.DateTimeField()
+    xact = models.BigIntegerField(db_default=TransactionId(), editable=False)
+
+    class Meta:
+        indexes = [models.Index(fields=["xact"], name="cost_change_xact")]
+
+    def __str__(self) -> str:
+        return f"{self.event_id}: {self.cost_delta:+}"

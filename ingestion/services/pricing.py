@@ -11,7 +11,7 @@ from django.db import transaction
 from finops.models import ModelPrice
 from finops.pricing import PriceBook, usage_cost
 
-from ..models import UsageEvent
+from ..models import CostChange, UsageEvent
 
 CHUNK = 2000
 
@@ -74,6 +74,7 @@ def events_price_unpriced(*, now: datetime | None = None, chunk: int = CHUNK) ->
             updates.append(event)
         with transaction.atomic():
             # Only rows still unpriced are touched, so a concurrent run cannot price twice.
+            changes: list[CostChange] = []
             for event in updates:
                 updated = UsageEvent.objects.filter(id=event.id, price__isnull=True).update(
                     cost=event.cost,
@@ -84,4 +85,14 @@ def events_price_unpriced(*, now: datetime | None = None, chunk: int = CHUNK) ->
                 if updated:
                     result.priced += 1
                     result.cost += event.cost
+                    changes.append(
+                        CostChange(
+                            event_id=event.id,
+                            cost_delta=event.cost,
+                            priced_delta=1,
+                            reason=CostChange.Reason.PRICED,
+                            created_at=now,
+                        )
+                    )
+            CostChange.objects.bulk_create(changes)
     return result

@@ -26,7 +26,10 @@ _SQLITE_ROWS_PER_STATEMENT = 200
 
 @cache
 def event_columns() -> tuple[Field, ...]:
-    return tuple(f for f in UsageEvent._meta.concrete_fields if not f.primary_key)
+    # Columns the database fills itself (the id, the transaction id) are left out.
+    return tuple(
+        f for f in UsageEvent._meta.concrete_fields if not f.primary_key and not f.has_db_default()
+    )
 
 
 _STAGE = "usage_event_stage"
