@@ -12,6 +12,8 @@ from typing import Any
 
 from ingestion.services import events_price_unpriced
 
+from .rollups import rollups_update
+
 
 def _price_unpriced(now: datetime) -> str:
     result = events_price_unpriced(now=now)
@@ -21,6 +23,15 @@ def _price_unpriced(now: datetime) -> str:
     )
 
 
+def _rollup(now: datetime) -> str:
+    result = rollups_update(now=now)
+    return (
+        f"folded {result.events} event(s) and {result.changes} cost change(s) into "
+        f"{result.rows} aggregate row(s) in {result.seconds:.2f}s"
+    )
+
+
 JOBS: list[tuple[str, Callable[[datetime], Any]]] = [
     ("price-unpriced-events", _price_unpriced),
+    ("rollup-usage", _rollup),
 ]

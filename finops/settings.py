@@ -172,6 +172,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "ingestion.tasks.events_price_unpriced_task",
         "schedule": 300.0,
     },
+    "rollup-usage": {"task": "billing.tasks.rollups_update_task", "schedule": 60.0},
 }
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
