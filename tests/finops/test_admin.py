@@ -35,6 +35,9 @@ def staff() -> Client:
         "/admin/ingestion/usageevent/unpriced-models/",
         "/admin/finops/apikey/add/",
         "/admin/django_celery_beat/periodictask/",
+        "/admin/billing/usagerollup/",
+        "/admin/billing/usagerollup/?grain=day",
+        "/admin/billing/rollupwatermark/",
     ],
 )
 def test_admin_pages_open(staff, operator, acme, path) -> None:
