@@ -7,7 +7,7 @@ from typing import Any
 
 from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import Func
+from django.db.models import Aggregate, Func
 from django.db.models.functions import Cast
 from django.db.models.lookups import GreaterThanOrEqual, LessThanOrEqual
 
@@ -81,3 +81,39 @@ class TransactionId(Func):
 
     def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list]:
         return "(pg_current_xact_id()::text::bigint)", []
+
+
+class ExactSum(Aggregate):
+    """SUM of an `ExactDecimalField`, exact on every database.
+
+    PostgreSQL sums numeric exactly. On SQLite the column is decimal text and SQLite's
+    SUM would go through floats, so it calls `decimal_sum`, registered on each SQLite
+    connection by `register_sqlite_functions`.
+    """
+
+    function = "SUM"
+    name = "ExactSum"
+
+    def __init__(self, expression: Any, **extra: Any) -> None:
+        extra.setdefault("output_field", ExactDecimalField(max_digits=48, decimal_places=30))
+        super().__init__(expression, **extra)
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list]:
+        return super().as_sql(compiler, connection, function="decimal_sum", **extra)
+
+
+class _DecimalSum:
+    def __init__(self) -> None:
+        self.total: Decimal | None = None
+
+    def step(self, value: Any) -> None:
+        if value is not None:
+            self.total = (self.total or Decimal(0)) + Decimal(str(value))
+
+    def finalize(self) -> str | None:
+        return None if self.total is None else format(self.total, "f")
+
+
+def register_sqlite_functions(sender: Any, connection: Any, **kwargs: Any) -> None:
+    if connection.vendor == "sqlite":
+        connection.connection.create_aggregate("decimal_sum", 1, _DecimalSum)
