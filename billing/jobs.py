@@ -12,7 +12,10 @@ from typing import Any
 
 from ingestion.services import events_price_unpriced
 
+from .alerts import alerts_deliver
+from .budgets import budgets_evaluate
 from .rollups import rollups_update
+from .spikes import spikes_detect
 
 
 def _price_unpriced(now: datetime) -> str:
@@ -31,7 +34,28 @@ def _rollup(now: datetime) -> str:
     )
 
 
+def _budgets(now: datetime) -> str:
+    result = budgets_evaluate(now=now)
+    return f"checked {result.budgets} budget(s); {result.alerts} new alert(s)"
+
+
+def _spikes(now: datetime) -> str:
+    result = spikes_detect(now=now)
+    return (
+        f"{result.alerts} new spike alert(s); kill switches tripped {result.kill_switches_on}, "
+        f"cleared {result.kill_switches_off}"
+    )
+
+
+def _deliver(now: datetime) -> str:
+    result = alerts_deliver(now=now)
+    return f"sent {result.sent} notification(s), {result.failed} given up"
+
+
 JOBS: list[tuple[str, Callable[[datetime], Any]]] = [
     ("price-unpriced-events", _price_unpriced),
     ("rollup-usage", _rollup),
+    ("evaluate-budgets", _budgets),
+    ("detect-spikes", _spikes),
+    ("deliver-alerts", _deliver),
 ]

@@ -71,3 +71,127 @@ class RollupWatermark(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}: {self.events_position}/{self.changes_position}"
+
+
+def default_thresholds() -> list[int]:
+    return [50, 80, 100]
+
+
+class Budget(models.Model):
+    """A spend limit on a scope (any combination of tenant, feature, model and prompt
+    template; none of them: all usage) for each hour, day or month.
+
+    Crossing a threshold (percent of the amount) raises one alert per threshold and
+    period. `action` says what the guard does at 100 percent.
+    """
+
+    class Period(models.TextChoices):
+        HOUR = "hour", "Hour"
+        DAY = "day", "Day"
+        MONTH = "month", "Month"
+
+    class Action(models.TextChoices):
+        NOTIFY = "notify", "Notify"
+        DOWNGRADE = "downgrade", "Downgrade to the fallback model"
+        BLOCK = "block", "Block"
+
+    name = models.CharField(max_length=200, blank=True)
+    tenant = models.ForeignKey(
+        Tenant, null=True, blank=True, on_delete=models.CASCADE, related_name="budgets"
+    )
+    feature = models.ForeignKey(
+        "ingestion.Feature", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    model = models.CharField(max_length=200, blank=True)
+    prompt_template = models.ForeignKey(
+        "ingestion.PromptTemplate",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+    )
+    period = models.CharField(max_length=8, choices=Period.choices)
+    amount = ExactDecimalField(max_digits=20, decimal_places=6)
+    thresholds = models.JSONField(default=default_thresholds)
+    action = models.CharField(max_length=16, choices=Action.choices, default=Action.NOTIFY)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.name or f"{self.scope_label} per {self.period}"
+
+    @property
+    def scope_label(self) -> str:
+        parts = [
+            f"tenant {self.tenant.slug}" if self.tenant_id else "",
+            f"feature {self.feature.key}" if self.feature_id else "",
+            f"model {self.model}" if self.model else "",
+            f"prompt {self.prompt_template.key}" if self.prompt_template_id else "",
+        ]
+        return ", ".join(p for p in parts if p) or "all usage"
+
+
+class Alert(models.Model):
+    """Raised once: `dedup_key` names the rule, scope, period and threshold."""
+
+    class Kind(models.TextChoices):
+        BUDGET_THRESHOLD = "budget_threshold", "Budget threshold"
+        SPEND_SPIKE = "spend_spike", "Spend spike"
+        CAP_REACHED = "cap_reached", "Cap reached"
+        TENANT_THROTTLED = "tenant_throttled", "Tenant throttled"
+
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    tenant = models.ForeignKey(
+        Tenant, null=True, blank=True, on_delete=models.CASCADE, related_name="alerts"
+    )
+    feature = models.CharField(max_length=128, blank=True)
+    model = models.CharField(max_length=200, blank=True)
+    prompt_template = models.CharField(max_length=128, blank=True)
+    budget = models.ForeignKey(
+        Budget, null=True, blank=True, on_delete=models.SET_NULL, related_name="alerts"
+    )
+    period_start = models.DateTimeField(null=True, blank=True)
+    threshold = models.IntegerField(null=True, blank=True)
+    value = ExactDecimalField(max_digits=48, decimal_places=30, null=True, blank=True)
+    message = models.TextField()
+    dedup_key = models.CharField(max_length=255, unique=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["tenant", "created_at"], name="alert_tenant_time")]
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class AlertDelivery(models.Model):
+    """One alert on one channel; sent once."""
+
+    class Channel(models.TextChoices):
+        EMAIL = "email", "Email"
+        WEBHOOK = "webhook", "Webhook"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+
+    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="deliveries")
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["alert", "channel"], name="alert_delivery_once")
+        ]
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="alert_delivery_due")]
+
+    def __str__(self) -> str:
+        return f"{self.alert_id} by {self.channel}: {self.status}"

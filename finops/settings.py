@@ -7,6 +7,7 @@ SQLite and a file-system Celery broker under `var/`, which need no server.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 import environ
@@ -173,6 +174,9 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 300.0,
     },
     "rollup-usage": {"task": "billing.tasks.rollups_update_task", "schedule": 60.0},
+    "evaluate-budgets": {"task": "billing.tasks.budgets_evaluate_task", "schedule": 60.0},
+    "detect-spikes": {"task": "billing.tasks.spikes_detect_task", "schedule": 300.0},
+    "deliver-alerts": {"task": "billing.tasks.alerts_deliver_task", "schedule": 60.0},
 }
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
@@ -190,6 +194,28 @@ FINOPS_MAX_FUTURE_SKEW_SECONDS = env.int("FINOPS_MAX_FUTURE_SKEW_SECONDS", defau
 FINOPS_MAX_BATCH_EVENTS = 1000
 FINOPS_AUTO_CREATE_TENANTS = env.bool("FINOPS_AUTO_CREATE_TENANTS", default=True)
 FINOPS_DEFAULT_CURRENCY = "USD"
+
+# Alerts: a Slack-compatible webhook and/or e-mail recipients; either may be empty.
+FINOPS_ALERT_WEBHOOK_URL = env.str("FINOPS_ALERT_WEBHOOK_URL", default="")
+FINOPS_ALERT_EMAILS = env.list("FINOPS_ALERT_EMAILS", default=[])
+# Spike detection: a feature's hourly cost above this many times its 7-day hourly
+# average, or its daily cost above that factor times its 7-day daily average; costs
+# below FINOPS_SPIKE_MIN_COST never count as a spike.
+FINOPS_SPIKE_HOURLY_FACTOR = Decimal(env.str("FINOPS_SPIKE_HOURLY_FACTOR", default="3"))
+FINOPS_SPIKE_DAILY_FACTOR = Decimal(env.str("FINOPS_SPIKE_DAILY_FACTOR", default="2"))
+FINOPS_SPIKE_MIN_COST = Decimal(env.str("FINOPS_SPIKE_MIN_COST", default="1"))
+# A feature with its kill switch enabled moves to its fallback model when its hourly cost
+# runs above this many times its baseline (3 = 300 percent).
+FINOPS_KILL_SWITCH_FACTOR = Decimal(env.str("FINOPS_KILL_SWITCH_FACTOR", default="3"))
+
+# E-mail: EMAIL_URL as django-environ reads it (smtp://user:pass@host:587, consolemail://);
+# by default messages are written as files under var/mail/.
+if env.str("EMAIL_URL", default=""):
+    vars().update(env.email_url("EMAIL_URL"))
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    EMAIL_FILE_PATH = VAR_DIR / "mail"
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="finops@localhost")
 
 LOGGING = {
     "version": 1,

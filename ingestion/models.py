@@ -33,6 +33,15 @@ class Feature(models.Model):
     fallback_model = models.CharField(
         max_length=200, blank=True, help_text="Cheaper model used when a downgrade is decided."
     )
+    kill_switch_enabled = models.BooleanField(
+        default=False,
+        help_text="Move to the fallback model automatically when the cost rate spikes.",
+    )
+    kill_switch_active_since = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Set when the kill switch tripped; clear it to lift the switch.",
+    )
     auto_created = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -1,0 +1,176 @@
+"""Alerts: raised once per rule, scope, period and threshold; sent once per channel."""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from finops.models import Tenant
+from finops.money import decimal_string
+
+from .models import Alert, AlertDelivery
+
+logger = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 6
+
+
+def alert_channels() -> list[str]:
+    channels = []
+    if settings.FINOPS_ALERT_WEBHOOK_URL:
+        channels.append(AlertDelivery.Channel.WEBHOOK)
+    if settings.FINOPS_ALERT_EMAILS:
+        channels.append(AlertDelivery.Channel.EMAIL)
+    return channels
+
+
+def alert_raise(
+    *,
+    kind: str,
+    dedup_key: str,
+    message: str,
+    now: datetime,
+    tenant: Tenant | None = None,
+    feature: str = "",
+    model: str = "",
+    prompt_template: str = "",
+    budget_id: int | None = None,
+    period_start: datetime | None = None,
+    threshold: int | None = None,
+    value: Decimal | None = None,
+) -> Alert | None:
+    """Store the alert and its deliveries, unless `dedup_key` was raised before.
+
+    The unique key decides, so two schedulers or overlapping runs raise it once.
+    """
+    try:
+        with transaction.atomic():
+            alert = Alert.objects.create(
+                kind=kind, dedup_key=dedup_key, message=message, created_at=now, tenant=tenant,
+                feature=feature, model=model, prompt_template=prompt_template,
+                budget_id=budget_id, period_start=period_start, threshold=threshold, value=value,
+            )  # fmt: skip
+            AlertDelivery.objects.bulk_create(
+                [AlertDelivery(alert=alert, channel=c) for c in alert_channels()]
+            )
+    except IntegrityError:
+        return None
+    _deliver_soon()
+    return alert
+
+
+def _deliver_soon() -> None:
+    from .tasks import alerts_deliver_task
+
+    def enqueue() -> None:
+        try:
+            alerts_deliver_task.delay()
+        except Exception:  # noqa: BLE001 - the broker may be down; the schedule catches up
+            logger.warning("could not enqueue alert delivery; the schedule will send it")
+
+    transaction.on_commit(enqueue)
+
+
+def alert_payload(alert: Alert) -> dict[str, Any]:
+    """Slack-compatible (`text`), with the alert's fields for other receivers."""
+    return {
+        "text": alert.message,
+        "alert": {
+            "id": alert.id,
+            "kind": alert.kind,
+            "tenant": alert.tenant.slug if alert.tenant_id else None,
+            "feature": alert.feature or None,
+            "model": alert.model or None,
+            "prompt_template": alert.prompt_template or None,
+            "period_start": alert.period_start.isoformat() if alert.period_start else None,
+            "threshold": alert.threshold,
+            "value": decimal_string(alert.value),
+            "created_at": alert.created_at.isoformat(),
+        },
+    }
+
+
+def _send_webhook(alert: Alert) -> None:
+    body = json.dumps(alert_payload(alert)).encode()
+    request = urllib.request.Request(
+        settings.FINOPS_ALERT_WEBHOOK_URL,
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", "X-Finops-Alert-Id": str(alert.id)},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - staff-set URL
+        if not 200 <= response.status < 300:
+            raise urllib.error.HTTPError(
+                request.full_url, response.status, "webhook refused", response.headers, None
+            )
+
+
+def _send_email(alert: Alert) -> None:
+    subject = f"[finops] {alert.get_kind_display()}: {alert.message[:120]}"
+    send_mail(subject, alert.message, None, settings.FINOPS_ALERT_EMAILS)
+
+
+_SENDERS = {
+    AlertDelivery.Channel.WEBHOOK: _send_webhook,
+    AlertDelivery.Channel.EMAIL: _send_email,
+}
+
+
+@dataclass(slots=True)
+class DeliveryResult:
+    sent: int = 0
+    failed: int = 0
+
+
+def alerts_deliver(*, now: datetime | None = None, limit: int = 500) -> DeliveryResult:
+    """Send due deliveries, each under a row lock held until it is marked sent.
+
+    Two workers never send the same delivery (`SKIP LOCKED`). A worker killed after
+    sending but before committing leaves it pending, so it is sent again: receivers get
+    `X-Finops-Alert-Id` to drop such a repeat.
+    """
+    result = DeliveryResult()
+    for _ in range(limit):
+        current = now or timezone.now()
+        with transaction.atomic():
+            delivery = (
+                AlertDelivery.objects.select_for_update(skip_locked=True, of=("self",))
+                .select_related("alert", "alert__tenant")
+                .filter(status=AlertDelivery.Status.PENDING)
+                .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=current))
+                .order_by("id")
+                .first()
+            )
+            if delivery is None:
+                break
+            delivery.attempts += 1
+            try:
+                _SENDERS[delivery.channel](delivery.alert)
+            except Exception as exc:  # noqa: BLE001 - any failure is retried, then reported
+                delivery.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+                if delivery.attempts >= MAX_ATTEMPTS:
+                    delivery.status = AlertDelivery.Status.FAILED
+                    result.failed += 1
+                    logger.error(
+                        "alert %s not delivered by %s", delivery.alert_id, delivery.channel
+                    )
+                else:
+                    delivery.next_attempt_at = current + timedelta(minutes=2**delivery.attempts)
+            else:
+                delivery.status = AlertDelivery.Status.SENT
+                delivery.sent_at = current
+                result.sent += 1
+            delivery.save()
+    return result
