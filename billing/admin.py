@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.http import HttpRequest
 
-from .models import RollupWatermark, UsageRollup
+from .models import Alert, AlertDelivery, Budget, RollupWatermark, UsageRollup
 
 
 @admin.register(UsageRollup)
@@ -37,3 +37,44 @@ class RollupWatermarkAdmin(UsageRollupAdmin):
     search_fields = ()
     date_hierarchy = None
     list_select_related = ()
+
+
+@admin.register(Budget)
+class BudgetAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "tenant", "feature", "model", "prompt_template", "period",
+                    "amount", "thresholds", "action")  # fmt: skip
+    list_filter = ("period", "action")
+    search_fields = ("name", "tenant__slug", "feature__key", "model", "prompt_template__key")
+    autocomplete_fields = ("tenant", "feature", "prompt_template")
+
+
+class AlertDeliveryInline(admin.TabularInline):
+    model = AlertDelivery
+    extra = 0
+    can_delete = False
+    readonly_fields = ("channel", "status", "attempts", "next_attempt_at", "sent_at",
+                       "last_error")  # fmt: skip
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(Alert)
+class AlertAdmin(admin.ModelAdmin):
+    """Alerts are raised by the jobs: read-only here, with their deliveries."""
+
+    list_display = ("created_at", "kind", "tenant", "feature", "threshold", "message")
+    list_filter = ("kind", "created_at")
+    search_fields = ("message", "tenant__slug", "feature", "model")
+    date_hierarchy = "created_at"
+    inlines = [AlertDeliveryInline]
+    list_select_related = ("tenant",)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: object = None) -> list[str]:
+        return [f.name for f in Alert._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False

@@ -35,6 +35,11 @@ def budget_update(*, budget: Budget, **fields: Any) -> Budget:
     return budget
 
 
+def budget_delete(*, budget: Budget) -> None:
+    # Its alerts stay, unlinked: they are history.
+    budget.delete()
+
+
 def budget_rollups(*, budget: Budget, start: datetime, end: datetime) -> QuerySet[UsageRollup]:
     """The aggregate rows a budget's spend is made of, for one of its periods."""
     grain = UsageRollup.Grain.HOUR if budget.period == HOUR else UsageRollup.Grain.DAY

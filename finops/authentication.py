@@ -57,6 +57,10 @@ class HasReadScope(_HasScope):
     scope = ApiKey.Scope.READ
 
 
+class HasManageScope(_HasScope):
+    scope = ApiKey.Scope.MANAGE
+
+
 class IsOperatorKey(permissions.BasePermission):
     message = "This endpoint needs an operator key."
 

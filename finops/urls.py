@@ -5,6 +5,7 @@ from django.urls import path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from billing.apis import AlertsApi, BudgetDetailApi, BudgetsApi, FeatureApi
 from finops.apis import HealthApi
 from ingestion.apis import EventsApi
 
@@ -17,6 +18,10 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/health", HealthApi.as_view(), name="health"),
     path("api/v1/events", EventsApi.as_view(), name="events"),
+    path("api/v1/budgets", BudgetsApi.as_view(), name="budgets"),
+    path("api/v1/budgets/<int:budget_id>", BudgetDetailApi.as_view(), name="budget"),
+    path("api/v1/alerts", AlertsApi.as_view(), name="alerts"),
+    path("api/v1/features/<str:key>", FeatureApi.as_view(), name="feature"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]

@@ -38,6 +38,9 @@ def staff() -> Client:
         "/admin/billing/usagerollup/",
         "/admin/billing/usagerollup/?grain=day",
         "/admin/billing/rollupwatermark/",
+        "/admin/billing/budget/",
+        "/admin/billing/budget/add/",
+        "/admin/billing/alert/",
     ],
 )
 def test_admin_pages_open(staff, operator, acme, path) -> None:
@@ -96,3 +99,21 @@ def test_staff_revoke_a_key_from_the_admin_and_it_stops_working(staff, acme_clie
     key.refresh_from_db()
     assert key.revoked_at is not None
     assert acme_client.get("/api/v1/events").status_code == 401
+
+
+def test_staff_create_a_budget_and_read_its_alerts(staff, acme) -> None:
+    from billing.models import Alert, Budget
+
+    response = staff.post("/admin/billing/budget/add/", {
+        "name": "Acme monthly", "tenant": acme.pk, "period": "month", "amount": "250",
+        "thresholds": "[50, 80, 100]", "action": "notify", "model": "",
+    })  # fmt: skip
+    assert response.status_code == 302
+    budget = Budget.objects.get(name="Acme monthly")
+    from django.utils import timezone
+
+    alert = Alert.objects.create(kind="budget_threshold", tenant=acme, budget=budget,
+                                 message="Budget Acme monthly at 50%", dedup_key="x",
+                                 created_at=timezone.now())  # fmt: skip
+    page = staff.get(f"/admin/billing/alert/{alert.pk}/change/").content.decode()
+    assert "Budget Acme monthly at 50%" in page

@@ -42,7 +42,7 @@ class Command(BaseCommand):
         key_prefix = saved.get("operator_key", "fo__").split("_")[1]
         if not ApiKey.objects.filter(prefix=key_prefix, revoked_at__isnull=True).exists():
             _, saved["operator_key"] = apikey_create(
-                tenant=None, scopes=["ingest", "read"], name="local operator"
+                tenant=None, scopes=["ingest", "read", "manage"], name="local operator"
             )
         saved["admin_username"] = username
         path.write_text(json.dumps(saved, indent=1))
