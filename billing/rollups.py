@@ -79,68 +79,76 @@ _COLUMNS_SQL = ", ".join(("grain", *_GROUP, *_SUMS))
 _ADD_SQL = ", ".join(f"{k} = billing_usagerollup.{k} + EXCLUDED.{k}" for k in _SUMS)
 _CONFLICT_SQL = "(grain, tenant_id, period_start, feature, model, prompt_template)"
 
-_FOLD_SQL = f"""
+_DELTA = "rollup_delta"
+
+# The hours touched since the watermark, grouped by ids (no joins per event), then named.
+# CREATE TABLE AS may run in parallel, which an INSERT with a CTE may not.
+_DELTA_SQL = f"""
+CREATE TEMP TABLE {_DELTA} ON COMMIT DROP AS
 WITH src AS (
-    SELECT e.timestamp AS ts, e.tenant_id, COALESCE(f.key, '') AS feature, e.model,
-           COALESCE(p.key, '') AS prompt_template, 1 AS calls,
-           CASE WHEN e.price_id IS NULL THEN 0 ELSE 1 END AS priced_calls, {_TOKENS_SQL},
-           COALESCE(e.cost, 0) AS cost
+    SELECT e.timestamp AS ts, e.tenant_id, e.feature_id, e.model, e.prompt_template_id,
+           1 AS calls, CASE WHEN e.price_id IS NULL THEN 0 ELSE 1 END AS priced_calls,
+           {_TOKENS_SQL}, COALESCE(e.cost, 0) AS cost
       FROM ingestion_usageevent e
-      LEFT JOIN ingestion_feature f ON f.id = e.feature_id
-      LEFT JOIN ingestion_prompttemplate p ON p.id = e.prompt_template_id
      WHERE e.xact >= %(low_events)s AND e.xact < %(high)s
     UNION ALL
-    SELECT e.timestamp, e.tenant_id, COALESCE(f.key, ''), e.model, COALESCE(p.key, ''), 0,
+    SELECT e.timestamp, e.tenant_id, e.feature_id, e.model, e.prompt_template_id, 0,
            c.priced_delta, {_ZEROS_SQL}, c.cost_delta
       FROM ingestion_costchange c
       JOIN ingestion_usageevent e ON e.id = c.event_id
-      LEFT JOIN ingestion_feature f ON f.id = e.feature_id
-      LEFT JOIN ingestion_prompttemplate p ON p.id = e.prompt_template_id
      WHERE c.xact >= %(low_changes)s AND c.xact < %(high)s
 ),
 hourly AS (
-    SELECT date_trunc('hour', ts) AS period_start, tenant_id, feature, model, prompt_template,
-           {_SUMS_SQL}
+    SELECT date_trunc('hour', ts) AS period_start, tenant_id, feature_id, model,
+           prompt_template_id, {_SUMS_SQL}
       FROM src GROUP BY 1, 2, 3, 4, 5
-),
-hour_rows AS (
-    INSERT INTO billing_usagerollup ({_COLUMNS_SQL})
-    SELECT 'hour', * FROM hourly
-    ON CONFLICT {_CONFLICT_SQL} DO UPDATE SET {_ADD_SQL}
-    RETURNING 1
-),
-day_rows AS (
-    INSERT INTO billing_usagerollup ({_COLUMNS_SQL})
-    SELECT 'day', date_trunc('day', period_start), tenant_id, feature, model, prompt_template,
-           {_SUMS_SQL}
-      FROM hourly GROUP BY 2, 3, 4, 5, 6
-    ON CONFLICT {_CONFLICT_SQL} DO UPDATE SET {_ADD_SQL}
-    RETURNING 1
 )
-SELECT (SELECT COALESCE(sum(calls), 0) FROM hourly),
-       (SELECT count(*) FROM src WHERE calls = 0),
-       (SELECT count(*) FROM hour_rows) + (SELECT count(*) FROM day_rows)
+SELECT h.period_start, h.tenant_id, COALESCE(f.key, '') AS feature, h.model,
+       COALESCE(p.key, '') AS prompt_template, {", ".join(f"h.{k}" for k in _SUMS)}
+  FROM hourly h
+  LEFT JOIN ingestion_feature f ON f.id = h.feature_id
+  LEFT JOIN ingestion_prompttemplate p ON p.id = h.prompt_template_id
+"""
+
+_HOUR_UPSERT_SQL = f"""
+INSERT INTO billing_usagerollup ({_COLUMNS_SQL})
+SELECT 'hour', * FROM {_DELTA}
+ON CONFLICT {_CONFLICT_SQL} DO UPDATE SET {_ADD_SQL}
+"""
+
+_DAY_UPSERT_SQL = f"""
+INSERT INTO billing_usagerollup ({_COLUMNS_SQL})
+SELECT 'day', date_trunc('day', period_start), tenant_id, feature, model, prompt_template,
+       {_SUMS_SQL}
+  FROM {_DELTA} GROUP BY 2, 3, 4, 5, 6
+ON CONFLICT {_CONFLICT_SQL} DO UPDATE SET {_ADD_SQL}
 """
 
 
 def _fold_postgresql(mark: RollupWatermark) -> RollupResult:
+    params = {"low_events": mark.events_position, "low_changes": mark.changes_position}
     with connection.cursor() as cursor:
         # Every transaction below the snapshot's xmin has finished: its rows are all
         # visible now, and no later commit can add rows below it.
         cursor.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
-        high = max(cursor.fetchone()[0], mark.events_position, mark.changes_position)
+        params["high"] = max(cursor.fetchone()[0], mark.events_position, mark.changes_position)
         cursor.execute("SET LOCAL work_mem = '256MB'")
+        cursor.execute(_DELTA_SQL, params)
+        cursor.execute(f"SELECT COALESCE(sum(calls), 0) FROM {_DELTA}")
+        events = cursor.fetchone()[0]
         cursor.execute(
-            _FOLD_SQL,
-            {
-                "low_events": mark.events_position,
-                "low_changes": mark.changes_position,
-                "high": high,
-            },
+            "SELECT count(*) FROM ingestion_costchange WHERE xact >= %(low_changes)s "
+            "AND xact < %(high)s",
+            params,
         )
-        events, changes, rows = cursor.fetchone()
-    mark.events_position = mark.changes_position = high
-    return RollupResult(events=int(events), changes=int(changes), rows=int(rows))
+        changes = cursor.fetchone()[0]
+        cursor.execute(_HOUR_UPSERT_SQL)
+        rows = cursor.rowcount
+        cursor.execute(_DAY_UPSERT_SQL)
+        rows += cursor.rowcount
+        cursor.execute(f"DROP TABLE {_DELTA}")
+    mark.events_position = mark.changes_position = params["high"]
+    return RollupResult(events=int(events), changes=int(changes), rows=rows)
 
 
 # --- Python, for databases without exact aggregation ----------------------------------

@@ -1,0 +1,188 @@
+"""Rollup benchmark: fold a large ledger into hourly and daily aggregates.
+
+    make bench-rollup [BENCH_ARGS="--events 10000000"]
+
+Fills a dedicated PostgreSQL database with `--events` events by COPY (rows shaped as the
+API writes them, from bench/ingest.py), then, in this process:
+
+1. the first fold of the whole ledger by `rollups_update()`;
+2. the same aggregation as one plain SQL `GROUP BY` over the same rows, for comparison;
+3. incremental runs after `--new-events` new events each, several times;
+4. a check that the aggregates hold every event and every cent of the ledger.
+
+Targets (issue "The money brain"): the first fold of 10M events under 60 s; an
+incremental run after 10,000 new events under 1 s whatever the history size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import ingest  # noqa: E402 - the ingestion benchmark's row source and database helpers
+
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/finops_bench_rollup"
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+PLAIN_GROUP_BY = """
+SELECT count(*) FROM (
+    SELECT date_trunc('hour', e.timestamp), e.tenant_id, e.feature_id, e.model,
+           e.prompt_template_id, count(*), count(e.price_id), sum(e.input_tokens),
+           sum(e.cached_input_tokens), sum(e.cache_write_tokens), sum(e.output_tokens),
+           sum(e.reasoning_tokens), sum(e.grounding_tokens), sum(e.wasted_tokens),
+           sum(e.cost)
+      FROM ingestion_usageevent e
+     GROUP BY 1, 2, 3, 4, 5
+) hourly
+"""
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL)
+    parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--new-events", type=int, default=10_000)
+    parser.add_argument("--incremental-runs", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=1)
+    return parser.parse_args(argv)
+
+
+def fill(conn: psycopg.Connection, source: ingest.RowSource, count: int) -> float:
+    started = time.perf_counter()
+    done = 0
+    while done < count:
+        size = min(ingest.PRELOAD_ROWS_PER_COPY, count - done)
+        ingest.copy_rows(conn, source.chunks(size))
+        done += size
+        if count >= 1_000_000:
+            elapsed = time.perf_counter() - started
+            ingest.say(f"  {done:>12,} / {count:,} rows  {elapsed:7.1f} s")
+    return time.perf_counter() - started
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    name = ingest.check_database_url(args.database_url)
+    env = ingest.app_env(args.database_url)
+    ingest.prepare_database(args.database_url, name, env)
+    os.environ.update({k: env[k] for k in ("DATABASE_URL", "SECRET_KEY", "DJANGO_SETTINGS_MODULE")})
+    sys.path.insert(0, str(ingest.ROOT))
+    import django
+
+    django.setup()
+    from billing.models import UsageRollup
+    from billing.rollups import rollups_update
+    from finops.fields import ExactSum
+    from ingestion.models import UsageEvent
+    from ingestion.services import events_ingest
+
+    factory = ingest.EventFactory(seed=args.seed, spread=timedelta(days=30))
+    now = datetime.now(UTC)
+    # Features and prompt templates come into being the way the API makes them.
+    seed_items = [ingest.encoder.encode(e) for e in factory.every_combination(now)]
+    events_ingest(key_tenant=None, items=seed_items)
+
+    results: dict[str, Any] = {"started_at": now.isoformat(), "events": args.events}
+    with psycopg.connect(args.database_url) as conn:
+        catalog = ingest.load_catalog(conn)
+        source = ingest.RowSource(factory, catalog, spread=timedelta(days=30), seed=args.seed)
+        ingest.say(f"fill: {args.events:,} events by COPY")
+        results["fill_s"] = round(fill(conn, source, args.events), 1)
+        conn.autocommit = True
+        ingest.say("fill: VACUUM ANALYZE")
+        conn.execute("VACUUM ANALYZE ingestion_usageevent")
+        conn.autocommit = False
+
+        ingest.say("first fold: rollups_update() over the whole ledger")
+        first = rollups_update()
+        results["first_fold"] = {
+            "seconds": round(first.seconds, 2),
+            "events": first.events,
+            "rows": first.rows,
+            "events_per_s": round(first.events / first.seconds),
+        }
+        ingest.say(f"  {first.events:,} events -> {first.rows:,} rows in {first.seconds:.2f} s")
+
+        ingest.say("plain SQL GROUP BY (hourly only, no write) over the same rows")
+        started = time.perf_counter()
+        groups = conn.execute(PLAIN_GROUP_BY).fetchone()[0]
+        conn.rollback()
+        plain_s = time.perf_counter() - started
+        results["plain_group_by"] = {"seconds": round(plain_s, 2), "hourly_groups": groups}
+        ingest.say(f"  {groups:,} hourly groups in {plain_s:.2f} s")
+
+        incremental = []
+        for i in range(args.incremental_runs):
+            ingest.copy_rows(conn, source.chunks(args.new_events))
+            result = rollups_update()
+            assert result.events == args.new_events, result
+            incremental.append(result.seconds)
+            ingest.say(
+                f"  incremental {i + 1}: {result.events:,} new events in {result.seconds:.3f} s"
+            )
+        results["incremental"] = {
+            "new_events": args.new_events,
+            "seconds": [round(s, 3) for s in incremental],
+            "median_s": round(statistics.median(incremental), 3),
+            "max_s": round(max(incremental), 3),
+        }
+
+    ledger = UsageEvent.objects.aggregate(cost=ExactSum("cost"))["cost"]
+    hourly = UsageRollup.objects.filter(grain="hour")
+    folded_cost = hourly.aggregate(cost=ExactSum("cost"))["cost"]
+    daily_cost = UsageRollup.objects.filter(grain="day").aggregate(cost=ExactSum("cost"))["cost"]
+    calls = sum(hourly.values_list("calls", flat=True))
+    total = UsageEvent.objects.count()
+    results["check"] = {
+        "ledger_events": total,
+        "folded_calls": calls,
+        "ledger_cost": str(ledger),
+        "hourly_cost": str(folded_cost),
+        "daily_cost": str(daily_cost),
+        "exact": calls == total and ledger == folded_cost == daily_cost,
+    }
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    results = run(args)
+    first, inc = results["first_fold"], results["incremental"]
+    print()
+    print(f"ledger: {results['events']:,} events (+{inc['new_events']:,} per incremental run)")
+    print(
+        f"first fold: {first['seconds']} s ({first['events_per_s']:,} events/s, "
+        f"{first['rows']:,} aggregate rows)  target < 60 s: "
+        f"{ingest.check_flag(first['seconds'] < 60)}"
+    )
+    print(f"plain SQL GROUP BY, hourly, no write: {results['plain_group_by']['seconds']} s")
+    print(
+        f"incremental after {inc['new_events']:,} events: median {inc['median_s']} s, "
+        f"max {inc['max_s']} s  target < 1 s: {ingest.check_flag(inc['max_s'] < 1)}"
+    )
+    check = results["check"]
+    print(
+        f"check: {check['folded_calls']:,} calls folded of {check['ledger_events']:,} events; "
+        f"cost {check['hourly_cost']} (ledger {check['ledger_cost']}): "
+        f"{'exact' if check['exact'] else 'MISMATCH'}"
+    )
+    RESULTS_DIR.mkdir(exist_ok=True)
+    out = RESULTS_DIR / f"rollup-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    out.write_text(json.dumps(results, indent=1))
+    print(f"results: {out.relative_to(ingest.ROOT)}")
+    return 0 if check["exact"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
