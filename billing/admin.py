@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.http import HttpRequest
 
-from .models import Alert, AlertDelivery, Budget, RollupWatermark, UsageRollup
+from .models import Alert, AlertDelivery, Budget, FeatureCap, RollupWatermark, UsageRollup
 
 
 @admin.register(UsageRollup)
@@ -78,3 +78,10 @@ class AlertAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+
+@admin.register(FeatureCap)
+class FeatureCapAdmin(admin.ModelAdmin):
+    list_display = ("tenant", "feature", "monthly_cap")
+    search_fields = ("tenant__slug", "feature__key")
+    autocomplete_fields = ("tenant", "feature")

@@ -92,7 +92,7 @@ def _threshold_alert(
     percent = (spend * 100 / budget.amount).quantize(Decimal(1)) if budget.amount else 0
     action = ""
     if threshold >= 100 and budget.action != Budget.Action.NOTIFY:
-        action = f" The guard now answers {budget.action} for this scope."
+        action = f" Its action at 100% is {budget.action}."
     message = (
         f"Budget {budget} ({budget.scope_label}): {percent}% of "
         f"{round_money(budget.amount, currency)} {currency} spent for "

@@ -14,6 +14,7 @@ from ingestion.services import events_price_unpriced
 
 from .alerts import alerts_deliver
 from .budgets import budgets_evaluate
+from .caps import caps_check, ltv_check
 from .rollups import rollups_update
 from .spikes import spikes_detect
 
@@ -47,6 +48,14 @@ def _spikes(now: datetime) -> str:
     )
 
 
+def _caps(now: datetime) -> str:
+    return f"{caps_check(now=now).alerts} new cap alert(s)"
+
+
+def _ltv(now: datetime) -> str:
+    return f"{ltv_check(now=now).alerts} new free-tier throttle alert(s)"
+
+
 def _deliver(now: datetime) -> str:
     result = alerts_deliver(now=now)
     return f"sent {result.sent} notification(s), {result.failed} given up"
@@ -57,5 +66,7 @@ JOBS: list[tuple[str, Callable[[datetime], Any]]] = [
     ("rollup-usage", _rollup),
     ("evaluate-budgets", _budgets),
     ("detect-spikes", _spikes),
+    ("check-caps", _caps),
+    ("check-free-tier-ltv", _ltv),
     ("deliver-alerts", _deliver),
 ]

@@ -195,3 +195,19 @@ class AlertDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.alert_id} by {self.channel}: {self.status}"
+
+
+class FeatureCap(models.Model):
+    """A contractual monthly cap on one tenant's use of one feature."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="feature_caps")
+    feature = models.ForeignKey("ingestion.Feature", on_delete=models.CASCADE, related_name="+")
+    monthly_cap = ExactDecimalField(max_digits=20, decimal_places=6)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "feature"], name="feature_cap_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant} / {self.feature}: {self.monthly_cap}"

@@ -5,6 +5,7 @@ from django.utils import timezone
 
 from .alerts import alerts_deliver
 from .budgets import budgets_evaluate
+from .caps import caps_check, ltv_check
 from .rollups import rollups_update
 from .spikes import spikes_detect
 
@@ -22,6 +23,12 @@ def budgets_evaluate_task() -> int:
 @shared_task
 def spikes_detect_task() -> int:
     return spikes_detect(now=timezone.now()).alerts
+
+
+@shared_task
+def caps_check_task() -> int:
+    now = timezone.now()
+    return caps_check(now=now).alerts + ltv_check(now=now).alerts
 
 
 @shared_task

@@ -56,6 +56,11 @@ class Tenant(models.Model):
         default=Decimal(0),
         help_text="Chargeback markup added on statements, in percent.",
     )
+    cap_override_until = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Staff override: the monthly cap is not enforced until this instant.",
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     auto_created = models.BooleanField(
         default=False, help_text="Created on first sight of its slug in a usage event."

@@ -176,6 +176,7 @@ CELERY_BEAT_SCHEDULE = {
     "rollup-usage": {"task": "billing.tasks.rollups_update_task", "schedule": 60.0},
     "evaluate-budgets": {"task": "billing.tasks.budgets_evaluate_task", "schedule": 60.0},
     "detect-spikes": {"task": "billing.tasks.spikes_detect_task", "schedule": 300.0},
+    "check-caps": {"task": "billing.tasks.caps_check_task", "schedule": 60.0},
     "deliver-alerts": {"task": "billing.tasks.alerts_deliver_task", "schedule": 60.0},
 }
 

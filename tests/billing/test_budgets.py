@@ -139,4 +139,4 @@ def test_budget_actions_are_recorded_in_the_message(operator, acme, webhook) -> 
                   action=Budget.Action.BLOCK)  # fmt: skip
     spend(operator, 5, prefix="a", at=NOW - timedelta(minutes=1))
     budgets_evaluate(now=NOW)
-    assert "answers block" in Alert.objects.get().message
+    assert "Its action at 100% is block." in Alert.objects.get().message

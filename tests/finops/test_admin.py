@@ -41,6 +41,8 @@ def staff() -> Client:
         "/admin/billing/budget/",
         "/admin/billing/budget/add/",
         "/admin/billing/alert/",
+        "/admin/billing/featurecap/",
+        "/admin/billing/featurecap/add/",
     ],
 )
 def test_admin_pages_open(staff, operator, acme, path) -> None:
