@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
@@ -30,3 +32,10 @@ class HealthApi(APIView):
             {"status": "ok" if healthy else "degraded", "database": database},
             status=200 if healthy else 503,
         )
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """500s: JSON for API clients, Django's page elsewhere."""
+    if request.path.startswith(("/api/", "/v1/")):
+        return JsonResponse({"detail": "Internal server error."}, status=500)
+    return defaults.server_error(request)

@@ -25,7 +25,10 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         parts = token.split("_", 2)
         if len(parts) != 3 or parts[0] != "fo":
             raise exceptions.AuthenticationFailed("Invalid API key.")
-        key = ApiKey.objects.select_related("tenant").filter(prefix=parts[1]).first()
+        try:
+            key = ApiKey.objects.select_related("tenant").get(prefix=parts[1])
+        except ApiKey.DoesNotExist:
+            key = None
         if key is None or not hmac.compare_digest(key.digest, key_digest(token)):
             raise exceptions.AuthenticationFailed("Invalid API key.")
         if key.revoked_at is not None:

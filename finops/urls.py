@@ -13,6 +13,8 @@ admin.site.site_header = "finops console"
 admin.site.site_title = "finops"
 admin.site.index_title = "FinOps console"
 
+handler500 = "finops.apis.server_error"
+
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),

@@ -32,3 +32,15 @@ def test_api_docs_are_served_without_a_cdn() -> None:
     html = response.content.decode()
     assert "swagger-ui" in html
     assert "cdn.jsdelivr" not in html and "unpkg" not in html
+
+
+def test_an_unexpected_api_error_answers_json(monkeypatch) -> None:
+    from django.test import RequestFactory
+
+    from finops.apis import server_error
+
+    response = server_error(RequestFactory().post("/api/v1/events"))
+    assert response.status_code == 500
+    assert response["Content-Type"] == "application/json"
+    html = server_error(RequestFactory().get("/admin/"))
+    assert html.status_code == 500 and "json" not in html["Content-Type"]
