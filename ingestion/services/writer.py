@@ -61,8 +61,10 @@ def _pg_insert(columns: Mapping[str, Sequence[Any]], count: int) -> list[tuple[i
             "ON CONFLICT (tenant_id, event_id) DO NOTHING RETURNING tenant_id, event_id"
         )
         inserted = [(row[0], row[1]) for row in cursor.fetchall()]
-        # Rows left here until the commit can only conflict with themselves if this
-        # transaction writes again: harmless, and emptied at commit.
+        # Emptied in the same transaction, so no row can outlive this request. (ON COMMIT
+        # DELETE ROWS was measured leaving rows behind across commits here; the TRUNCATE
+        # leaves a few dead catalog rows per call, which autovacuum clears.)
+        cursor.execute(f"TRUNCATE {_STAGE}")
         return inserted
 
 
