@@ -70,3 +70,11 @@ def test_a_new_tenant_seen_by_many_requests_at_once_is_created_once(operator) ->
     )
     assert all(r.status_code == 202 for r in responses), [r.json() for r in responses]
     assert UsageEvent.objects.filter(tenant__slug="brand-new").count() == 20
+
+
+def test_no_staged_row_outlives_its_request(operator, acme) -> None:
+    events = [event(event_id=f"e-{n}") for n in range(100)]
+    assert post_events(operator, {"events": events}).status_code == 202
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM usage_event_stage")
+        assert cursor.fetchone()[0] == 0
