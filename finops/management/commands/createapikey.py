@@ -16,7 +16,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--tenant", help="Tenant slug; omit for an operator key.")
-        parser.add_argument("--scopes", default="ingest,read", help="Comma-separated: ingest,read")
+        parser.add_argument(
+            "--scopes", default="ingest,read", help="Comma-separated, among ingest, read, manage"
+        )
         parser.add_argument("--name", default="")
 
     def handle(self, *args: Any, **options: Any) -> None:
