@@ -19,6 +19,8 @@ from finops.models import Tenant
 from ingestion.models import Feature
 from ingestion.services import ACCEPTED, DUPLICATE, events_ingest
 
+from .models import Budget
+
 
 @dataclass(frozen=True)
 class DemoFeature:
@@ -161,8 +163,25 @@ def _features_ensure() -> None:
                 "task_type": f.task_type,
                 "default_model": f.default_model,
                 "fallback_model": f.fallback_model,
+                # The demo shows the spike kill switch armed on its costliest feature.
+                "kill_switch_enabled": f.key == "document_summarization",
             },
         )
+
+
+def _budgets_ensure(tenants: list[tuple[Tenant, int]]) -> None:
+    by_slug = {t.slug: t for t, _ in tenants}
+    Budget.objects.get_or_create(
+        name="Globex monthly LLM budget",
+        defaults={"tenant": by_slug["globex"], "period": Budget.Period.MONTH,
+                  "amount": Decimal("60"), "action": Budget.Action.NOTIFY},
+    )  # fmt: skip
+    Budget.objects.get_or_create(
+        name="Chat assistant daily",
+        defaults={"feature": Feature.objects.get(key="chat_assistant"),
+                  "period": Budget.Period.DAY, "amount": Decimal("5"),
+                  "action": Budget.Action.DOWNGRADE},
+    )  # fmt: skip
 
 
 def _day_events(tenant: Tenant, per_day: int, day: datetime, now: datetime) -> Iterator[dict]:
@@ -224,6 +243,7 @@ def demo_seed(*, now: datetime | None = None, days: int = 30, batch_size: int = 
     with transaction.atomic():
         tenants = _tenants_ensure(now)
         _features_ensure()
+        _budgets_ensure(tenants)
     result = SeedResult()
     first_day = (now - timedelta(days=days)).replace(hour=0, minute=0, second=0, microsecond=0)
     encoder = msgspec.json.Encoder()
