@@ -19,8 +19,10 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import connection, transaction
+from django.db.models import Sum
 from django.utils import timezone
 
+from finops.fields import ExactSum
 from ingestion.models import CostChange, UsageEvent
 
 from .models import TOKEN_KINDS, RollupWatermark, UsageRollup
@@ -86,10 +88,18 @@ _DELTA = "rollup_delta"
 _DELTA_SQL = f"""
 CREATE TEMP TABLE {_DELTA} ON COMMIT DROP AS
 WITH src AS (
+    -- An event counts as it was inserted: its later cost changes (committed with the
+    -- event's update, so this snapshot sees both or neither) are folded on their own.
     SELECT e.timestamp AS ts, e.tenant_id, e.feature_id, e.model, e.prompt_template_id,
-           1 AS calls, CASE WHEN e.price_id IS NULL THEN 0 ELSE 1 END AS priced_calls,
-           {_TOKENS_SQL}, COALESCE(e.cost, 0) AS cost
+           1 AS calls,
+           CASE WHEN e.price_id IS NULL THEN 0 ELSE 1 END - COALESCE(ch.priced, 0)
+               AS priced_calls,
+           {_TOKENS_SQL}, COALESCE(e.cost, 0) - COALESCE(ch.cost, 0) AS cost
       FROM ingestion_usageevent e
+      LEFT JOIN (
+          SELECT event_id, sum(priced_delta) AS priced, sum(cost_delta) AS cost
+            FROM ingestion_costchange GROUP BY event_id
+      ) ch ON ch.event_id = e.id
      WHERE e.xact >= %(low_events)s AND e.xact < %(high)s
     UNION ALL
     SELECT e.timestamp, e.tenant_id, e.feature_id, e.model, e.prompt_template_id, 0,
@@ -188,10 +198,20 @@ def _fold_python(mark: RollupWatermark) -> RollupResult:
         "price_id", *TOKEN_KINDS, "cost",
     )  # fmt: skip
     for rows in _chunks(events, mark.events_position):
+        # An event counts as it was inserted; its cost changes are folded on their own.
+        changed = {
+            event_id: (priced, cost)
+            for event_id, priced, cost in CostChange.objects.filter(
+                event_id__in=[row[0] for row in rows]
+            )
+            .values_list("event_id")
+            .annotate(priced=Sum("priced_delta"), cost=ExactSum("cost_delta"))
+        }
         for row in rows:
             tokens = list(row[7:14])
-            cost = row[14] if row[14] is not None else Decimal(0)
-            priced = 0 if row[6] is None else 1
+            change_priced, change_cost = changed.get(row[0], (0, Decimal(0)))
+            cost = (row[14] if row[14] is not None else Decimal(0)) - change_cost
+            priced = (0 if row[6] is None else 1) - change_priced
             add((row[1], row[2], row[3] or "", row[4], row[5] or ""), [1, priced, *tokens, cost])
         mark.events_position = rows[-1][0]
         result.events += len(rows)

@@ -131,6 +131,25 @@ def test_a_late_price_reaches_the_aggregates_once(operator, acme) -> None:
     assert _rollups() == _ledger_oracle()
 
 
+def test_an_event_priced_before_its_first_fold_counts_once(operator, acme) -> None:
+    post_events(operator, {"events": [
+        event(event_id=f"u-{i}", model="frontier-y", input_tokens=1_000_000,
+              cached_input_tokens=0, output_tokens=0, timestamp=BASE.isoformat())
+        for i in range(3)
+    ]})  # fmt: skip
+    ModelPrice.objects.create(model="frontier-y", input_per_million=Decimal("2.5"),
+                              output_per_million=Decimal("10"))  # fmt: skip
+    events_price_unpriced()
+
+    rollups_update()
+
+    (hour,) = UsageRollup.objects.filter(grain="hour", model="frontier-y")
+    assert (hour.calls, hour.priced_calls, hour.cost) == (3, 3, Decimal("7.5"))
+    assert _rollups() == _ledger_oracle()
+    rollups_rebuild()
+    assert _rollups() == _ledger_oracle()
+
+
 def test_a_run_killed_midway_leaves_nothing_and_the_next_run_catches_up(
     operator, acme, globex, monkeypatch
 ) -> None:
