@@ -134,43 +134,58 @@ class DeliveryResult:
     failed: int = 0
 
 
-def alerts_deliver(*, now: datetime | None = None, limit: int = 500) -> DeliveryResult:
-    """Send due deliveries, each under a row lock held until it is marked sent.
+LEASE = timedelta(minutes=5)
 
-    Two workers never send the same delivery (`SKIP LOCKED`). A worker killed after
-    sending but before committing leaves it pending, so it is sent again: receivers get
-    `X-Finops-Alert-Id` to drop such a repeat.
+
+def _claim(now: datetime) -> AlertDelivery | None:
+    """Take one due delivery in a short transaction: no lock or transaction stays open
+    while it is sent. A claim whose worker died is taken again after `LEASE`."""
+    with transaction.atomic():
+        delivery = (
+            AlertDelivery.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("alert", "alert__tenant")
+            .filter(status__in=[AlertDelivery.Status.PENDING, AlertDelivery.Status.SENDING])
+            .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+            .order_by("id")
+            .first()
+        )
+        if delivery is None:
+            return None
+        delivery.status = AlertDelivery.Status.SENDING
+        delivery.attempts += 1
+        delivery.next_attempt_at = now + LEASE
+        delivery.save(update_fields=["status", "attempts", "next_attempt_at"])
+    return delivery
+
+
+def alerts_deliver(*, now: datetime | None = None, limit: int = 500) -> DeliveryResult:
+    """Send due deliveries, each claimed first, sent outside any transaction, then marked.
+
+    Two workers never send the same delivery (the claim is taken under `SKIP LOCKED`). A
+    worker killed between sending and marking leaves the claim, which is sent again once
+    its lease ends: receivers get `X-Finops-Alert-Id` to drop such a repeat.
     """
     result = DeliveryResult()
     for _ in range(limit):
         current = now or timezone.now()
-        with transaction.atomic():
-            delivery = (
-                AlertDelivery.objects.select_for_update(skip_locked=True, of=("self",))
-                .select_related("alert", "alert__tenant")
-                .filter(status=AlertDelivery.Status.PENDING)
-                .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=current))
-                .order_by("id")
-                .first()
-            )
-            if delivery is None:
-                break
-            delivery.attempts += 1
-            try:
-                _SENDERS[delivery.channel](delivery.alert)
-            except Exception as exc:  # noqa: BLE001 - any failure is retried, then reported
-                delivery.last_error = f"{type(exc).__name__}: {exc}"[:2000]
-                if delivery.attempts >= MAX_ATTEMPTS:
-                    delivery.status = AlertDelivery.Status.FAILED
-                    result.failed += 1
-                    logger.error(
-                        "alert %s not delivered by %s", delivery.alert_id, delivery.channel
-                    )
-                else:
-                    delivery.next_attempt_at = current + timedelta(minutes=2**delivery.attempts)
+        delivery = _claim(current)
+        if delivery is None:
+            break
+        try:
+            _SENDERS[delivery.channel](delivery.alert)
+        except Exception as exc:  # noqa: BLE001 - any failure is retried, then reported
+            delivery.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+            if delivery.attempts >= MAX_ATTEMPTS:
+                delivery.status = AlertDelivery.Status.FAILED
+                result.failed += 1
+                logger.error("alert %s not delivered by %s", delivery.alert_id, delivery.channel)
             else:
-                delivery.status = AlertDelivery.Status.SENT
-                delivery.sent_at = current
-                result.sent += 1
-            delivery.save()
+                delivery.status = AlertDelivery.Status.PENDING
+                delivery.next_attempt_at = current + timedelta(minutes=2**delivery.attempts)
+        else:
+            delivery.status = AlertDelivery.Status.SENT
+            delivery.sent_at = current
+            delivery.next_attempt_at = None
+            result.sent += 1
+        delivery.save(update_fields=["status", "last_error", "next_attempt_at", "sent_at"])
     return result

@@ -176,6 +176,7 @@ class AlertDelivery(models.Model):
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
+        SENDING = "sending", "Sending (claimed by a worker)"
         SENT = "sent", "Sent"
         FAILED = "failed", "Failed"
 

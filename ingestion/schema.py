@@ -14,15 +14,18 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-NonNegInt = Annotated[int, Meta(ge=0, le=10**15)]
+# Ten billion tokens is far beyond any model's context; the bound keeps the sums of a
+# busy hour well inside the aggregates' 64-bit columns.
+NonNegInt = Annotated[int, Meta(ge=0, le=10**10)]
+Count = Annotated[int, Meta(ge=0, le=2**31 - 1)]
 ShortStr = Annotated[str, Meta(max_length=200)]
 TagKey = Annotated[str, Meta(min_length=1, max_length=64)]
 TagValue = Annotated[str, Meta(max_length=256)]
 
 
 class Retrieval(msgspec.Struct, forbid_unknown_fields=True):
-    chunks_retrieved: NonNegInt
-    chunks_used: NonNegInt
+    chunks_retrieved: Count
+    chunks_used: Count
 
 
 class EventIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):

@@ -78,7 +78,6 @@ def test_each_alert_is_sent_once_by_webhook_and_email(operator, acme, webhook) -
     budget_create(tenant=acme, period="day", amount=Decimal("10"), thresholds=[50, 100])
     spend(operator, 10, prefix="a", at=NOW - timedelta(minutes=1))
     budgets_evaluate(now=NOW)
-
     first = alerts_deliver()
     second = alerts_deliver()
 
@@ -110,6 +109,32 @@ def test_a_failing_webhook_is_retried_later_and_not_lost(operator, acme, webhook
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL")
+def test_no_transaction_stays_open_while_a_webhook_is_slow(operator, acme, webhook) -> None:
+    """Sending happens outside any transaction: ingestion is not blocked meanwhile."""
+    import time
+
+    budget_create(tenant=acme, period="day", amount=Decimal("10"), thresholds=[100])
+    spend(operator, 10, prefix="a", at=NOW - timedelta(minutes=1))
+    budgets_evaluate(now=NOW)
+    observed: list[bool] = []
+
+    from billing import alerts
+
+    original = alerts._SENDERS["webhook"]
+
+    def slow_webhook(alert) -> None:
+        observed.append(connection.in_atomic_block)
+        time.sleep(0.2)
+        original(alert)
+
+    alerts._SENDERS["webhook"] = slow_webhook
+    try:
+        assert alerts_deliver().sent == 2
+    finally:
+        alerts._SENDERS["webhook"] = original
+    assert observed == [False]
+
+
 def test_two_schedulers_at_once_raise_and_send_one_alert(operator, acme, webhook) -> None:
     budget_create(tenant=acme, period="day", amount=Decimal("10"), thresholds=[100])
     spend(operator, 10, prefix="a", at=NOW - timedelta(minutes=1))
