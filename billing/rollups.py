@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Any
 
 from django.db import connection, transaction
@@ -23,6 +23,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from finops.fields import ExactSum
+from finops.money import EXACT
 from ingestion.models import CostChange, UsageEvent
 
 from .models import TOKEN_KINDS, RollupWatermark, UsageRollup
@@ -180,6 +181,11 @@ def _chunks(queryset: Any, position: int) -> Iterator[list[tuple]]:
 
 
 def _fold_python(mark: RollupWatermark) -> RollupResult:
+    with localcontext(EXACT):
+        return _fold_python_exact(mark)
+
+
+def _fold_python_exact(mark: RollupWatermark) -> RollupResult:
     sums: dict[Key, list] = {}
     result = RollupResult()
 

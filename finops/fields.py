@@ -11,6 +11,8 @@ from django.db.models import Aggregate, Func
 from django.db.models.functions import Cast
 from django.db.models.lookups import GreaterThanOrEqual, LessThanOrEqual
 
+from .money import EXACT
+
 
 class ExactDecimalField(models.DecimalField):
     """A `DecimalField` that stays exact on every database.
@@ -108,7 +110,7 @@ class _DecimalSum:
 
     def step(self, value: Any) -> None:
         if value is not None:
-            self.total = (self.total or Decimal(0)) + Decimal(str(value))
+            self.total = EXACT.add(self.total or Decimal(0), Decimal(str(value)))
 
     def finalize(self) -> str | None:
         return None if self.total is None else format(self.total, "f")

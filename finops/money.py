@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Context, Decimal
 
 ONE_MILLION = Decimal(1_000_000)
 ZERO = Decimal(0)
+# Wide enough for any sum of exact costs (30 places, 18 digits before the point): money
+# arithmetic that must not round uses this context instead of the default 28 digits.
+EXACT = Context(prec=100)
 
 # ISO 4217 minor units for the currencies a statement may be billed in; others use 2.
 _MINOR_UNITS = {"JPY": 0, "KRW": 0, "CLP": 0, "ISK": 0, "BHD": 3, "KWD": 3, "OMR": 3, "TND": 3}
@@ -23,12 +26,15 @@ def round_money(amount: Decimal, currency: str) -> Decimal:
 
 def per_token_to_per_million(per_token: Decimal) -> Decimal:
     """Exact: a power-of-ten shift, no rounding."""
-    return (per_token * ONE_MILLION).normalize()
+    return per_token.scaleb(6, EXACT).normalize(EXACT)
 
 
 def decimal_string(amount: Decimal | None) -> str | None:
-    """A plain decimal string without exponent or trailing zeros (`'0.0105'`)."""
+    """A plain decimal string without exponent or trailing zeros (`'0.0105'`), every
+    digit kept (formatting, unlike `normalize()`, never rounds)."""
     if amount is None:
         return None
-    text = format(amount.normalize(), "f")
-    return text
+    text = format(amount, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("", "-0") else text

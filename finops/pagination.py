@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db.models import Q, QuerySet
@@ -37,8 +37,11 @@ def _decode_cursor(raw: str) -> tuple[datetime, int]:
     try:
         text = base64.urlsafe_b64decode(raw.encode()).decode()
         stamp, _, row_id = text.rpartition("|")
-        return datetime.fromisoformat(stamp), int(row_id)
-    except (ValueError, UnicodeDecodeError):
+        moment = datetime.fromisoformat(stamp)
+        if moment.tzinfo is None:
+            raise ValueError("naive cursor")
+        return moment.astimezone(UTC), int(row_id)
+    except (ValueError, UnicodeDecodeError, OverflowError):
         raise ValidationError({"cursor": ["Invalid cursor."]}) from None
 
 

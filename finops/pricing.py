@@ -190,15 +190,16 @@ class ParsedPrices:
 def _as_decimal(value: Any) -> Decimal | None:
     if isinstance(value, bool) or value is None:
         return None
-    if isinstance(value, Decimal):
-        return value
     if isinstance(value, int):
-        return Decimal(value)
-    if isinstance(value, str):
+        value = Decimal(value)
+    elif isinstance(value, str):
         try:
-            return Decimal(value)
+            value = Decimal(value)
         except ArithmeticError:
             return None
+    if isinstance(value, Decimal):
+        # NaN and Infinity are no price.
+        return value if value.is_finite() else None
     # A float here means the file was read without parse_float=Decimal.
     raise TypeError(f"price {value!r} is a {type(value).__name__}, expected Decimal")
 
@@ -244,9 +245,13 @@ def parse_litellm_prices(data: Mapping[str, Any]) -> ParsedPrices:
     return parsed
 
 
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not a number")
+
+
 def load_price_file(path: Path | str) -> Mapping[str, Any]:
     with open(path, "rb") as fh:
-        return json.loads(fh.read(), parse_float=Decimal)
+        return json.loads(fh.read(), parse_float=Decimal, parse_constant=_no_constants)
 
 
 @dataclass(slots=True)

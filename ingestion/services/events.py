@@ -51,8 +51,19 @@ class _Valid:
     content_hash: str = ""
 
 
+_TEXT_FIELDS = ("event_id", "tenant", "feature", "model", "provider", "user", "session",
+                "prompt_template", "region", "routing_tier", "prompt_hash")  # fmt: skip
+
+
 def _check_semantics(event: EventIn, *, now: datetime) -> Errors:
     errors: Errors = {}
+    # PostgreSQL text cannot hold NUL; refuse it here rather than fail the whole batch.
+    for name in _TEXT_FIELDS:
+        value = getattr(event, name)
+        if value and "\x00" in value:
+            errors[name] = ["May not contain the NUL character."]
+    if any("\x00" in k or "\x00" in v for k, v in event.tags.items()):
+        errors["tags"] = ["May not contain the NUL character."]
     uncached = event.input_tokens - event.cached_input_tokens - event.cache_write_tokens
     if uncached < 0:
         errors["cached_input_tokens"] = [
@@ -89,8 +100,12 @@ def _check_semantics(event: EventIn, *, now: datetime) -> Errors:
 
 
 def _content_hash(event: EventIn, tenant_slug: str) -> str:
+    # The same event is the same content whatever its timestamp's offset or tag order.
     canonical = msgspec.structs.replace(
-        event, tenant=tenant_slug, timestamp=event.timestamp.astimezone(UTC)
+        event,
+        tenant=tenant_slug,
+        timestamp=event.timestamp.astimezone(UTC),
+        tags=dict(sorted(event.tags.items())),
     )
     return hashlib.sha256(canonical_encoder.encode(canonical)).hexdigest()
 
@@ -198,6 +213,8 @@ def events_ingest(
 
     if key_tenant is not None:
         tenants, tenant_errors = {key_tenant.slug: key_tenant}, {}
+        if key_tenant.status != Tenant.Status.ACTIVE:
+            tenant_errors = {key_tenant.slug: f"Tenant '{key_tenant.slug}' is {key_tenant.status}."}
     else:
         slugs = {event.tenant for _, event in decoded if event.tenant}
         tenants, tenant_errors = _tenants_resolve(slugs=slugs)

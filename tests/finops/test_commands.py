@@ -44,6 +44,7 @@ def test_createtenant_with_every_option() -> None:
         (["ok", "--monthly-cap", "lots"], "--monthly-cap"),
         (["ok", "--ltv", "-3"], "--ltv"),
         (["ok", "--signup", "last tuesday"], "--signup"),
+        (["ok", "--signup", "2024-02-30T00:00:00Z"], "--signup"),
     ],
 )
 def test_createtenant_refuses_bad_input(args, message) -> None:
@@ -78,3 +79,8 @@ def test_seed_demo_creates_a_living_system_and_is_safe_to_rerun() -> None:
     assert UsageEvent.objects.values("model").distinct().count() >= 8
     call_command("seed_demo", "--days", "3", stdout=out)
     assert UsageEvent.objects.count() == count
+
+
+def test_run_jobs_refuses_an_impossible_date() -> None:
+    with pytest.raises(CommandError, match="--now"):
+        call_command("run_jobs", "--now", "2024-13-01T00:00:00Z")

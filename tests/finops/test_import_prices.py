@@ -227,3 +227,16 @@ def test_the_finest_prices_of_the_real_map_give_exact_stored_costs(
         )
         / 1_000_000
     )
+
+
+def test_non_numbers_in_a_price_file_are_refused_or_skipped(tmp_path: Path) -> None:
+    bare_nan = tmp_path / "nan.json"
+    bare_nan.write_text('{"m": {"mode": "chat", "input_cost_per_token": NaN, '
+                        '"output_cost_per_token": 1e-6}}')  # fmt: skip
+    with pytest.raises(CommandError, match="not valid JSON"):
+        call_command("import_prices", str(bare_nan), stdout=StringIO())
+    text = tmp_path / "inf.json"
+    text.write_text('{"m": {"mode": "chat", "input_cost_per_token": "Infinity", '
+                    '"output_cost_per_token": "NaN"}}')  # fmt: skip
+    call_command("import_prices", str(text), stdout=StringIO())
+    assert not ModelPrice.objects.filter(model="m").exists()

@@ -110,3 +110,12 @@ def test_listing_needs_the_read_scope(make_client, acme, ledger) -> None:
     read_only = make_client(acme, ["read"])
     assert read_only.get("/api/v1/events").status_code == 200
     assert post_events(read_only, event(event_id="x")).status_code == 403
+
+
+@pytest.mark.parametrize("raw", ["0001-01-01T00:00:00+05:00|1", "2026-11-01T00:00:00|5", "x|y"])
+def test_crafted_cursors_are_field_errors(operator, ledger, raw) -> None:
+    import base64
+
+    cursor = base64.urlsafe_b64encode(raw.encode()).decode()
+    response = operator.get("/api/v1/events", {"cursor": cursor})
+    assert response.status_code == 400 and "cursor" in response.json()

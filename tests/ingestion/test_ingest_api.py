@@ -375,3 +375,46 @@ def test_all_posted_fields_round_trip(operator, acme) -> None:
         else:
             assert listed[name] == value, name
     assert listed["priced"] is True and listed["cost"]
+
+
+def test_a_nul_character_is_a_field_error_and_the_rest_of_the_batch_is_stored(
+    operator, acme
+) -> None:
+    response = post_events(operator, {"events": [
+        event(event_id="ok"), event(event_id="bad\u0000id"),
+        event(event_id="bad-tag", tags={"k": "v\u0000"}),
+    ]})  # fmt: skip
+    assert response.status_code == 207
+    results = response.json()["results"]
+    assert list(results[1]["errors"]) == ["event_id"]
+    assert list(results[2]["errors"]) == ["tags"]
+    assert list(UsageEvent.objects.values_list("event_id", flat=True)) == ["ok"]
+
+
+def test_a_suspended_tenants_own_key_cannot_post(acme_client, acme) -> None:
+    acme.status = Tenant.Status.SUSPENDED
+    acme.save()
+    response = post_events(acme_client, event(tenant=None))
+    assert response.status_code == 400 and "suspended" in response.json()["tenant"][0]
+    assert not UsageEvent.objects.exists()
+
+
+def test_a_retry_with_tags_in_another_order_is_a_duplicate(operator, acme) -> None:
+    post_events(operator, event(tags={"a": "1", "b": "2"}))
+    again = post_events(operator, event(tags={"b": "2", "a": "1"}))
+    assert again.status_code == 202 and again.json()["status"] == "duplicate"
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"input_tokens": 10**10 + 1}, "input_tokens"),
+        (
+            {"retrieval": {"chunks_retrieved": 2**31, "chunks_used": 1}},
+            "retrieval.chunks_retrieved",
+        ),
+    ],
+)
+def test_counts_beyond_any_real_call_are_refused(operator, acme, change, field) -> None:
+    response = post_events(operator, event(**change))
+    assert response.status_code == 400 and field in response.json()

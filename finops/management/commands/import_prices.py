@@ -11,7 +11,10 @@ from finops.pricing import load_price_file, prices_import
 
 
 def parse_instant(value: str, option: str) -> datetime:
-    parsed = parse_datetime(value)
+    try:
+        parsed = parse_datetime(value)
+    except ValueError:
+        parsed = None
     if parsed is None:
         raise CommandError(f"{option}: '{value}' is not an ISO 8601 date-time.")
     if timezone.is_naive(parsed):
