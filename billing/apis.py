@@ -106,12 +106,12 @@ class AlertsApi(APIView):
 
 
 class FeatureApi(APIView):
-    """A feature's policy: lifecycle, default and fallback model, kill switch."""
+    """A feature's policy: lifecycle, default and fallback model, kill switch. Operator
+    keys only: features are shared by all tenants, and their names are created from any
+    tenant's events, so a tenant key must not list or probe them."""
 
     def get_permissions(self) -> list:
-        if self.request.method in ("GET", "HEAD", "OPTIONS"):
-            return [IsAuthenticated(), HasReadScope()]
-        return [IsAuthenticated(), IsOperatorKey(), HasManageScope()]
+        return _read_or_manage(self.request)
 
     @extend_schema(responses=FeatureSerializer)
     def get(self, request: Request, key: str) -> Response:

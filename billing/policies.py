@@ -18,5 +18,7 @@ def feature_policy_update(*, feature: Feature, **fields: Any) -> Feature:
         # Turning the switch off also lifts it.
         feature.kill_switch_active_since = None
         changed.append("kill_switch_active_since")
-    feature.save(update_fields=changed or None)
+    if changed:
+        # Only the fields asked for: a kill switch the spike job trips meanwhile stays.
+        feature.save(update_fields=changed)
     return feature

@@ -62,6 +62,13 @@ def test_bad_budgets_are_refused_field_by_field(manager, acme, payload, field) -
     assert not Budget.objects.exists()
 
 
+def test_a_budget_amount_sent_as_a_json_number_keeps_every_digit(manager, acme) -> None:
+    response = manager.post("/api/v1/budgets", b'{"period": "day", "amount": 1234567890123.123456}',
+                            content_type="application/json")  # fmt: skip
+    assert response.status_code == 201, response.json()
+    assert response.json()["amount"] == "1234567890123.123456"
+
+
 def test_budgets_need_an_operator_key_with_the_right_scope(make_client, acme_client, acme) -> None:
     payload = {"period": "day", "amount": "1"}
     assert acme_client.get("/api/v1/budgets").status_code == 403
@@ -100,7 +107,8 @@ def test_alert_queries_are_validated(operator) -> None:
 
 def test_feature_policies_are_read_and_changed(manager, acme_client, db) -> None:
     FeatureFactory(key="chat_assistant", default_model="gpt-4o")
-    got = acme_client.get("/api/v1/features/chat_assistant")
+    assert acme_client.get("/api/v1/features/chat_assistant").status_code == 403
+    got = manager.get("/api/v1/features/chat_assistant")
     assert got.status_code == 200
     assert got.json()["default_model"] == "gpt-4o"
 
