@@ -83,23 +83,26 @@ def _deliver_soon() -> None:
     transaction.on_commit(enqueue)
 
 
+def alert_json(alert: Alert) -> dict[str, Any]:
+    """An alert as the API lists it and as webhooks receive it."""
+    return {
+        "id": alert.id,
+        "kind": alert.kind,
+        "tenant": alert.tenant.slug if alert.tenant_id else None,
+        "feature": alert.feature or None,
+        "model": alert.model or None,
+        "prompt_template": alert.prompt_template or None,
+        "period_start": alert.period_start.isoformat() if alert.period_start else None,
+        "threshold": alert.threshold,
+        "value": decimal_string(alert.value),
+        "message": alert.message,
+        "created_at": alert.created_at.isoformat(),
+    }
+
+
 def alert_payload(alert: Alert) -> dict[str, Any]:
     """Slack-compatible (`text`), with the alert's fields for other receivers."""
-    return {
-        "text": alert.message,
-        "alert": {
-            "id": alert.id,
-            "kind": alert.kind,
-            "tenant": alert.tenant.slug if alert.tenant_id else None,
-            "feature": alert.feature or None,
-            "model": alert.model or None,
-            "prompt_template": alert.prompt_template or None,
-            "period_start": alert.period_start.isoformat() if alert.period_start else None,
-            "threshold": alert.threshold,
-            "value": decimal_string(alert.value),
-            "created_at": alert.created_at.isoformat(),
-        },
-    }
+    return {"text": alert.message, "alert": alert_json(alert)}
 
 
 def _send_webhook(alert: Alert) -> None:

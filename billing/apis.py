@@ -17,10 +17,11 @@ from finops.pagination import time_keyset_page
 from ingestion.models import Feature
 from ingestion.selectors import tenant_for_key
 
+from .alerts import alert_json
 from .budgets import budget_create, budget_delete, budget_update
 from .policies import feature_policy_update
 from .selectors import alert_list, budget_list
-from .serializers import AlertQuerySerializer, BudgetSerializer, FeatureSerializer, alert_json
+from .serializers import AlertQuerySerializer, BudgetSerializer, FeatureSerializer
 
 
 def _read_or_manage(request: Request) -> list:

@@ -58,22 +58,6 @@ class AlertQuerySerializer(serializers.Serializer):
     cursor = serializers.CharField(required=False)
 
 
-def alert_json(alert: Alert) -> dict[str, Any]:
-    return {
-        "id": alert.id,
-        "kind": alert.kind,
-        "tenant": alert.tenant.slug if alert.tenant_id else None,
-        "feature": alert.feature or None,
-        "model": alert.model or None,
-        "prompt_template": alert.prompt_template or None,
-        "period_start": alert.period_start.isoformat() if alert.period_start else None,
-        "threshold": alert.threshold,
-        "value": decimal_string(alert.value),
-        "message": alert.message,
-        "created_at": alert.created_at.isoformat(),
-    }
-
-
 class FeatureSerializer(serializers.ModelSerializer):
     kill_switch_active = serializers.SerializerMethodField()
 
