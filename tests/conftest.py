@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from django.db import connections
 from rest_framework.test import APIClient
 
 from finops.models import Tenant
@@ -92,3 +95,19 @@ def event(**fields: Any) -> dict[str, Any]:
 def post_events(client: APIClient, payload: Any, **extra: Any):
     body = payload if isinstance(payload, (bytes, str)) else json.dumps(payload)
     return client.post("/api/v1/events", body, content_type="application/json", **extra)
+
+
+def run_at_once(count: int, call: Callable[[int], Any]) -> list[Any]:
+    """Call `call(i)` from `count` threads released together, each with its own database
+    connection; return the results in order."""
+    barrier = threading.Barrier(count)
+
+    def run(i: int) -> Any:
+        try:
+            barrier.wait()
+            return call(i)
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(run, range(count)))

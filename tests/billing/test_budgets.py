@@ -1,18 +1,17 @@
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 from django.core import mail
-from django.db import connection, connections
+from django.db import connection
 
 from billing.alerts import alerts_deliver
 from billing.budgets import budget_create, budgets_evaluate
 from billing.models import Alert, AlertDelivery, Budget
 from billing.rollups import rollups_update
-from tests.conftest import event, post_events
+from tests.conftest import event, post_events, run_at_once
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -108,7 +107,6 @@ def test_a_failing_webhook_is_retried_later_and_not_lost(operator, acme, webhook
     assert AlertDelivery.objects.get(channel="webhook").status == "sent"
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL")
 def test_no_transaction_stays_open_while_a_webhook_is_slow(operator, acme, webhook) -> None:
     """Sending happens outside any transaction: ingestion is not blocked meanwhile."""
     import time
@@ -135,24 +133,16 @@ def test_no_transaction_stays_open_while_a_webhook_is_slow(operator, acme, webho
     assert observed == [False]
 
 
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL")
 def test_two_schedulers_at_once_raise_and_send_one_alert(operator, acme, webhook) -> None:
     budget_create(tenant=acme, period="day", amount=Decimal("10"), thresholds=[100])
     spend(operator, 10, prefix="a", at=NOW - timedelta(minutes=1))
-    barrier = threading.Barrier(4)
 
-    def scheduler() -> None:
-        try:
-            barrier.wait()
-            budgets_evaluate(now=NOW)
-            alerts_deliver()
-        finally:
-            connections.close_all()
+    def scheduler(_: int) -> None:
+        budgets_evaluate(now=NOW)
+        alerts_deliver()
 
-    threads = [threading.Thread(target=scheduler) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_at_once(4, scheduler)
 
     assert Alert.objects.count() == 1
     assert len(webhook.received) == 1

@@ -13,7 +13,7 @@ from billing.rollups import rollups_rebuild, rollups_update
 from finops.models import ModelPrice
 from ingestion.models import UsageEvent
 from ingestion.services import events_ingest, events_price_unpriced
-from tests.conftest import event
+from tests.conftest import event, run_at_once
 from tests.conftest import post_events as _post_events
 
 # Rollups read what other transactions committed, so tests commit for real.
@@ -171,21 +171,10 @@ def test_a_run_killed_midway_leaves_nothing_and_the_next_run_catches_up(
     assert _rollups() == _ledger_oracle()
 
 
+@postgres_only
 def test_the_same_job_run_at_once_counts_each_event_once(operator, acme, globex) -> None:
     post_events(operator, {"events": _traffic("a", 200)})
-    results: list = []
-
-    def run() -> None:
-        try:
-            results.append(rollups_update())
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = run_at_once(4, lambda _: rollups_update())
 
     assert sum(r.events for r in results) == 200
     assert _rollups() == _ledger_oracle()

@@ -4,14 +4,12 @@ connection and transaction)."""
 from __future__ import annotations
 
 import random
-import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 
 from ingestion.models import UsageEvent
-from tests.conftest import event, post_events
+from tests.conftest import event, post_events, run_at_once
 
 pytestmark = [
     pytest.mark.django_db(transaction=True, serialized_rollback=True),
@@ -20,22 +18,8 @@ pytestmark = [
 ]
 
 
-def _in_parallel(count: int, call) -> list:
-    barrier = threading.Barrier(count)
-
-    def run(i: int):
-        try:
-            barrier.wait()
-            return call(i)
-        finally:
-            connections.close_all()
-
-    with ThreadPoolExecutor(max_workers=count) as pool:
-        return list(pool.map(run, range(count)))
-
-
 def test_the_same_event_posted_50_times_at_once_is_stored_once(operator, acme) -> None:
-    responses = _in_parallel(50, lambda i: post_events(operator, event()))
+    responses = run_at_once(50, lambda i: post_events(operator, event()))
 
     assert [r.status_code for r in responses] == [202] * 50
     statuses = sorted(r.json()["status"] for r in responses)
@@ -56,7 +40,7 @@ def test_overlapping_batches_at_once_store_each_event_once(operator, acme, size)
         random.Random(i).shuffle(window)
         return post_events(operator, {"events": window})
 
-    responses = _in_parallel(8, post)
+    responses = run_at_once(8, post)
 
     assert all(r.status_code == 202 for r in responses)
     accepted = sum(r.json()["accepted"] for r in responses)
@@ -65,7 +49,7 @@ def test_overlapping_batches_at_once_store_each_event_once(operator, acme, size)
 
 
 def test_a_new_tenant_seen_by_many_requests_at_once_is_created_once(operator) -> None:
-    responses = _in_parallel(
+    responses = run_at_once(
         20, lambda i: post_events(operator, event(event_id=f"e-{i}", tenant="brand-new"))
     )
     assert all(r.status_code == 202 for r in responses), [r.json() for r in responses]
