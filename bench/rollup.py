@@ -3,7 +3,7 @@
     make bench-rollup [BENCH_ARGS="--events 10000000"]
 
 Fills a dedicated PostgreSQL database with `--events` events by COPY (rows shaped as the
-API writes them, from bench/ingest.py), then, in this process:
+API writes them, from bench/ledger.py), then, in this process:
 
 1. the first fold of the whole ledger by `rollups_update()`;
 2. the same aggregation as one plain SQL `GROUP BY` over the same rows, for comparison;
@@ -31,7 +31,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import ingest  # noqa: E402 - the ingestion benchmark's row source and database helpers
+import ledger  # noqa: E402 - the benchmarks' row source and database helpers
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/finops_bench_rollup"
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -59,25 +59,25 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def fill(conn: psycopg.Connection, source: ingest.RowSource, count: int) -> float:
+def fill(conn: psycopg.Connection, source: ledger.RowSource, count: int) -> float:
     started = time.perf_counter()
     done = 0
     while done < count:
-        size = min(ingest.PRELOAD_ROWS_PER_COPY, count - done)
-        ingest.copy_rows(conn, source.chunks(size))
+        size = min(ledger.PRELOAD_ROWS_PER_COPY, count - done)
+        ledger.copy_rows(conn, source.chunks(size))
         done += size
         if count >= 1_000_000:
             elapsed = time.perf_counter() - started
-            ingest.say(f"  {done:>12,} / {count:,} rows  {elapsed:7.1f} s")
+            ledger.say(f"  {done:>12,} / {count:,} rows  {elapsed:7.1f} s")
     return time.perf_counter() - started
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    name = ingest.check_database_url(args.database_url)
-    env = ingest.app_env(args.database_url)
-    ingest.prepare_database(args.database_url, name, env)
+    name = ledger.check_database_url(args.database_url)
+    env = ledger.app_env(args.database_url)
+    ledger.prepare_database(args.database_url, name, env)
     os.environ.update({k: env[k] for k in ("DATABASE_URL", "SECRET_KEY", "DJANGO_SETTINGS_MODULE")})
-    sys.path.insert(0, str(ingest.ROOT))
+    sys.path.insert(0, str(ledger.ROOT))
     import django
 
     django.setup()
@@ -87,24 +87,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from ingestion.models import UsageEvent
     from ingestion.services import events_ingest
 
-    factory = ingest.EventFactory(seed=args.seed, spread=timedelta(days=30))
+    factory = ledger.EventFactory(seed=args.seed, spread=timedelta(days=30))
     now = datetime.now(UTC)
     # Features and prompt templates come into being the way the API makes them.
-    seed_items = [ingest.encoder.encode(e) for e in factory.every_combination(now)]
+    seed_items = [ledger.encoder.encode(e) for e in factory.every_combination(now)]
     events_ingest(key_tenant=None, items=seed_items)
 
     results: dict[str, Any] = {"started_at": now.isoformat(), "events": args.events}
     with psycopg.connect(args.database_url) as conn:
-        catalog = ingest.load_catalog(conn)
-        source = ingest.RowSource(factory, catalog, spread=timedelta(days=30), seed=args.seed)
-        ingest.say(f"fill: {args.events:,} events by COPY")
+        catalog = ledger.load_catalog(conn)
+        source = ledger.RowSource(factory, catalog, spread=timedelta(days=30), seed=args.seed)
+        ledger.say(f"fill: {args.events:,} events by COPY")
         results["fill_s"] = round(fill(conn, source, args.events), 1)
         conn.autocommit = True
-        ingest.say("fill: VACUUM ANALYZE")
+        ledger.say("fill: VACUUM ANALYZE")
         conn.execute("VACUUM ANALYZE ingestion_usageevent")
         conn.autocommit = False
 
-        ingest.say("first fold: rollups_update() over the whole ledger")
+        ledger.say("first fold: rollups_update() over the whole ledger")
         first = rollups_update()
         results["first_fold"] = {
             "seconds": round(first.seconds, 2),
@@ -112,23 +112,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "rows": first.rows,
             "events_per_s": round(first.events / first.seconds),
         }
-        ingest.say(f"  {first.events:,} events -> {first.rows:,} rows in {first.seconds:.2f} s")
+        ledger.say(f"  {first.events:,} events -> {first.rows:,} rows in {first.seconds:.2f} s")
 
-        ingest.say("plain SQL GROUP BY (hourly only, no write) over the same rows")
+        ledger.say("plain SQL GROUP BY (hourly only, no write) over the same rows")
         started = time.perf_counter()
         groups = conn.execute(PLAIN_GROUP_BY).fetchone()[0]
         conn.rollback()
         plain_s = time.perf_counter() - started
         results["plain_group_by"] = {"seconds": round(plain_s, 2), "hourly_groups": groups}
-        ingest.say(f"  {groups:,} hourly groups in {plain_s:.2f} s")
+        ledger.say(f"  {groups:,} hourly groups in {plain_s:.2f} s")
 
         incremental = []
         for i in range(args.incremental_runs):
-            ingest.copy_rows(conn, source.chunks(args.new_events))
+            ledger.copy_rows(conn, source.chunks(args.new_events))
             result = rollups_update()
             assert result.events == args.new_events, result
             incremental.append(result.seconds)
-            ingest.say(
+            ledger.say(
                 f"  incremental {i + 1}: {result.events:,} new events in {result.seconds:.3f} s"
             )
         results["incremental"] = {
@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "max_s": round(max(incremental), 3),
         }
 
-    ledger = UsageEvent.objects.aggregate(cost=ExactSum("cost"))["cost"]
+    ledger_cost = UsageEvent.objects.aggregate(cost=ExactSum("cost"))["cost"]
     hourly = UsageRollup.objects.filter(grain="hour")
     folded_cost = hourly.aggregate(cost=ExactSum("cost"))["cost"]
     daily_cost = UsageRollup.objects.filter(grain="day").aggregate(cost=ExactSum("cost"))["cost"]
@@ -147,10 +147,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results["check"] = {
         "ledger_events": total,
         "folded_calls": calls,
-        "ledger_cost": str(ledger),
+        "ledger_cost": str(ledger_cost),
         "hourly_cost": str(folded_cost),
         "daily_cost": str(daily_cost),
-        "exact": calls == total and ledger == folded_cost == daily_cost,
+        "exact": calls == total and ledger_cost == folded_cost == daily_cost,
     }
     return results
 
@@ -164,12 +164,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"first fold: {first['seconds']} s ({first['events_per_s']:,} events/s, "
         f"{first['rows']:,} aggregate rows)  target < 60 s: "
-        f"{ingest.check_flag(first['seconds'] < 60)}"
+        f"{ledger.check_flag(first['seconds'] < 60)}"
     )
     print(f"plain SQL GROUP BY, hourly, no write: {results['plain_group_by']['seconds']} s")
     print(
         f"incremental after {inc['new_events']:,} events: median {inc['median_s']} s, "
-        f"max {inc['max_s']} s  target < 1 s: {ingest.check_flag(inc['max_s'] < 1)}"
+        f"max {inc['max_s']} s  target < 1 s: {ledger.check_flag(inc['max_s'] < 1)}"
     )
     check = results["check"]
     print(
@@ -180,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     RESULTS_DIR.mkdir(exist_ok=True)
     out = RESULTS_DIR / f"rollup-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     out.write_text(json.dumps(results, indent=1))
-    print(f"results: {out.relative_to(ingest.ROOT)}")
+    print(f"results: {out.relative_to(ledger.ROOT)}")
     return 0 if check["exact"] else 1
 
 

@@ -1,0 +1,297 @@
+"""The app under gunicorn on 127.0.0.1, and concurrent HTTP clients that load it."""
+
+from __future__ import annotations
+
+import http.client
+import itertools
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import msgspec
+from ledger import ROOT, BenchError, relative
+
+HOST = "127.0.0.1"
+HTTP_TIMEOUT_S = 120.0
+HEALTH_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 15.0
+HEALTH_PATH = "/api/v1/health"
+EVENTS_PATH = "/api/v1/events"
+MAX_FAILURES_KEPT = 10
+
+
+# --- The app under gunicorn -----------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+class Gunicorn:
+    """gunicorn serving `finops.wsgi:application` on 127.0.0.1; always stopped on exit."""
+
+    def __init__(self, *, env: dict[str, str], workers: int, threads: int, log: Path) -> None:
+        self.port = free_port()
+        self.workers = workers
+        self.threads = threads
+        self._env = env
+        self._log_path = log
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def __enter__(self) -> Gunicorn:
+        command = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "finops.wsgi:application",
+            "--bind",
+            f"{HOST}:{self.port}",
+            "--workers",
+            str(self.workers),
+            "--threads",
+            str(self.threads),
+        ]
+        self._log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self._log_path, "wb") as log:
+            self._process = subprocess.Popen(
+                command,
+                cwd=ROOT,
+                env=self._env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            self._wait_healthy()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _wait_healthy(self) -> None:
+        deadline = time.monotonic() + HEALTH_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self._process is not None and self._process.poll() is not None:
+                raise BenchError(f"gunicorn exited at start; see {relative(self._log_path)}")
+            conn = http.client.HTTPConnection(HOST, self.port, timeout=5)
+            try:
+                conn.request("GET", HEALTH_PATH)
+                if conn.getresponse().status == 200:
+                    return
+            except (OSError, http.client.HTTPException):
+                pass
+            finally:
+                conn.close()
+            time.sleep(0.2)
+        raise BenchError(f"no 200 from {HEALTH_PATH} in {HEALTH_TIMEOUT_S:.0f} s")
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            # The session was started for gunicorn: its group is gunicorn and its workers.
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+# --- HTTP load ------------------------------------------------------------------------
+
+
+class ItemOut(msgspec.Struct):
+    status: str
+    priced: bool = False
+
+
+class BatchOut(msgspec.Struct):
+    accepted: int
+    duplicates: int
+    rejected: int
+    results: list[ItemOut]
+
+
+class SingleOut(msgspec.Struct):
+    status: str
+    priced: bool
+
+
+batch_decoder = msgspec.json.Decoder(BatchOut)
+single_decoder = msgspec.json.Decoder(SingleOut)
+
+# (request index, HTTP status, body) -> (error or None, events priced)
+Checker = Callable[[int, int, bytes], tuple[str | None, int]]
+
+
+@dataclass(slots=True)
+class LoadResult:
+    requests: int = 0
+    events: int = 0
+    priced: int = 0
+    elapsed_s: float = 0.0
+    latencies_s: list[float] = field(default_factory=list)
+    # (seconds since the start, events) of each accepted request, in completion order
+    completions: list[tuple[float, int]] = field(default_factory=list)
+    failures: int = 0
+    failure_samples: list[str] = field(default_factory=list)
+
+
+def run_load(
+    *,
+    port: int,
+    key: str,
+    bodies: Sequence[bytes],
+    sizes: Sequence[int],
+    clients: int,
+    check: Checker,
+) -> LoadResult:
+    """`clients` threads, each on its own connection, post `bodies` until none is left."""
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    result = LoadResult()
+    lock = threading.Lock()
+    next_index = itertools.count()
+
+    def fail(message: str) -> None:
+        with lock:
+            result.failures += 1
+            if len(result.failure_samples) < MAX_FAILURES_KEPT:
+                result.failure_samples.append(message[:500])
+
+    def client() -> None:
+        conn = http.client.HTTPConnection(HOST, port, timeout=HTTP_TIMEOUT_S)
+        latencies: list[float] = []
+        completions: list[tuple[float, int]] = []
+        events = priced = 0
+        try:
+            while True:
+                with lock:
+                    index = next(next_index)
+                if index >= len(bodies):
+                    break
+                started = time.perf_counter()
+                try:
+                    conn.request("POST", EVENTS_PATH, body=bodies[index], headers=headers)
+                    response = conn.getresponse()
+                    data = response.read()
+                except (OSError, http.client.HTTPException) as exc:
+                    conn.close()
+                    fail(f"request {index}: {exc.__class__.__name__}: {exc}")
+                    continue
+                done = time.perf_counter()
+                latencies.append(done - started)
+                error, n_priced = check(index, response.status, data)
+                if error:
+                    fail(f"request {index}: {error}")
+                else:
+                    events += sizes[index]
+                    priced += n_priced
+                    completions.append((done - load_started, sizes[index]))
+        finally:
+            conn.close()
+            with lock:
+                result.latencies_s.extend(latencies)
+                result.completions.extend(completions)
+                result.requests += len(latencies)
+                result.events += events
+                result.priced += priced
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
+    load_started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    result.elapsed_s = time.perf_counter() - load_started
+    result.completions.sort()
+    return result
+
+
+def rate_profile(completions: Sequence[tuple[float, int]], parts: int) -> list[float]:
+    """Events/s over each successive `1/parts` of the events, in completion order: shows
+    whether the rate drifts during a phase (e.g. full-page writes after a checkpoint)."""
+    total = sum(n for _, n in completions)
+    rates: list[float] = []
+    if total == 0:
+        return rates
+    bound, events, part_events, part_start = total / parts, 0, 0, 0.0
+    for at, n in completions:
+        events += n
+        part_events += n
+        if events >= bound * (len(rates) + 1) - 1e-9 and at > part_start:
+            rates.append(round(part_events / (at - part_start), 1))
+            part_events, part_start = 0, at
+    return rates
+
+
+def batch_checker(sizes: Sequence[int]) -> Checker:
+    def check(index: int, status: int, data: bytes) -> tuple[str | None, int]:
+        if status != 202:
+            return f"HTTP {status}: {data[:300]!r}", 0
+        try:
+            out = batch_decoder.decode(data)
+        except msgspec.MsgspecError as exc:
+            return f"unreadable answer: {exc}", 0
+        if out.accepted != sizes[index] or out.duplicates or out.rejected:
+            return (
+                f"accepted {out.accepted} of {sizes[index]} "
+                f"(duplicates {out.duplicates}, rejected {out.rejected})"
+            ), 0
+        return None, sum(1 for item in out.results if item.priced)
+
+    return check
+
+
+def single_check(index: int, status: int, data: bytes) -> tuple[str | None, int]:
+    if status != 202:
+        return f"HTTP {status}: {data[:300]!r}", 0
+    try:
+        out = single_decoder.decode(data)
+    except msgspec.MsgspecError as exc:
+        return f"unreadable answer: {exc}", 0
+    if out.status != "accepted":
+        return f"status {out.status!r}", 0
+    return None, int(out.priced)
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """Linear interpolation between closest ranks; `q` in 0..100."""
+    if not sorted_values:
+        return float("nan")
+    position = (len(sorted_values) - 1) * q / 100
+    low = int(position)
+    high = min(low + 1, len(sorted_values) - 1)
+    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (position - low)
+
+
+def latency_ms(latencies_s: Sequence[float]) -> dict[str, float]:
+    values = sorted(latencies_s)
+    if not values:
+        return {}
+    return {
+        name: round(percentile(values, q) * 1000, 2)
+        for name, q in (("p50", 50), ("p95", 95), ("p99", 99), ("max", 100))
+    }
