@@ -5,13 +5,13 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from finops.authentication import HasManageScope, HasReadScope, IsOperatorKey
+from finops.authentication import HasIngestScope, HasManageScope, HasReadScope, IsOperatorKey
 from finops.models import Tenant
 from finops.pagination import time_keyset_page
 from ingestion.models import Feature
@@ -19,9 +19,16 @@ from ingestion.selectors import tenant_for_key
 
 from .alerts import alert_json
 from .budgets import budget_create, budget_delete, budget_update
+from .guard import guard_decide, tenant_by_slug
 from .policies import feature_policy_update
 from .selectors import alert_list, budget_list
-from .serializers import AlertQuerySerializer, BudgetSerializer, FeatureSerializer
+from .serializers import (
+    AlertQuerySerializer,
+    BudgetSerializer,
+    FeatureSerializer,
+    GuardDecisionSerializer,
+    GuardRequestSerializer,
+)
 
 
 def _read_or_manage(request: Request) -> list:
@@ -125,3 +132,43 @@ class FeatureApi(APIView):
         serializer.is_valid(raise_exception=True)
         feature = feature_policy_update(feature=feature, **serializer.validated_data)
         return Response(FeatureSerializer(feature).data)
+
+
+class GuardApi(APIView):
+    """Allow, downgrade or block one model call before it is made. The decision is data
+    (always 200), never an HTTP error, so clients do not retry it as a failure."""
+
+    permission_classes = [IsAuthenticated, HasIngestScope]
+
+    @extend_schema(request=GuardRequestSerializer, responses=GuardDecisionSerializer)
+    def post(self, request: Request) -> Response:
+        serializer = GuardRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        key_tenant = request.auth.tenant
+        slug = data.get("tenant")
+        if key_tenant is not None:
+            if slug is not None and slug != key_tenant.slug:
+                raise NotFound("No such tenant.")
+            tenant = key_tenant
+        elif not slug:
+            raise ValidationError({"tenant": ["Required with an operator key."]})
+        else:
+            tenant = tenant_by_slug(slug)
+            if tenant is None:
+                raise NotFound("No such tenant.")
+        decision = guard_decide(
+            tenant=tenant,
+            feature_key=data.get("feature", ""),
+            model=data["model"],
+            prompt_template_key=data.get("prompt_template", ""),
+            estimated_cost=data.get("estimated_cost"),
+        )
+        return Response(
+            {
+                "decision": decision.decision,
+                "model": decision.model,
+                "reason": decision.reason,
+                "error_type": decision.error_type,
+            }
+        )

@@ -211,6 +211,18 @@ FINOPS_SPIKE_MIN_COST = Decimal(env.str("FINOPS_SPIKE_MIN_COST", default="1"))
 # runs above this many times its baseline (3 = 300 percent).
 FINOPS_KILL_SWITCH_FACTOR = Decimal(env.str("FINOPS_KILL_SWITCH_FACTOR", default="3"))
 
+# The guard (POST /api/v1/guard). Its hot state lives in this Redis (default: REDIS_URL);
+# without one, or on SQLite, it reads the ledger on each request (exact, no reservations).
+FINOPS_GUARD_REDIS_URL = env.str("FINOPS_GUARD_REDIS_URL", default=REDIS_URL)
+FINOPS_GUARD_REDIS_TIMEOUT = env.float("FINOPS_GUARD_REDIS_TIMEOUT", default=0.5)
+# Counters are seeded again from the ledger this often (seconds): the bound on how long an
+# increment lost to a Redis outage can be missing.
+FINOPS_GUARD_COUNTER_TTL = env.int("FINOPS_GUARD_COUNTER_TTL", default=300)
+# How long an allowed call's reserved cost waits for its event (seconds).
+FINOPS_GUARD_RESERVATION_TTL = env.int("FINOPS_GUARD_RESERVATION_TTL", default=120)
+# How long a worker keeps tenants, features, caps and budgets in memory (seconds).
+FINOPS_GUARD_POLICY_TTL = env.float("FINOPS_GUARD_POLICY_TTL", default=5)
+
 # E-mail: EMAIL_URL as django-environ reads it (smtp://user:pass@host:587, consolemail://);
 # by default messages are written as files under var/mail/.
 if env.str("EMAIL_URL", default=""):

@@ -5,7 +5,7 @@ from django.urls import path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from billing.apis import AlertsApi, BudgetDetailApi, BudgetsApi, FeatureApi
+from billing.apis import AlertsApi, BudgetDetailApi, BudgetsApi, FeatureApi, GuardApi
 from finops.apis import HealthApi
 from ingestion.apis import EventsApi
 
@@ -24,6 +24,7 @@ urlpatterns = [
     path("api/v1/budgets/<int:budget_id>", BudgetDetailApi.as_view(), name="budget"),
     path("api/v1/alerts", AlertsApi.as_view(), name="alerts"),
     path("api/v1/features/<str:key>", FeatureApi.as_view(), name="feature"),
+    path("api/v1/guard", GuardApi.as_view(), name="guard"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]

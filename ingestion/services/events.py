@@ -19,6 +19,7 @@ from finops.pricing import PriceBook, usage_cost
 
 from ..models import Feature, PromptTemplate, UsageEvent
 from ..schema import EventIn, canonical_encoder, event_decoder, field_errors
+from ..signals import SpendRow, spend_recorded
 from .writer import event_columns, events_insert
 
 Errors = dict[str, list[str]]
@@ -255,6 +256,26 @@ def events_ingest(
         )
         columns, costs = _columns(to_store, feature_ids=feature_ids, prompt_ids=prompt_ids, now=now)
         inserted = events_insert(columns=columns, count=len(to_store))
+        if inserted and spend_recorded.has_listeners():
+            rows = [
+                SpendRow(
+                    tenant=item.tenant,
+                    feature_id=feature_ids[item.event.feature] if item.event.feature else None,
+                    feature_key=item.event.feature or "",
+                    prompt_template_id=(
+                        prompt_ids[item.event.prompt_template]
+                        if item.event.prompt_template
+                        else None
+                    ),
+                    model=item.event.model,
+                    timestamp=item.event.timestamp,
+                    cost=costs[position][0] or Decimal(0),
+                    new_event=True,
+                )
+                for position, item in enumerate(to_store)
+                if (item.tenant.id, item.event.event_id) in inserted
+            ]
+            spend_recorded.send(sender=UsageEvent, rows=rows)
 
     not_inserted = [i for i in to_store if (i.tenant.id, i.event.event_id) not in inserted]
     stored = _stored_events(not_inserted + repeats)

@@ -8,10 +8,11 @@ from decimal import Decimal
 
 from django.db import transaction
 
-from finops.models import ModelPrice
+from finops.models import ModelPrice, Tenant
 from finops.pricing import PriceBook, usage_cost
 
 from ..models import CostChange, UsageEvent
+from ..signals import SpendRow, spend_recorded
 
 CHUNK = 2000
 
@@ -45,6 +46,9 @@ def events_price_unpriced(*, now: datetime | None = None, chunk: int = CHUNK) ->
             .order_by("id")
             .only(
                 "id",
+                "tenant_id",
+                "feature_id",
+                "prompt_template_id",
                 "model",
                 "provider",
                 "timestamp",
@@ -95,4 +99,24 @@ def events_price_unpriced(*, now: datetime | None = None, chunk: int = CHUNK) ->
                         )
                     )
             CostChange.objects.bulk_create(changes)
+            if changes and spend_recorded.has_listeners():
+                priced = {change.event_id for change in changes}
+                tenants = Tenant.objects.in_bulk({e.tenant_id for e in updates})
+                spend_recorded.send(
+                    sender=CostChange,
+                    rows=[
+                        SpendRow(
+                            tenant=tenants[e.tenant_id],
+                            feature_id=e.feature_id,
+                            feature_key="",
+                            prompt_template_id=e.prompt_template_id,
+                            model=e.model,
+                            timestamp=e.timestamp,
+                            cost=e.cost,
+                            new_event=False,
+                        )
+                        for e in updates
+                        if e.id in priced
+                    ],
+                )
     return result
