@@ -9,4 +9,12 @@ class BillingConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import guard  # noqa: F401  (connects the guard's spend receiver)
+        from django.conf import settings
+
+        from ingestion.signals import spend_recorded
+
+        from .guard import spend_recorded_receiver
+
+        if settings.FINOPS_GUARD_REDIS_URL:
+            # Without Redis there are no hot counters to keep current.
+            spend_recorded.connect(spend_recorded_receiver, dispatch_uid="guard-counters")

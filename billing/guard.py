@@ -29,14 +29,13 @@ from typing import Any, TypeVar
 import redis
 from django.conf import settings
 from django.db import connection, transaction
-from django.dispatch import receiver
 from django.utils import timezone
 
 from finops.fields import ExactSum
 from finops.models import Tenant
 from finops.money import EXACT, round_money
 from ingestion.models import Feature, PromptTemplate
-from ingestion.signals import SpendRow, spend_recorded
+from ingestion.signals import SpendRow
 
 from . import hotstate
 from .caps import FREE_TIER_WINDOW, cap_overridden
@@ -382,8 +381,7 @@ def call_estimate(*, feature_key: str, model: str) -> Decimal:
 # --- Keeping the counters current -----------------------------------------------------
 
 
-@receiver(spend_recorded)
-def _spend_recorded(sender: Any, rows: list[SpendRow], **kwargs: Any) -> None:
+def spend_recorded_receiver(sender: Any, rows: list[SpendRow], **kwargs: Any) -> None:
     """Inside the storing transaction: note its id and what it adds; after the commit,
     add it to the hot counters."""
     if not hotstate.enabled() or not rows:

@@ -230,7 +230,8 @@ def _ledger_spend_postgresql(scope: Scope) -> tuple[Decimal, str | None]:
             )
             snapshot, folded, events, changes, seen = cursor.fetchone()
             if seen in (None, f"{params['low_events']}:{params['low_changes']}"):
-                return folded + events + changes, snapshot
+                with localcontext(EXACT):
+                    return folded + events + changes, snapshot
         raise RuntimeError("the rollup watermark kept moving while a counter was read")
 
 

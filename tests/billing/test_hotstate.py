@@ -1,0 +1,95 @@
+"""The guard counters' exact arithmetic: Python's encoding and the Lua scripts' sums."""
+
+from __future__ import annotations
+
+from decimal import Decimal, localcontext
+
+import pytest
+import redis
+from django.conf import settings
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
+from billing import hotstate
+from finops.money import EXACT
+
+amounts = st.decimals(
+    min_value=Decimal("-1e15"), max_value=Decimal("1e15"), places=30, allow_nan=False,
+    allow_infinity=False,
+)  # fmt: skip
+
+
+@given(amounts)
+def test_limbs_hold_any_ledger_amount_exactly(amount: Decimal) -> None:
+    assert hotstate.from_limbs(hotstate.to_limbs(amount)) == amount
+
+
+@pytest.fixture
+def redis_db():
+    if not settings.FINOPS_GUARD_REDIS_URL:
+        pytest.skip("needs Redis (REDIS_URL)")
+    client = hotstate.client()
+    try:
+        client.ping()
+    except redis.RedisError:
+        pytest.skip("Redis does not answer")
+    hotstate.flush(client)
+    yield client
+    hotstate.flush(client)
+
+
+@hypothesis_settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(start=amounts.filter(lambda a: a >= 0), deltas=st.lists(amounts, max_size=30))
+def test_lua_sums_are_exact(redis_db, start: Decimal, deltas: list[Decimal]) -> None:
+    hotstate.flush(redis_db)  # each example starts afresh
+    name = "ltv:test:0:0"
+    token = hotstate.scripts().seed_begin(args=[name, "", "t"])
+    # A snapshot that saw nothing at or above transaction 10: later increments count.
+    assert hotstate.scripts().seed_install(args=[name, token, hotstate.to_limbs(start),
+                                                 "10:10:", 60_000]) == 1  # fmt: skip
+    for xact, delta in enumerate(deltas, start=10):
+        hotstate.increment_apply(
+            hotstate.Increment(xact=xact, cells={}, direct={name: delta}, releases={})
+        )
+    # One the snapshot saw is not added again.
+    hotstate.increment_apply(
+        hotstate.Increment(xact=9, cells={}, direct={name: Decimal(5)}, releases={})
+    )
+    with localcontext(EXACT):
+        expected = start + sum(deltas, Decimal(0))
+    assert hotstate.counter_value(name) == expected
+
+
+def test_increments_wait_for_a_seed_in_progress_and_apply_once(redis_db) -> None:
+    name = "ltv:test:0:1"
+    token = hotstate.scripts().seed_begin(args=[name, "", "t"])
+    # While the seed reads the ledger, transactions 20 (which its snapshot sees) and 21
+    # (which it does not) commit and report.
+    for xact in (20, 21):
+        hotstate.increment_apply(
+            hotstate.Increment(xact=xact, cells={}, direct={name: Decimal("1.5")}, releases={})
+        )
+    assert hotstate.counter_value(name) is None
+    installed = hotstate.scripts().seed_install(
+        args=[name, token, hotstate.to_limbs(Decimal("10.5")), "21:22:21", 60_000]
+    )
+    assert installed == 1
+    assert hotstate.counter_value(name) == Decimal("12")
+    # Without a seed in progress an increment is dropped: the next seed reads it.
+    hotstate.increment_apply(
+        hotstate.Increment(xact=30, cells={}, direct={"ltv:test:0:2": Decimal(1)}, releases={})
+    )
+    assert hotstate.counter_value("ltv:test:0:2") is None
+    assert not redis_db.exists("g:p:ltv:test:0:2")
+
+
+def test_a_seed_whose_marker_was_flushed_does_not_install(redis_db) -> None:
+    name = "ltv:test:0:3"
+    token = hotstate.scripts().seed_begin(args=[name, "", "t"])
+    redis_db.flushdb()
+    assert hotstate.scripts().seed_install(args=[name, token, hotstate.to_limbs(Decimal(1)),
+                                                 "5:5:", 60_000]) == 0  # fmt: skip
+    assert hotstate.counter_value(name) is None
