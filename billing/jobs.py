@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from ingestion.services import events_price_unpriced
+from statements.services import statements_draft, statements_finalize
 
 from .alerts import alerts_deliver
 from .budgets import budgets_evaluate
@@ -61,6 +62,15 @@ def _deliver(now: datetime) -> str:
     return f"sent {result.sent} notification(s), {result.failed} given up"
 
 
+def _draft(now: datetime) -> str:
+    result = statements_draft(now=now)
+    return f"created {result.created} statement(s); rebuilt {result.drafted} draft(s)"
+
+
+def _finalize(now: datetime) -> str:
+    return f"finalized {statements_finalize(now=now).finalized} statement(s)"
+
+
 JOBS: list[tuple[str, Callable[[datetime], Any]]] = [
     ("price-unpriced-events", _price_unpriced),
     ("rollup-usage", _rollup),
@@ -68,5 +78,7 @@ JOBS: list[tuple[str, Callable[[datetime], Any]]] = [
     ("detect-spikes", _spikes),
     ("check-caps", _caps),
     ("check-free-tier-ltv", _ltv),
+    ("draft-statements", _draft),
+    ("finalize-statements", _finalize),
     ("deliver-alerts", _deliver),
 ]

@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "finops",
     "ingestion",
     "billing",
+    "statements",
 ]
 
 MIDDLEWARE = [
@@ -180,6 +181,11 @@ CELERY_BEAT_SCHEDULE = {
     "detect-spikes": {"task": "billing.tasks.spikes_detect_task", "schedule": 300.0},
     "check-caps": {"task": "billing.tasks.caps_check_task", "schedule": 60.0},
     "deliver-alerts": {"task": "billing.tasks.alerts_deliver_task", "schedule": 60.0},
+    "draft-statements": {"task": "statements.tasks.statements_draft_task", "schedule": 900.0},
+    "finalize-statements": {
+        "task": "statements.tasks.statements_finalize_task",
+        "schedule": 3600.0,
+    },
 }
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
@@ -210,6 +216,9 @@ FINOPS_SPIKE_MIN_COST = Decimal(env.str("FINOPS_SPIKE_MIN_COST", default="1"))
 # A feature with its kill switch enabled moves to its fallback model when its hourly cost
 # runs above this many times its baseline (3 = 300 percent).
 FINOPS_KILL_SWITCH_FACTOR = Decimal(env.str("FINOPS_KILL_SWITCH_FACTOR", default="3"))
+
+# Statements: a month's statement is finalized this many days after the month ends.
+FINOPS_STATEMENT_GRACE_DAYS = env.int("FINOPS_STATEMENT_GRACE_DAYS", default=3)
 
 # The guard (POST /api/v1/guard). Its hot state lives in this Redis (default: REDIS_URL);
 # without one, or on SQLite, it reads the ledger on each request (exact, no reservations).
