@@ -8,6 +8,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from billing.apis import AlertsApi, BudgetDetailApi, BudgetsApi, FeatureApi, GuardApi
 from finops.apis import HealthApi
 from ingestion.apis import EventsApi
+from statements.apis import StatementCsvApi, StatementDetailApi, StatementPdfApi, StatementsApi
 
 admin.site.site_header = "finops console"
 admin.site.site_title = "finops"
@@ -25,6 +26,14 @@ urlpatterns = [
     path("api/v1/alerts", AlertsApi.as_view(), name="alerts"),
     path("api/v1/features/<str:key>", FeatureApi.as_view(), name="feature"),
     path("api/v1/guard", GuardApi.as_view(), name="guard"),
+    path("api/v1/statements", StatementsApi.as_view(), name="statements"),
+    path("api/v1/statements/<int:statement_id>", StatementDetailApi.as_view(), name="statement"),
+    path(
+        "api/v1/statements/<int:statement_id>/pdf", StatementPdfApi.as_view(), name="statement-pdf"
+    ),
+    path(
+        "api/v1/statements/<int:statement_id>/csv", StatementCsvApi.as_view(), name="statement-csv"
+    ),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]

@@ -35,6 +35,7 @@ class Statement(models.Model):
         **Exact, default=0, help_text="The same lines before rounding, kept beside the total."
     )
     content_hash = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
     drafted_at = models.DateTimeField(null=True, blank=True)
     finalized_at = models.DateTimeField(null=True, blank=True)
 

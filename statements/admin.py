@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.http import HttpRequest, HttpResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from .documents import statement_csv, statement_pdf
+from .models import Statement, StatementLine
+from .services import statement_verify
+
+
+class StatementLineInline(admin.TabularInline):
+    model = StatementLine
+    fields = ("position", "kind", "period", "description", "quantity", "unit_price", "amount",
+              "amount_exact")  # fmt: skip
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ("position",)
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(Statement)
+class StatementAdmin(admin.ModelAdmin):
+    """Read-only: statements are drafted and finalized by their jobs."""
+
+    list_display = ("number", "tenant", "period", "status", "total", "currency", "downloads")
+    list_filter = ("status", "period")
+    search_fields = ("number", "tenant__slug")
+    readonly_fields = (
+        "tenant", "period", "number", "status", "currency", "markup_percent", "subtotal",
+        "adjustments", "markup", "total", "total_exact", "content_hash", "hash_check",
+        "drafted_at", "finalized_at", "downloads",
+    )  # fmt: skip
+    exclude = ("created_at",)
+    inlines = [StatementLineInline]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    @admin.display(description="Hash check")
+    def hash_check(self, obj: Statement) -> str:
+        if obj.status != Statement.Status.FINALIZED:
+            return "draft: no hash yet"
+        return "matches its lines" if statement_verify(obj) else "DOES NOT MATCH its lines"
+
+    @admin.display(description="Download")
+    def downloads(self, obj: Statement) -> str:
+        return format_html(
+            '<a href="{}">PDF</a> · <a href="{}">CSV</a>',
+            reverse("admin:statements_statement_pdf", args=[obj.id]),
+            reverse("admin:statements_statement_csv", args=[obj.id]),
+        )
+
+    def get_urls(self) -> list:
+        return [
+            path("<int:statement_id>/pdf/", self.admin_site.admin_view(self.pdf_view),
+                 name="statements_statement_pdf"),
+            path("<int:statement_id>/csv/", self.admin_site.admin_view(self.csv_view),
+                 name="statements_statement_csv"),
+        ] + super().get_urls()  # fmt: skip
+
+    def pdf_view(self, request: HttpRequest, statement_id: int) -> HttpResponse:
+        statement = Statement.objects.select_related("tenant").get(id=statement_id)
+        response = HttpResponse(statement_pdf(statement), content_type="application/pdf")
+        response["Content-Disposition"] = f'attachment; filename="{statement.number}.pdf"'
+        return response
+
+    def csv_view(self, request: HttpRequest, statement_id: int) -> HttpResponse:
+        statement = Statement.objects.select_related("tenant").get(id=statement_id)
+        response = HttpResponse(statement_csv(statement), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="{statement.number}.csv"'
+        return response
