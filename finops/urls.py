@@ -8,7 +8,13 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from billing.apis import AlertsApi, BudgetDetailApi, BudgetsApi, FeatureApi, GuardApi
 from finops.apis import HealthApi
 from ingestion.apis import EventsApi
-from statements.apis import StatementCsvApi, StatementDetailApi, StatementPdfApi, StatementsApi
+from statements.apis import (
+    StatementCsvApi,
+    StatementDetailApi,
+    StatementPdfApi,
+    StatementsApi,
+    UsageApi,
+)
 
 admin.site.site_header = "finops console"
 admin.site.site_title = "finops"
@@ -26,6 +32,7 @@ urlpatterns = [
     path("api/v1/alerts", AlertsApi.as_view(), name="alerts"),
     path("api/v1/features/<str:key>", FeatureApi.as_view(), name="feature"),
     path("api/v1/guard", GuardApi.as_view(), name="guard"),
+    path("api/v1/usage", UsageApi.as_view(), name="usage"),
     path("api/v1/statements", StatementsApi.as_view(), name="statements"),
     path("api/v1/statements/<int:statement_id>", StatementDetailApi.as_view(), name="statement"),
     path(

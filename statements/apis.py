@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import UTC
+
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
@@ -19,6 +21,7 @@ from ingestion.selectors import tenant_for_key
 from .documents import statement_csv, statement_json, statement_pdf
 from .models import Statement
 from .selectors import statement_list
+from .usage import GRANULARITIES, GROUPS, MAX_ROWS, TooManyRows, usage_report
 
 
 class StatementQuerySerializer(serializers.Serializer):
@@ -92,3 +95,84 @@ class StatementCsvApi(APIView):
         response = HttpResponse(statement_csv(statement), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="{statement.number}.csv"'
         return response
+
+
+class UsageQuerySerializer(serializers.Serializer):
+    from_ = serializers.DateTimeField(help_text="Start, inclusive (RFC 3339).")
+    to = serializers.DateTimeField(help_text="End, exclusive.")
+    group_by = serializers.CharField(required=False, allow_blank=True, default="")
+    granularity = serializers.ChoiceField(choices=GRANULARITIES, default="day")
+    tenant = serializers.CharField(required=False)
+
+    def get_fields(self) -> dict:
+        fields = super().get_fields()
+        fields["from"] = fields.pop("from_")
+        return fields
+
+    def validate_group_by(self, value: str) -> list[str]:
+        groups = [g.strip() for g in value.split(",") if g.strip()]
+        unknown = [g for g in groups if g not in GROUPS]
+        if unknown:
+            raise serializers.ValidationError(
+                f"Unknown: {', '.join(unknown)}. Choose from {', '.join(GROUPS)}."
+            )
+        return list(dict.fromkeys(groups))
+
+    def validate(self, attrs: dict) -> dict:
+        start, end, granularity = attrs["from"], attrs["to"], attrs["granularity"]
+        errors = {}
+        if end <= start:
+            errors["to"] = ["Must be after 'from'."]
+        unit = "an hour" if granularity == "hour" else "a day (UTC)"
+        for name, value in (("from", start), ("to", end)):
+            value = value.astimezone(UTC)
+            aligned = value.minute == value.second == value.microsecond == 0
+            if granularity != "hour":
+                aligned = aligned and value.hour == 0
+            if not aligned:
+                errors.setdefault(name, []).append(
+                    f"Must fall on {unit} boundary: usage is kept per hour and per day."
+                )
+        if errors:
+            raise serializers.ValidationError(errors)
+        return attrs
+
+
+class UsageApi(APIView):
+    """Usage by any of tenant, feature, model, prompt template and user, per hour, day
+    or month. A tenant key sees its own tenant's usage only."""
+
+    permission_classes = [IsAuthenticated, HasReadScope]
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("from", OpenApiTypes.DATETIME, required=True),
+            OpenApiParameter("to", OpenApiTypes.DATETIME, required=True),
+            OpenApiParameter("group_by", str),
+            OpenApiParameter("granularity", str),
+            OpenApiParameter("tenant", str),
+        ],  # fmt: skip
+        responses={200: OpenApiResponse(description='{"results": [usage row], "next": null}')},
+    )
+    def get(self, request: Request) -> Response:
+        query = UsageQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        params = query.validated_data
+        try:
+            tenant = tenant_for_key(key_tenant=request.auth.tenant, slug=params.get("tenant"))
+        except Tenant.DoesNotExist:
+            raise NotFound("No such tenant.") from None
+        try:
+            rows = usage_report(start=params["from"], end=params["to"],
+                                group_by=params["group_by"], granularity=params["granularity"],
+                                tenant=tenant)  # fmt: skip
+        except TooManyRows:
+            raise serializers.ValidationError(
+                {
+                    "granularity": [
+                        f"More than {MAX_ROWS} rows: narrow the range, group by "
+                        "fewer fields or use a coarser granularity."
+                    ]
+                }  # fmt: skip
+            ) from None
+        return Response({"results": rows, "next": None})
