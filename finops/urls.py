@@ -9,6 +9,7 @@ from billing.apis import AlertsApi, BudgetDetailApi, BudgetsApi, FeatureApi, Gua
 from finops.apis import HealthApi
 from ingestion.apis import EventsApi
 from statements.apis import (
+    FocusExportApi,
     StatementCsvApi,
     StatementDetailApi,
     StatementPdfApi,
@@ -33,6 +34,7 @@ urlpatterns = [
     path("api/v1/features/<str:key>", FeatureApi.as_view(), name="feature"),
     path("api/v1/guard", GuardApi.as_view(), name="guard"),
     path("api/v1/usage", UsageApi.as_view(), name="usage"),
+    path("api/v1/exports/focus", FocusExportApi.as_view(), name="focus-export"),
     path("api/v1/statements", StatementsApi.as_view(), name="statements"),
     path("api/v1/statements/<int:statement_id>", StatementDetailApi.as_view(), name="statement"),
     path(

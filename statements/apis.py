@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, date
 
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
@@ -13,12 +13,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from finops.authentication import HasReadScope
+from finops.authentication import HasReadScope, IsOperatorKey
 from finops.models import Tenant
 from finops.pagination import time_keyset_page
 from ingestion.selectors import tenant_for_key
 
 from .documents import statement_csv, statement_json, statement_pdf
+from .focus import focus_csv
 from .models import Statement
 from .selectors import statement_list
 from .usage import GRANULARITIES, GROUPS, MAX_ROWS, TooManyRows, usage_report
@@ -176,3 +177,27 @@ class UsageApi(APIView):
                 }  # fmt: skip
             ) from None
         return Response({"results": rows, "next": None})
+
+
+class FocusQuerySerializer(serializers.Serializer):
+    period = serializers.RegexField(r"^\d{4}-(0[1-9]|1[0-2])$",
+                                    error_messages={"invalid": "Use YYYY-MM."})  # fmt: skip
+
+
+class FocusExportApi(APIView):
+    """A month's statements as a FinOps FOCUS dataset (CSV). Operator keys only."""
+
+    permission_classes = [IsAuthenticated, IsOperatorKey, HasReadScope]
+
+    @extend_schema(
+        parameters=[OpenApiParameter("period", str, required=True)],
+        responses={(200, "text/csv"): OpenApiTypes.STR},
+    )
+    def get(self, request: Request) -> HttpResponse:
+        query = FocusQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        year, month = (int(p) for p in query.validated_data["period"].split("-"))
+        period = date(year, month, 1)
+        response = HttpResponse(focus_csv(period), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="focus-{period:%Y-%m}.csv"'
+        return response
