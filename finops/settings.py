@@ -219,6 +219,10 @@ FINOPS_KILL_SWITCH_FACTOR = Decimal(env.str("FINOPS_KILL_SWITCH_FACTOR", default
 
 # Statements: a month's statement is finalized this many days after the month ends.
 FINOPS_STATEMENT_GRACE_DAYS = env.int("FINOPS_STATEMENT_GRACE_DAYS", default=3)
+# Reconciliation flags a provider whose priced events differ from its bill by more.
+FINOPS_RECONCILIATION_TOLERANCE_PERCENT = Decimal(
+    env.str("FINOPS_RECONCILIATION_TOLERANCE_PERCENT", default="2")
+)
 
 # The guard (POST /api/v1/guard). Its hot state lives in this Redis (default: REDIS_URL);
 # without one, or on SQLite, it reads the ledger on each request (exact, no reservations).

@@ -10,6 +10,7 @@ from finops.apis import HealthApi
 from ingestion.apis import EventsApi
 from statements.apis import (
     FocusExportApi,
+    ReconciliationApi,
     StatementCsvApi,
     StatementDetailApi,
     StatementPdfApi,
@@ -35,6 +36,7 @@ urlpatterns = [
     path("api/v1/guard", GuardApi.as_view(), name="guard"),
     path("api/v1/usage", UsageApi.as_view(), name="usage"),
     path("api/v1/exports/focus", FocusExportApi.as_view(), name="focus-export"),
+    path("api/v1/reconciliation", ReconciliationApi.as_view(), name="reconciliation"),
     path("api/v1/statements", StatementsApi.as_view(), name="statements"),
     path("api/v1/statements/<int:statement_id>", StatementDetailApi.as_view(), name="statement"),
     path(

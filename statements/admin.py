@@ -1,12 +1,20 @@
 from __future__ import annotations
 
+from datetime import date, timedelta
+
+from django.conf import settings
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
+from finops.money import round_money
+
 from .documents import statement_csv, statement_pdf
-from .models import Statement, StatementLine
+from .models import Statement, StatementLine, VendorBill
+from .reconciliation import reconciliation
 from .services import statement_verify
 
 
@@ -80,3 +88,51 @@ class StatementAdmin(admin.ModelAdmin):
         response = HttpResponse(statement_csv(statement), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="{statement.number}.csv"'
         return response
+
+
+@admin.register(VendorBill)
+class VendorBillAdmin(admin.ModelAdmin):
+    list_display = ("provider", "period", "amount", "currency", "reference", "created_at")
+    list_filter = ("provider", "period")
+
+    def get_urls(self) -> list:
+        view = self.admin_site.admin_view(self.reconciliation_view)
+        return [
+            path("reconciliation/", view, name="statements_vendorbill_reconciliation"),
+            *super().get_urls(),
+        ]
+
+    def reconciliation_view(self, request: HttpRequest) -> HttpResponse:
+        raw = request.GET.get("period", "")
+        try:
+            year, month = (int(part) for part in raw.split("-"))
+            period = date(year, month, 1)
+        except ValueError:
+            today = timezone.now()
+            previous = today.replace(day=1) - timedelta(days=1)
+            period = date(previous.year, previous.month, 1)
+        rows = []
+        for row in reconciliation(period):
+            rows.append(
+                {
+                    **{f: getattr(row, f) for f in row.__slots__},
+                    "ledger_display": round_money(row.ledger, row.currency),
+                    "billed_display": (
+                        None if row.billed is None else round_money(row.billed, row.currency)
+                    ),
+                    "difference_display": (
+                        None
+                        if row.difference is None
+                        else round_money(row.difference, row.currency)
+                    ),
+                }
+            )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Reconciliation {period:%Y-%m}",
+            "period": f"{period:%Y-%m}",
+            "rows": rows,
+            "tolerance": settings.FINOPS_RECONCILIATION_TOLERANCE_PERCENT,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/statements/reconciliation.html", context)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from datetime import UTC, date
 
+from django.conf import settings
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
@@ -15,12 +16,14 @@ from rest_framework.views import APIView
 
 from finops.authentication import HasReadScope, IsOperatorKey
 from finops.models import Tenant
+from finops.money import decimal_string
 from finops.pagination import time_keyset_page
 from ingestion.selectors import tenant_for_key
 
 from .documents import statement_csv, statement_json, statement_pdf
 from .focus import focus_csv
 from .models import Statement
+from .reconciliation import reconciliation
 from .selectors import statement_list
 from .usage import GRANULARITIES, GROUPS, MAX_ROWS, TooManyRows, usage_report
 
@@ -201,3 +204,45 @@ class FocusExportApi(APIView):
         response = HttpResponse(focus_csv(period), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="focus-{period:%Y-%m}.csv"'
         return response
+
+
+class ReconciliationApi(APIView):
+    """Per provider: the month's priced events beside the bills staff entered."""
+
+    permission_classes = [IsAuthenticated, IsOperatorKey, HasReadScope]
+
+    @extend_schema(
+        parameters=[OpenApiParameter("period", str, required=True)],
+        responses={
+            200: OpenApiResponse(
+                description='{"period", "tolerance_percent", "results": [provider row]}'
+            )
+        },  # fmt: skip
+    )
+    def get(self, request: Request) -> Response:
+        query = FocusQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        year, month = (int(p) for p in query.validated_data["period"].split("-"))
+        rows = reconciliation(date(year, month, 1))
+        return Response(
+            {
+                "period": query.validated_data["period"],
+                "tolerance_percent": decimal_string(
+                    settings.FINOPS_RECONCILIATION_TOLERANCE_PERCENT
+                ),
+                "results": [
+                    {
+                        "provider": r.provider,
+                        "currency": r.currency,
+                        "events": r.events,
+                        "ledger": decimal_string(r.ledger),
+                        "billed": decimal_string(r.billed),
+                        "difference": decimal_string(r.difference),
+                        "percent": decimal_string(r.percent),
+                        "flagged": r.flagged,
+                        "note": r.note,
+                    }
+                    for r in rows
+                ],
+            }
+        )

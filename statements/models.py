@@ -87,3 +87,22 @@ class StatementLine(models.Model):
 
     def __str__(self) -> str:
         return self.description
+
+
+class VendorBill(models.Model):
+    """What a model provider invoiced for a month, entered by staff to reconcile."""
+
+    provider = models.CharField(
+        max_length=100, help_text="As in the price table: openai, anthropic, bedrock, ..."
+    )
+    period = models.DateField(help_text="The first day of the month billed.")
+    amount = ExactDecimalField(max_digits=20, decimal_places=6)
+    currency = models.CharField(max_length=3, default="USD")
+    reference = models.CharField(max_length=200, blank=True, help_text="The invoice number.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-period", "provider"]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.period:%Y-%m}: {self.amount} {self.currency}"

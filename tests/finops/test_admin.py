@@ -43,6 +43,11 @@ def staff() -> Client:
         "/admin/billing/alert/",
         "/admin/billing/featurecap/",
         "/admin/billing/featurecap/add/",
+        "/admin/statements/statement/",
+        "/admin/statements/vendorbill/",
+        "/admin/statements/vendorbill/add/",
+        "/admin/statements/vendorbill/reconciliation/",
+        "/admin/statements/vendorbill/reconciliation/?period=2026-10",
     ],
 )
 def test_admin_pages_open(staff, operator, acme, path) -> None:
