@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "ingestion",
     "billing",
     "statements",
+    "portal",
 ]
 
 MIDDLEWARE = [

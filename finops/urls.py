@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
@@ -27,6 +27,7 @@ handler500 = "finops.apis.server_error"
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
+    path("portal/", include("portal.urls")),
     path("api/v1/health", HealthApi.as_view(), name="health"),
     path("api/v1/events", EventsApi.as_view(), name="events"),
     path("api/v1/budgets", BudgetsApi.as_view(), name="budgets"),
