@@ -29,6 +29,13 @@ if [ ! -f "$FINOPS_VAR_DIR/.demo-offered" ]; then
   fi
   touch "$FINOPS_VAR_DIR/.demo-offered"
 fi
+# The demo's portal logins, if any, were added to the credentials file.
+portal_logins=$($BIN/python - "$FINOPS_VAR_DIR/local-credentials.json" <<'PY'
+import json, sys
+users = json.load(open(sys.argv[1])).get("portal_users", {})
+print("  ".join(f"{u['username']} / {u['password']}" for u in users.values()))
+PY
+)
 
 pids=()
 cleanup() {
@@ -49,6 +56,7 @@ cat <<BANNER
   Admin console:  http://$HOST:$PORT/admin/   user: $(field admin_username)   password: $(field admin_password)
   API docs:       http://$HOST:$PORT/api/docs/
   Operator key:   $(field operator_key)
+  Tenant portal:  http://$HOST:$PORT/portal/   ${portal_logins:-no tenant users yet (create them in the admin)}
   (kept in $FINOPS_VAR_DIR/local-credentials.json; Celery log in $FINOPS_VAR_DIR/celery.log)
 
 BANNER

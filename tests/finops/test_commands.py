@@ -1,14 +1,17 @@
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from decimal import Decimal
 from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.test import Client
 
 from finops.models import ModelPrice, Tenant
 from ingestion.models import UsageEvent
+from statements.models import Statement
 from tests.conftest import event, post_events
 
 pytestmark = pytest.mark.django_db
@@ -69,9 +72,14 @@ def test_run_jobs_prices_events_whose_model_got_a_price(operator, acme) -> None:
     assert stored.priced_at == datetime(2026, 11, 22, 12, tzinfo=UTC)
 
 
-def test_seed_demo_creates_a_living_system_and_is_safe_to_rerun() -> None:
+def test_seed_demo_creates_a_living_system_and_is_safe_to_rerun(settings, tmp_path) -> None:
+    settings.VAR_DIR = tmp_path
     out = StringIO()
     call_command("seed_demo", "--days", "3", stdout=out)
+    logins = json.loads((tmp_path / "local-credentials.json").read_text())["portal_users"]
+    assert set(logins) == {"acme", "globex", "initech"}
+    assert Client().login(username="acme-user", password=logins["acme"]["password"])
+    assert Statement.objects.filter(tenant__slug="acme").exists()
     assert set(Tenant.objects.values_list("tier", flat=True)) == {"free", "pro", "enterprise"}
     count = UsageEvent.objects.count()
     assert count > 500
@@ -79,6 +87,8 @@ def test_seed_demo_creates_a_living_system_and_is_safe_to_rerun() -> None:
     assert UsageEvent.objects.values("model").distinct().count() >= 8
     call_command("seed_demo", "--days", "3", stdout=out)
     assert UsageEvent.objects.count() == count
+    again = json.loads((tmp_path / "local-credentials.json").read_text())["portal_users"]
+    assert again == logins
 
 
 def test_run_jobs_refuses_an_impossible_date() -> None:

@@ -1,16 +1,30 @@
 from __future__ import annotations
 
+import json
+import os
+import secrets
+from pathlib import Path
 from typing import Any
 
+from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
+from django.utils import timezone
 
-from billing.demo import demo_seed
+from billing.demo import TENANTS, demo_seed
+from billing.rollups import rollups_update
+from finops.models import Tenant
+from portal.models import TenantUser
+from portal.services import tenant_user_create
+from statements.services import statements_draft, statements_finalize
 
 
 class Command(BaseCommand):
     help = (
-        "Create demo tenants (one per tier), features and prompt templates, and post "
-        "30 days of realistic traffic across several models. Safe to run again."
+        "Create demo tenants (one per tier), features and prompt templates, post 30 days "
+        "of realistic traffic across several models, fold it, draft (and where due, "
+        "finalize) the statements, and give each demo tenant a portal login "
+        "(`<slug>-user`, its password kept in var/local-credentials.json). Safe to run again."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -26,3 +40,40 @@ class Command(BaseCommand):
             f"Demo data: {result.accepted} events stored, {result.duplicates} already there, "
             f"{result.rejected} rejected."
         )
+        now = timezone.now()
+        rollups_update()
+        drafted = statements_draft(now=now)
+        finalized = statements_finalize(now=now)
+        self.stdout.write(
+            f"Statements: {drafted.drafted} drafted, {finalized.finalized} finalized."
+        )
+        logins = self._portal_users()
+        for slug, login in logins.items():
+            self.stdout.write(f"Portal login for {slug}: {login['username']}")
+
+    def _portal_users(self) -> dict[str, dict[str, str]]:
+        """One portal login per demo tenant; passwords kept beside the admin's."""
+        path = Path(settings.VAR_DIR) / "local-credentials.json"
+        saved: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+        logins: dict[str, dict[str, str]] = saved.get("portal_users", {})
+        users = get_user_model()
+        for slug, *_ in TENANTS:
+            username = f"{slug}-user"
+            login = logins.get(slug)
+            user = users.objects.filter(username=username).first()
+            if user is not None and login and user.check_password(login["password"]):
+                continue
+            password = secrets.token_urlsafe(9)
+            tenant = Tenant.objects.get(slug=slug)
+            if user is None:
+                tenant_user_create(tenant=tenant, username=username, password=password)
+            else:
+                user.set_password(password)
+                user.save()
+                TenantUser.objects.get_or_create(user=user, defaults={"tenant": tenant})
+            logins[slug] = {"username": username, "password": password}
+        saved["portal_users"] = logins
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(saved, indent=1))
+        os.chmod(path, 0o600)
+        return logins
