@@ -55,6 +55,8 @@ FEATURE_SUNSET = "feature_sunset"
 SPEND_SPIKE = "spend_spike"
 
 ESTIMATE_DAYS = 7
+ESTIMATE_TTL = 600.0
+_estimates: dict[tuple[str, str, str], tuple[float, Decimal]] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +87,7 @@ def _cached(key: Any, load: Callable[[], T]) -> T:
 
 def policy_cache_clear() -> None:
     _cache.clear()
+    _estimates.clear()
 
 
 def tenant_by_slug(slug: str) -> Tenant | None:
@@ -359,12 +362,13 @@ def _check(
 
 def call_estimate(*, feature_key: str, model: str) -> Decimal:
     """What a call is expected to cost: the average priced call of this feature and model
-    over the last 7 days (else of the model), from the rollups; cached in Redis."""
-    key = f"g:e:{feature_key}\x1f{model}"
-    client = hotstate.client()
-    cached = client.get(key)
-    if cached is not None:
-        return Decimal(cached.decode())
+    over the last 7 days (else of the model), from the rollups; kept in memory for
+    ESTIMATE_TTL seconds."""
+    key = ("estimate", feature_key, model)
+    now = time.monotonic()
+    hit = _estimates.get(key)
+    if hit is not None and hit[0] > now:
+        return hit[1]
     since = period_start("day", timezone.now()) - timedelta(days=ESTIMATE_DAYS)
     rows = UsageRollup.objects.filter(grain=UsageRollup.Grain.DAY, period_start__gte=since,
                                       model=model)  # fmt: skip
@@ -374,7 +378,7 @@ def call_estimate(*, feature_key: str, model: str) -> Decimal:
         if totals["calls"]:
             estimate = hotstate.to_nanos(totals["cost"] / totals["calls"]) * Decimal("1e-9")
             break
-    client.set(key, str(estimate), ex=600)
+    _estimates[key] = (now + ESTIMATE_TTL, estimate)
     return estimate
 
 

@@ -46,6 +46,7 @@ class StatementsApi(APIView):
     permission_classes = [IsAuthenticated, HasReadScope]
 
     @extend_schema(
+        operation_id="v1_statements_list",
         parameters=[
             OpenApiParameter("tenant", str),
             OpenApiParameter("period", str),

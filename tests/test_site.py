@@ -44,3 +44,14 @@ def test_an_unexpected_api_error_answers_json(monkeypatch) -> None:
     assert response["Content-Type"] == "application/json"
     html = server_error(RequestFactory().get("/admin/"))
     assert html.status_code == 500 and "json" not in html["Content-Type"]
+
+
+def test_the_openapi_schema_is_valid_and_generates_without_warnings(tmp_path) -> None:
+    from django.core.management import call_command
+
+    out = tmp_path / "schema.yml"
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(out))
+    text = out.read_text()
+    for path in ("/api/v1/guard", "/api/v1/statements/{statement_id}/pdf", "/api/v1/usage",
+                 "/api/v1/exports/focus", "/api/v1/reconciliation"):  # fmt: skip
+        assert f"{path}:" in text

@@ -20,7 +20,7 @@ from django.db import connection
 from django.db.models import Sum
 
 from billing import hotstate
-from billing.guard import guard_decide
+from billing.guard import guard_decide, policy_cache_clear
 from billing.models import Budget, FeatureCap
 from billing.periods import HOUR, MONTH, period_end, period_start
 from billing.rollups import rollups_update
@@ -47,6 +47,7 @@ hot = pytest.mark.skipif(
 @pytest.fixture(autouse=True)
 def guard_settings(settings, monkeypatch):
     settings.FINOPS_GUARD_POLICY_TTL = 0
+    policy_cache_clear()
     monkeypatch.setattr(hotstate, "_down_until", 0.0)
     redis_db = hotstate.client() if hotstate.enabled() else None
     if redis_db:
