@@ -6,6 +6,7 @@ import csv
 import io
 from decimal import Decimal
 from typing import Any
+from xml.sax.saxutils import escape
 
 from django.conf import settings
 from reportlab.lib import colors
@@ -17,6 +18,12 @@ from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, Tabl
 from finops.money import decimal_string, round_money
 
 from .models import Statement, StatementLine
+
+
+def csv_text(value: str) -> str:
+    """Text a spreadsheet will not run as a formula (feature and model names come from
+    events, which tenants post)."""
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
 def line_json(line: StatementLine) -> dict[str, Any]:
@@ -69,11 +76,12 @@ def statement_csv(statement: Statement) -> str:
     head = [statement.number, statement.tenant.slug, statement.period_label]
     for line in statement.lines.order_by("position"):
         writer.writerow(
-            [*head, line.position, line.kind, f"{line.period:%Y-%m}", line.feature, line.model,
-             line.token_kind, "true" if line.batch else "false",
+            [*head, line.position, line.kind, f"{line.period:%Y-%m}", csv_text(line.feature),
+             csv_text(line.model), line.token_kind, "true" if line.batch else "false",
              "" if line.quantity is None else line.quantity,
              decimal_string(line.unit_price) or "", decimal_string(line.amount),
-             decimal_string(line.amount_exact), statement.currency, line.description]
+             decimal_string(line.amount_exact), statement.currency,
+             csv_text(line.description)]
         )  # fmt: skip
     writer.writerow(
         [*head, "", "total", statement.period_label, "", "", "", "", "", "",
@@ -107,11 +115,13 @@ def statement_pdf(statement: Statement) -> bytes:
     )
     status = "FINAL" if statement.status == Statement.Status.FINALIZED else "DRAFT"
     story: list[Any] = [
-        Paragraph(f"{settings.FINOPS_OPERATOR_NAME}: chargeback statement", styles["Title"]),
+        Paragraph(
+            f"{escape(settings.FINOPS_OPERATOR_NAME)}: chargeback statement", styles["Title"]
+        ),
         Paragraph(
             f"<b>{statement.number}</b> ({status})<br/>"
-            f"Tenant: {statement.tenant.name or statement.tenant.slug} "
-            f"({statement.tenant.slug})<br/>"
+            f"Tenant: {escape(statement.tenant.name or statement.tenant.slug)} "
+            f"({escape(statement.tenant.slug)})<br/>"
             f"Period: {statement.period_label} (UTC)<br/>Currency: {currency}",
             styles["Normal"],
         ),
@@ -122,7 +132,7 @@ def statement_pdf(statement: Statement) -> bytes:
         rows.append(
             [
                 str(line.position),
-                Paragraph(line.description, small),
+                Paragraph(escape(line.description), small),
                 "" if line.quantity is None else f"{line.quantity:,}",
                 "" if line.unit_price is None else decimal_string(line.unit_price),
                 _money(line.amount, currency),
@@ -172,7 +182,7 @@ def statement_pdf(statement: Statement) -> bytes:
     billable = sum(by_feature.values(), Decimal(0))
     for name, amount in sorted(by_feature.items(), key=lambda kv: -kv[1]):
         share = f"{amount * 100 / billable:.1f}%" if billable else ""
-        feature_rows.append([name, _money(amount, currency), share])
+        feature_rows.append([Paragraph(escape(name), small), _money(amount, currency), share])
     feature_table = Table(feature_rows, colWidths=[95 * mm, 35 * mm, 20 * mm], hAlign="LEFT")
     feature_table.setStyle(
         TableStyle(

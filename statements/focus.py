@@ -21,6 +21,7 @@ from django.conf import settings
 from billing.periods import MONTH, period_end
 from finops.money import ONE_MILLION, decimal_string
 
+from .documents import csv_text
 from .models import Statement, StatementLine
 
 FOCUS_COLUMNS = (
@@ -141,9 +142,16 @@ def focus_rows(period: date) -> list[dict[str, str]]:
     return rows
 
 
+_NUMBERS = {"BilledCost", "EffectiveCost", "ListCost", "ContractedCost", "ListUnitPrice",
+            "ContractedUnitPrice", "ConsumedQuantity", "PricingQuantity",
+            "PricingCurrencyContractedUnitPrice", "PricingCurrencyEffectiveCost",
+            "PricingCurrencyListUnitPrice"}  # fmt: skip
+
+
 def focus_csv(period: date) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=FOCUS_COLUMNS, lineterminator="\r\n")
     writer.writeheader()
-    writer.writerows(focus_rows(period))
+    for row in focus_rows(period):
+        writer.writerow({k: v if k in _NUMBERS else csv_text(v) for k, v in row.items()})
     return out.getvalue()

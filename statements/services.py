@@ -21,7 +21,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal, localcontext
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -37,6 +37,7 @@ from ingestion.models import UsageEvent
 from .models import Statement, StatementLine
 
 ZERO = Decimal(0)
+EXACT_PLACES = Decimal("1e-30")
 
 # Token kinds as statements bill them: the parts of a call that carry their own price.
 TOKEN_KINDS = (
@@ -178,7 +179,8 @@ def _build_lines(
                 quantity=amount.quantity if key else None,
                 unit_price=amount.unit_price,
                 amount=round_money(amount.amount, currency),
-                amount_exact=amount.amount,
+                # The ledger's scale; only a markup on batch prices can reach past it.
+                amount_exact=amount.amount.quantize(EXACT_PLACES, ROUND_HALF_UP, EXACT),
                 description=text,
             )
         )

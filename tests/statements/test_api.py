@@ -103,3 +103,18 @@ def test_a_draft_pdf_says_draft(acme_client, statements) -> None:
     response = acme_client.get(f"/api/v1/statements/{draft.id}/pdf")
     text = PdfReader(io.BytesIO(response.content)).pages[0].extract_text()
     assert "DRAFT" in text and "No usage this month." in text
+
+
+def test_names_from_events_cannot_break_the_pdf_or_run_in_a_spreadsheet(operator, acme) -> None:
+    post(operator, 1, prefix="x", feature='=HYPERLINK("http://x")', model="gpt-4o-2024-08-06")
+    post(operator, 1, prefix="y", feature="<b>&broken", model="gpt-4o-2024-08-06")
+    statements_draft(now=CLOSING)
+    statement = Statement.objects.get(tenant=acme, period=LAST_MONTH.date())
+    pdf = operator.get(f"/api/v1/statements/{statement.id}/pdf")
+    text = PdfReader(io.BytesIO(pdf.content)).pages[0].extract_text()
+    assert "<b>&broken" in text
+    rows = list(csv.DictReader(io.StringIO(operator.get(
+        f"/api/v1/statements/{statement.id}/csv").content.decode())))  # fmt: skip
+    assert {r["feature"] for r in rows[:-1]} == {"<b>&broken", '\'=HYPERLINK("http://x")'}
+    focus = operator.get(f"/api/v1/exports/focus?period={LAST_MONTH:%Y-%m}").content.decode()
+    assert not any(cell.startswith("=") for row in csv.reader(io.StringIO(focus)) for cell in row)
