@@ -24,7 +24,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Count, F, Sum
 
 from billing.periods import MONTH, period_end, period_start
@@ -113,22 +113,23 @@ def ledger_lines(
     return result
 
 
-def _billed(tenant: Tenant, period: date) -> dict[LineKey, Amount]:
-    """What final statements billed for one month: its own usage lines and adjustments
-    for it on later final statements."""
-    billed: dict[LineKey, Amount] = {}
+def _billed(tenant_ids: Iterable[int], period: date) -> dict[int, dict[LineKey, Amount]]:
+    """Per tenant, what final statements billed for one month: its own usage lines and
+    adjustments for it on later final statements."""
+    billed: dict[int, dict[LineKey, Amount]] = {}
     lines = StatementLine.objects.filter(
-        statement__tenant=tenant,
+        statement__tenant_id__in=list(tenant_ids),
         statement__status=Statement.Status.FINALIZED,
         period=period,
         kind__in=[StatementLine.Kind.USAGE, StatementLine.Kind.ADJUSTMENT],
-    )
+    ).values_list("statement__tenant_id", "feature", "model", "token_kind", "price_id", "batch",
+                  "quantity", "amount_exact", "unit_price")  # fmt: skip
     with localcontext(EXACT):
-        for line in lines:
-            key = (line.feature, line.model, line.token_kind, line.price_id, line.batch)
-            current = billed.setdefault(key, Amount(0, ZERO, line.unit_price))
-            current.quantity += line.quantity or 0
-            current.amount += line.amount_exact
+        for tenant_id, feature, model, kind, price_id, batch, qty, amount, unit in lines:
+            key = (feature, model, kind, price_id, batch)
+            current = billed.setdefault(tenant_id, {}).setdefault(key, Amount(0, ZERO, unit))
+            current.quantity += qty or 0
+            current.amount += amount
     return billed
 
 
@@ -200,43 +201,50 @@ def _build_lines(
     return lines
 
 
-def _adjustments(statement: Statement, now: datetime) -> list[tuple[date, dict[LineKey, Amount]]]:
-    """Differences between the ledger and what final statements billed, for each final
-    month the backfill window can still reach; only on the tenant's earliest open
-    statement."""
-    earliest_open = (
-        Statement.objects.filter(tenant=statement.tenant, status=Statement.Status.DRAFT)
-        .order_by("period")
-        .values_list("id", flat=True)
-        .first()
-    )
-    if earliest_open != statement.id:
-        return []
+Adjustments = list[tuple[date, dict[LineKey, Amount]]]
+
+
+def _adjustments(statements: list[Statement], now: datetime) -> dict[int, Adjustments]:
+    """Per statement: differences between the ledger and what final statements billed,
+    for each final month the backfill window can still reach. Only a tenant's earliest
+    open statement carries them."""
+    tenant_ids = [s.tenant_id for s in statements]
+    earliest: dict[int, date] = {}
+    for tenant_id, period in (
+        Statement.objects.filter(tenant_id__in=tenant_ids, status=Statement.Status.DRAFT)
+        .values_list("tenant_id", "period")
+    ):  # fmt: skip
+        if tenant_id not in earliest or period < earliest[tenant_id]:
+            earliest[tenant_id] = period
+    carriers = {s.tenant_id: s for s in statements if earliest.get(s.tenant_id) == s.period}
     horizon = month_start(now - timedelta(days=settings.FINOPS_BACKFILL_DAYS + 31)).date()
-    finals = Statement.objects.filter(
-        tenant=statement.tenant, status=Statement.Status.FINALIZED, period__gte=horizon,
-        period__lt=statement.period,
-    ).order_by("period")  # fmt: skip
-    result = []
-    for final in finals:
-        start = month_start(final.period)
-        in_ledger = ledger_lines(
-            start=start, end=period_end(MONTH, start), tenant_ids=[statement.tenant_id]
-        ).get(statement.tenant_id, {})
-        billed = _billed(statement.tenant, final.period)
-        diff: dict[LineKey, Amount] = {}
-        with localcontext(EXACT):
-            for key in in_ledger.keys() | billed.keys():
-                now_ = in_ledger.get(key, Amount(0, ZERO, None))
-                then = billed.get(key, Amount(0, ZERO, None))
-                if now_.quantity != then.quantity or now_.amount != then.amount:
-                    diff[key] = Amount(
-                        now_.quantity - then.quantity,
-                        now_.amount - then.amount,
-                        now_.unit_price if now_.unit_price is not None else then.unit_price,
-                    )
-        if diff:
-            result.append((final.period, diff))
+    finals: dict[date, list[int]] = {}
+    for tenant_id, period in Statement.objects.filter(
+        tenant_id__in=list(carriers), status=Statement.Status.FINALIZED, period__gte=horizon
+    ).values_list("tenant_id", "period"):
+        if period < carriers[tenant_id].period:
+            finals.setdefault(period, []).append(tenant_id)
+    result: dict[int, Adjustments] = {}
+    for period in sorted(finals):
+        tenants = finals[period]
+        start = month_start(period)
+        in_ledger = ledger_lines(start=start, end=period_end(MONTH, start), tenant_ids=tenants)
+        billed = _billed(tenants, period)
+        for tenant_id in tenants:
+            now_lines, then_lines = in_ledger.get(tenant_id, {}), billed.get(tenant_id, {})
+            diff: dict[LineKey, Amount] = {}
+            with localcontext(EXACT):
+                for key in now_lines.keys() | then_lines.keys():
+                    now_ = now_lines.get(key, Amount(0, ZERO, None))
+                    then = then_lines.get(key, Amount(0, ZERO, None))
+                    if now_.quantity != then.quantity or now_.amount != then.amount:
+                        diff[key] = Amount(
+                            now_.quantity - then.quantity,
+                            now_.amount - then.amount,
+                            now_.unit_price if now_.unit_price is not None else then.unit_price,
+                        )
+            if diff:
+                result.setdefault(carriers[tenant_id].id, []).append((period, diff))
     return result
 
 
@@ -287,20 +295,11 @@ def content_hash(statement: Statement, lines: Iterable[StatementLine]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _rebuild(statement: Statement, usage: dict[LineKey, Amount], now: datetime) -> None:
-    tenant = statement.tenant
-    statement.currency = tenant.billing_currency
-    statement.markup_percent = tenant.markup_percent
-    lines = _build_lines(statement, usage, _adjustments(statement, now))
-    _totals(statement, lines)
-    statement.drafted_at = now
-    StatementLine.objects.filter(statement=statement).delete()
-    StatementLine.objects.bulk_create(lines, batch_size=1000)
-    statement.save()
-    statement._built_lines = lines  # type: ignore[attr-defined]
-
-
-# --- Jobs -----------------------------------------------------------------------------
+_STATEMENT_FIELDS = [
+    "currency", "markup_percent", "subtotal", "adjustments", "markup", "total", "total_exact",
+    "drafted_at", "status", "finalized_at", "content_hash",
+]  # fmt: skip
+_CHUNK = 250
 
 
 @dataclass(slots=True)
@@ -327,87 +326,103 @@ def _months_open(tenant: Tenant, now: datetime) -> list[date]:
     return [m.date() for m in months]
 
 
-def _ensure(tenant: Tenant, period: date) -> Statement:
-    statement = Statement.objects.filter(tenant=tenant, period=period).first()
-    if statement is not None:
-        return statement
-    try:
+def _ensure_statements(now: datetime) -> int:
+    """Create the missing statements of active tenants for this month and the last."""
+    tenants = list(Tenant.objects.filter(status=Tenant.Status.ACTIVE))
+    current = period_start(MONTH, now)
+    periods = {current.date(), period_start(MONTH, current - timedelta(days=1)).date()}
+    existing = set(Statement.objects.filter(period__in=periods).values_list("tenant_id", "period"))
+    missing = [
+        Statement(tenant=tenant, period=period, number=statement_number(tenant, period),
+                  currency=tenant.billing_currency, markup_percent=tenant.markup_percent)
+        for tenant in tenants
+        for period in _months_open(tenant, now)
+        if (tenant.id, period) not in existing
+    ]  # fmt: skip
+    # A concurrent run may create some of them first: those are skipped.
+    Statement.objects.bulk_create(missing, batch_size=1000, ignore_conflicts=True)
+    return len(missing)
+
+
+def _rebuild_period(period: date, now: datetime, *, finalize: bool, only: int | None = None) -> int:
+    """Rebuild every draft of one month from the ledger (and freeze them if `finalize`).
+
+    The month's usage is read once for all its tenants. A draft finalized meanwhile by
+    another run is left alone; an event that commits after the read reaches a final
+    statement as an adjustment on the next one, so nothing is lost or counted twice.
+    """
+    drafts = Statement.objects.filter(status=Statement.Status.DRAFT, period=period)
+    if only is not None:
+        drafts = drafts.filter(id=only)
+    ids = list(drafts.order_by("id").values_list("id", flat=True))
+    if not ids:
+        return 0
+    start = month_start(period)
+    tenant_ids = list(Statement.objects.filter(id__in=ids).values_list("tenant_id", flat=True))
+    usage = ledger_lines(start=start, end=period_end(MONTH, start), tenant_ids=tenant_ids)
+    done = 0
+    for i in range(0, len(ids), _CHUNK):
         with transaction.atomic():
-            return Statement.objects.create(
-                tenant=tenant,
-                period=period,
-                number=statement_number(tenant, period),
-                currency=tenant.billing_currency,
-                markup_percent=tenant.markup_percent,
+            statements = list(
+                Statement.objects.select_for_update(of=("self",))
+                .select_related("tenant")
+                .filter(id__in=ids[i : i + _CHUNK], status=Statement.Status.DRAFT)
+                .order_by("id")
             )
-    except IntegrityError:  # created meanwhile by a concurrent run
-        return Statement.objects.get(tenant=tenant, period=period)
+            adjustments = _adjustments(statements, now)
+            lines: list[StatementLine] = []
+            for statement in statements:
+                tenant = statement.tenant
+                statement.currency = tenant.billing_currency
+                statement.markup_percent = tenant.markup_percent
+                built = _build_lines(statement, usage.get(statement.tenant_id, {}),
+                                     adjustments.get(statement.id, []))  # fmt: skip
+                _totals(statement, built)
+                statement.drafted_at = now
+                if finalize:
+                    statement.status = Statement.Status.FINALIZED
+                    statement.finalized_at = now
+                    statement.content_hash = content_hash(statement, built)
+                lines += built
+            StatementLine.objects.filter(statement__in=statements).delete()
+            StatementLine.objects.bulk_create(lines, batch_size=2000)
+            Statement.objects.bulk_update(statements, _STATEMENT_FIELDS, batch_size=500)
+            done += len(statements)
+    return done
 
 
 def statements_draft(*, now: datetime) -> DraftResult:
     """Create this month's (and last month's) statement for every active tenant and
     rebuild every open draft from the ledger."""
-    result = DraftResult()
-    tenants = list(Tenant.objects.filter(status=Tenant.Status.ACTIVE))
-    for tenant in tenants:
-        for period in _months_open(tenant, now):
-            before = Statement.objects.filter(tenant=tenant, period=period).exists()
-            _ensure(tenant, period)
-            result.created += 0 if before else 1
-    drafts = Statement.objects.filter(status=Statement.Status.DRAFT).select_related("tenant")
-    by_period: dict[date, list[Statement]] = {}
-    for statement in drafts:
-        by_period.setdefault(statement.period, []).append(statement)
-    for period, statements in sorted(by_period.items()):
-        start = month_start(period)
-        usage = ledger_lines(start=start, end=period_end(MONTH, start),
-                             tenant_ids=[s.tenant_id for s in statements])  # fmt: skip
-        for statement in statements:
-            if _draft_one(statement, usage.get(statement.tenant_id, {}), now):
-                result.drafted += 1
+    result = DraftResult(created=_ensure_statements(now))
+    periods = Statement.objects.filter(status=Statement.Status.DRAFT).values_list(
+        "period", flat=True
+    )
+    for period in sorted(set(periods)):
+        result.drafted += _rebuild_period(period, now, finalize=False)
     return result
 
 
-def _draft_one(statement: Statement, usage: dict[LineKey, Amount], now: datetime) -> bool:
-    with transaction.atomic():
-        locked = Statement.objects.select_for_update().select_related("tenant").get(id=statement.id)
-        if locked.status != Statement.Status.DRAFT:
-            return False  # finalized meanwhile: never touched again
-        _rebuild(locked, usage, now)
-        return True
+def _due(period: date, now: datetime) -> bool:
+    grace = timedelta(days=settings.FINOPS_STATEMENT_GRACE_DAYS)
+    return period_end(MONTH, month_start(period)) + grace <= now
 
 
 def statements_finalize(*, now: datetime) -> DraftResult:
-    """Finalize every draft whose month ended more than the grace period ago."""
+    """Finalize every draft whose month ended more than the grace period ago, oldest
+    month first (its late usage then lands on the statement that stays open)."""
     result = DraftResult()
-    grace = timedelta(days=settings.FINOPS_STATEMENT_GRACE_DAYS)
-    due = [
-        s
-        for s in Statement.objects.filter(status=Statement.Status.DRAFT).select_related("tenant")
-        if period_end(MONTH, month_start(s.period)) + grace <= now
-    ]
-    # Oldest first: a month's adjustments then land on the statement that stays open.
-    for statement in sorted(due, key=lambda s: (s.period, s.tenant_id)):
-        if statement_finalize(statement=statement, now=now):
-            result.finalized += 1
+    periods = Statement.objects.filter(status=Statement.Status.DRAFT).values_list(
+        "period", flat=True
+    )
+    for period in sorted(p for p in set(periods) if _due(p, now)):
+        result.finalized += _rebuild_period(period, now, finalize=True)
     return result
 
 
 def statement_finalize(*, statement: Statement, now: datetime) -> bool:
-    """Rebuild the draft one last time and freeze it. False if it was final already."""
-    start = month_start(statement.period)
-    with transaction.atomic():
-        locked = Statement.objects.select_for_update().select_related("tenant").get(id=statement.id)
-        if locked.status != Statement.Status.DRAFT:
-            return False
-        usage = ledger_lines(start=start, end=period_end(MONTH, start),
-                             tenant_ids=[locked.tenant_id])  # fmt: skip
-        _rebuild(locked, usage.get(locked.tenant_id, {}), now)
-        locked.status = Statement.Status.FINALIZED
-        locked.finalized_at = now
-        locked.content_hash = content_hash(locked, locked._built_lines)  # type: ignore[attr-defined]
-        locked.save(update_fields=["status", "finalized_at", "content_hash"])
-    return True
+    """Rebuild one draft a last time and freeze it. False if it was final already."""
+    return _rebuild_period(statement.period, now, finalize=True, only=statement.id) == 1
 
 
 def statement_verify(statement: Statement) -> bool:
