@@ -5,6 +5,8 @@ from typing import Any
 import msgspec
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.db import OperationalError
+from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
@@ -19,6 +21,7 @@ from finops.models import Tenant
 from finops.money import decimal_string
 from finops.pagination import time_keyset_page
 
+from . import otlp
 from .schema import object_decoder, raw_list_decoder
 from .selectors import event_list, tenant_for_key
 from .serializers import EventQuerySerializer, event_as_posted
@@ -171,3 +174,64 @@ class EventsApi(APIView):
         )
         rows, next_url = time_keyset_page(request, events)
         return Response({"results": [event_as_posted(e) for e in rows], "next": next_url})
+
+
+class OtlpTracesApi(APIView):
+    """OTLP/HTTP trace export (`POST /v1/traces`): GenAI spans become usage events."""
+
+    permission_classes = [IsAuthenticated, HasIngestScope]
+    parser_classes: list = []
+
+    @extend_schema(
+        operation_id="otlp_traces_export",
+        request={
+            "application/x-protobuf": OpenApiTypes.BINARY,
+            "application/json": OpenApiTypes.OBJECT,
+        },
+        responses={
+            200: OpenApiResponse(
+                description="ExportTraceServiceResponse, in the request's encoding"
+            )
+        },
+    )
+    def post(self, request: Request) -> HttpResponse:
+        content_type = request.content_type.split(";")[0].strip().lower()
+        if content_type not in (otlp.PROTOBUF, otlp.JSON):
+            return HttpResponse(
+                f"Use {otlp.PROTOBUF} or {otlp.JSON}.", status=415, content_type="text/plain"
+            )
+        limit = settings.FINOPS_MAX_BODY_BYTES
+        try:
+            body = request._request.body
+        except RequestDataTooBig:
+            return HttpResponse(status=413)
+        if len(body) > limit:
+            return HttpResponse(status=413)
+        try:
+            export = otlp.decode_request(
+                body,
+                content_type=content_type,
+                content_encoding=request.headers.get("Content-Encoding", ""),
+                limit=limit,
+            )
+        except otlp.TooLarge:
+            return HttpResponse(status=413)
+        except otlp.OtlpError as exc:
+            return HttpResponse(str(exc), status=400, content_type="text/plain")
+        try:
+            result = otlp.spans_ingest(key_tenant=request.auth.tenant, request=export)
+        except OperationalError:
+            # The database is away or overloaded: the exporter retries a 503 later.
+            response = HttpResponse("Try again later.", status=503, content_type="text/plain")
+            response["Retry-After"] = "5"
+            return response
+        answer = otlp.ExportTraceServiceResponse()
+        if result.rejected:
+            answer.partial_success.rejected_spans = result.rejected
+            answer.partial_success.error_message = "; ".join(result.errors)
+        response = HttpResponse(
+            otlp.encode_response(answer, content_type=content_type), content_type=content_type
+        )
+        response["X-Finops-Spans"] = str(result.spans)
+        response["X-Finops-Skipped-Spans"] = str(result.skipped)
+        return response
