@@ -116,7 +116,12 @@ STORAGES = {
 
 # The ingestion endpoint enforces its own 5 MiB limit (413); Django's must not be lower.
 FINOPS_MAX_BODY_BYTES = 5 * 1024 * 1024
-DATA_UPLOAD_MAX_MEMORY_SIZE = FINOPS_MAX_BODY_BYTES
+# LiteLLM's payloads are large (its model map rides along): 512 of them pass 5 MiB.
+FINOPS_LITELLM_MAX_BODY_BYTES = 32 * 1024 * 1024
+# Which LiteLLM metadata field names the tenant when no `tenant:` request tag does.
+FINOPS_LITELLM_TENANT_FIELD = env.str("FINOPS_LITELLM_TENANT_FIELD", default="user_api_key_team_id")
+# Each endpoint enforces its own limit; Django's is the largest of them.
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(FINOPS_MAX_BODY_BYTES, FINOPS_LITELLM_MAX_BODY_BYTES)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["finops.authentication.ApiKeyAuthentication"],

@@ -7,7 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from billing.apis import AlertsApi, BudgetDetailApi, BudgetsApi, FeatureApi, GuardApi
 from finops.apis import HealthApi
-from ingestion.apis import EventsApi, OtlpTracesApi
+from ingestion.apis import EventsApi, LiteLLMApi, OtlpTracesApi
 from statements.apis import (
     FocusExportApi,
     ReconciliationApi,
@@ -31,6 +31,7 @@ urlpatterns = [
     path("api/v1/health", HealthApi.as_view(), name="health"),
     path("api/v1/events", EventsApi.as_view(), name="events"),
     path("v1/traces", OtlpTracesApi.as_view(), name="otlp-traces"),
+    path("api/v1/integrations/litellm", LiteLLMApi.as_view(), name="litellm"),
     path("api/v1/budgets", BudgetsApi.as_view(), name="budgets"),
     path("api/v1/budgets/<int:budget_id>", BudgetDetailApi.as_view(), name="budget"),
     path("api/v1/alerts", AlertsApi.as_view(), name="alerts"),

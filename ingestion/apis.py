@@ -21,7 +21,7 @@ from finops.models import Tenant
 from finops.money import decimal_string
 from finops.pagination import time_keyset_page
 
-from . import otlp
+from . import litellm, otlp
 from .schema import object_decoder, raw_list_decoder
 from .selectors import event_list, tenant_for_key
 from .serializers import EventQuerySerializer, event_as_posted
@@ -235,3 +235,47 @@ class OtlpTracesApi(APIView):
         response["X-Finops-Spans"] = str(result.spans)
         response["X-Finops-Skipped-Spans"] = str(result.skipped)
         return response
+
+
+class LiteLLMApi(APIView):
+    """LiteLLM's `generic_api` logger (`json_array`, `ndjson` or `single`). LiteLLM drops
+    a whole batch on any non-2xx answer, so problems with some payloads answer 207 with
+    one result per payload; only a body with no payload at all is a 400."""
+
+    permission_classes = [IsAuthenticated, HasIngestScope]
+    parser_classes: list = []
+
+    @extend_schema(
+        operation_id="litellm_generic_api_logger",
+        request={"application/json": OpenApiTypes.OBJECT},
+        responses={
+            202: OpenApiResponse(description='{"accepted", "duplicates", "skipped", "rejected", '
+                                 '"results": [{"index", "status", ...}]}'),
+            207: OpenApiResponse(description="The same, when some payloads were rejected"),
+        },
+    )  # fmt: skip
+    def post(self, request: Request) -> Response:
+        limit = settings.FINOPS_LITELLM_MAX_BODY_BYTES
+        try:
+            body = request._request.body
+        except RequestDataTooBig:
+            body = None
+        if body is None or len(body) > limit:
+            return Response(
+                {"detail": f"Request body is larger than {limit} bytes."},
+                status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            )
+        try:
+            payloads = litellm.split_payloads(body)
+        except litellm.LiteLLMError as exc:
+            raise ValidationError({"non_field_errors": [str(exc)]}) from None
+        results, rejected = litellm.payloads_ingest(
+            key_tenant=request.auth.tenant, payloads=payloads
+        )
+        counts = {s: sum(1 for r in results if r["status"] == s)
+                  for s in ("accepted", "duplicate", "skipped", "rejected")}  # fmt: skip
+        return Response(
+            {"accepted": counts["accepted"], "duplicates": counts["duplicate"],
+             "skipped": counts["skipped"], "rejected": counts["rejected"], "results": results},
+            status=status.HTTP_207_MULTI_STATUS if rejected else status.HTTP_202_ACCEPTED,
+        )  # fmt: skip

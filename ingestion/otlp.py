@@ -199,7 +199,7 @@ def span_event(
     estimate = attrs.get("estimated_cost_usd") if decorator else None
     if isinstance(estimate, (int, float, str)) and not isinstance(estimate, bool):
         try:
-            event["cost_usd"] = Decimal(str(estimate))
+            event["cost_usd"] = Decimal(str(estimate)).quantize(Decimal("1e-18"))
         except InvalidOperation:
             pass
     return event
