@@ -14,6 +14,7 @@ from tests.factories import TenantFactory
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
+
 @pytest.fixture(autouse=True)
 def offline_litellm(monkeypatch) -> None:
     # litellm would fetch its model map from the internet; the copy it ships serves.
