@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 from django.db import transaction
+from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import NotFound
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -20,6 +21,7 @@ from ingestion.selectors import tenant_for_key
 from .alerts import alert_json
 from .budgets import budget_create, budget_delete, budget_update
 from .guard import guard_decide, tenant_by_slug
+from .guard_schema import guard_request_decode
 from .policies import feature_policy_update
 from .selectors import alert_list, budget_list
 from .serializers import (
@@ -29,6 +31,8 @@ from .serializers import (
     GuardDecisionSerializer,
     GuardRequestSerializer,
 )
+
+GUARD_MAX_BODY = 64 * 1024
 
 
 def _read_or_manage(request: Request) -> list:
@@ -136,35 +140,41 @@ class FeatureApi(APIView):
 
 class GuardApi(APIView):
     """Allow, downgrade or block one model call before it is made. The decision is data
-    (always 200), never an HTTP error, so clients do not retry it as a failure."""
+    (always 200), never an HTTP error, so clients do not retry it as a failure.
+
+    On every model call's path, so the body is decoded by msgspec and the answer written
+    directly; the serializers below only describe it in the OpenAPI schema."""
 
     permission_classes = [IsAuthenticated, HasIngestScope]
+    parser_classes: list = []
 
     @extend_schema(request=GuardRequestSerializer, responses=GuardDecisionSerializer)
-    def post(self, request: Request) -> Response:
-        serializer = GuardRequestSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+    def post(self, request: Request) -> HttpResponse:
+        body = request._request.body
+        if len(body) > GUARD_MAX_BODY:
+            return JsonResponse({"detail": "Request body too large."}, status=413)
+        data, errors = guard_request_decode(body)
+        if data is None:
+            return JsonResponse(errors, status=400)
         key_tenant = request.auth.tenant
-        slug = data.get("tenant")
         if key_tenant is not None:
-            if slug is not None and slug != key_tenant.slug:
-                raise NotFound("No such tenant.")
+            if data.tenant is not None and data.tenant != key_tenant.slug:
+                return JsonResponse({"detail": "No such tenant."}, status=404)
             tenant = key_tenant
-        elif not slug:
-            raise ValidationError({"tenant": ["Required with an operator key."]})
+        elif not data.tenant:
+            return JsonResponse({"tenant": ["Required with an operator key."]}, status=400)
         else:
-            tenant = tenant_by_slug(slug)
+            tenant = tenant_by_slug(data.tenant)
             if tenant is None:
-                raise NotFound("No such tenant.")
+                return JsonResponse({"detail": "No such tenant."}, status=404)
         decision = guard_decide(
             tenant=tenant,
-            feature_key=data.get("feature", ""),
-            model=data["model"],
-            prompt_template_key=data.get("prompt_template", ""),
-            estimated_cost=data.get("estimated_cost"),
+            feature_key=data.feature,
+            model=data.model,
+            prompt_template_key=data.prompt_template,
+            estimated_cost=data.estimated_cost,
         )
-        return Response(
+        return JsonResponse(
             {
                 "decision": decision.decision,
                 "model": decision.model,

@@ -75,9 +75,10 @@ def spikes_detect(*, now: datetime) -> SpikeCheck:
             if baseline <= 0 or cost < min_cost or cost <= baseline * factor:
                 continue
             ratio = (cost / baseline).quantize(Decimal("0.1"))
-            window = "the last hour" if grain == HOUR else "the last day"
-            if start == hour or start == day:
-                window = "this hour so far" if grain == HOUR else "today so far"
+            if grain == HOUR:
+                window = "this hour so far" if start == hour else "the last hour"
+            else:
+                window = "today so far" if start == day else "the last day"
             message = (
                 f"{feature}: ${round_money(cost, 'USD')} in {window}, {ratio}x its 7-day "
                 f"{'hourly' if grain == HOUR else 'daily'} average "

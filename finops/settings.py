@@ -200,6 +200,9 @@ if REDIS_URL:
 
 # Product rules (SPEC: Ingestion).
 FINOPS_OPERATOR_NAME = env.str("FINOPS_OPERATOR_NAME", default="finops")
+# How long a worker keeps an API key (and its tenant) in memory: a revoked key, or a
+# suspended tenant, takes effect within this time on every worker.
+FINOPS_API_KEY_CACHE_SECONDS = env.float("FINOPS_API_KEY_CACHE_SECONDS", default=2)
 FINOPS_BACKFILL_DAYS = env.int("FINOPS_BACKFILL_DAYS", default=35)
 FINOPS_MAX_FUTURE_SKEW_SECONDS = env.int("FINOPS_MAX_FUTURE_SKEW_SECONDS", default=300)
 FINOPS_MAX_BATCH_EVENTS = 1000

@@ -111,3 +111,13 @@ def run_at_once(count: int, call: Callable[[int], Any]) -> list[Any]:
 
     with ThreadPoolExecutor(max_workers=count) as pool:
         return list(pool.map(run, range(count)))
+
+
+@pytest.fixture(autouse=True)
+def fresh_key_cache(settings) -> None:
+    """Tests change keys and tenants with `.update()`, which sends no signal: each test
+    reads keys afresh unless it tests the cache itself."""
+    from finops.authentication import key_cache_clear
+
+    settings.FINOPS_API_KEY_CACHE_SECONDS = 0
+    key_cache_clear()

@@ -275,6 +275,15 @@ def test_bad_requests_get_field_errors(operator, make_client, acme) -> None:
     response = operator.post("/api/v1/guard", {"tenant": "acme", "model": MODEL,
                              "estimated_cost": "-1"}, format="json")  # fmt: skip
     assert (response.status_code, list(response.json())) == (400, ["estimated_cost"])
+    response = operator.post("/api/v1/guard", {"tenant": "acme", "model": MODEL, "colour": 1},
+                             format="json")  # fmt: skip
+    assert (response.status_code, list(response.json())) == (400, ["colour"])
+    for bad in ("abc", "NaN", "1e40", "0.0000000000000000001"):
+        response = operator.post("/api/v1/guard", {"tenant": "acme", "model": MODEL,
+                                 "estimated_cost": bad}, format="json")  # fmt: skip
+        assert (response.status_code, list(response.json())) == (400, ["estimated_cost"]), bad
+    response = operator.post("/api/v1/guard", b"{", content_type="application/json")
+    assert response.status_code == 400 and "Malformed JSON" in str(response.json())
     reader = make_client(acme, ["read"])
     assert reader.post("/api/v1/guard", {"model": MODEL}, format="json").status_code == 403
     assert operator.generic("POST", "/api/v1/guard").status_code in (400, 415)

@@ -89,3 +89,16 @@ def test_the_kill_switch_trips_on_a_spike_and_clears_when_the_rate_falls_back(
     rollups_update()
     assert spikes_detect(now=then + timedelta(hours=2)).kill_switches_off == 1
     assert Feature.objects.get(key="document_summarization").kill_switch_active_since is None
+
+
+def test_the_hour_after_midnight_is_called_the_last_hour(operator, acme) -> None:
+    """Between 01:00 and 02:00 UTC the last complete hour starts at midnight, as the day
+    does: it is still 'the last hour'."""
+    now = HOUR.replace(hour=1, minute=30) - timedelta(days=1)
+    last_hour = HOUR.replace(hour=0) - timedelta(days=1)
+    _week_of_traffic(operator, "document_summarization", last_hour=last_hour)
+    _calls(operator, "document_summarization", last_hour, 4, "spike")
+    rollups_update()
+    assert spikes_detect(now=now).alerts >= 1
+    alert = Alert.objects.get(period_start=last_hour, dedup_key__startswith="spike:hour")
+    assert "in the last hour, 4.0x" in alert.message

@@ -76,3 +76,36 @@ def test_a_key_with_a_right_prefix_and_wrong_secret_is_refused(acme_client) -> N
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer fo_{prefix}_forged")
     assert client.get("/api/v1/events").status_code == 401
+
+
+def test_keys_are_kept_briefly_and_a_revocation_reaches_every_worker_in_time(
+    settings, acme_client, acme
+) -> None:
+    import time
+
+    from finops.authentication import key_cache_clear
+    from finops.models import ApiKey
+
+    settings.FINOPS_API_KEY_CACHE_SECONDS = 0.5
+    key_cache_clear()
+    assert acme_client.get("/api/v1/events").status_code == 200
+    # Another worker revoked it: this one still holds the key for at most the TTL.
+    ApiKey.objects.filter(tenant=acme).update(revoked_at="2026-01-01T00:00:00Z")
+    assert acme_client.get("/api/v1/events").status_code == 200
+    time.sleep(0.6)
+    assert acme_client.get("/api/v1/events").status_code == 401
+
+
+def test_a_revocation_in_this_worker_takes_effect_at_once(settings, acme_client, acme) -> None:
+    from django.utils import timezone
+
+    from finops.authentication import key_cache_clear
+    from finops.models import ApiKey
+
+    settings.FINOPS_API_KEY_CACHE_SECONDS = 60
+    key_cache_clear()
+    assert acme_client.get("/api/v1/events").status_code == 200
+    key = ApiKey.objects.get(tenant=acme)
+    key.revoked_at = timezone.now()
+    key.save()
+    assert acme_client.get("/api/v1/events").status_code == 401
