@@ -6,17 +6,20 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import NotFound
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from finops.authentication import HasIngestScope, HasManageScope, HasReadScope, IsOperatorKey
-from finops.models import Tenant
+from finops.authentication import (
+    HasIngestScope,
+    HasManageScope,
+    HasReadScope,
+    IsOperatorKey,
+    tenant_in_scope,
+)
 from finops.pagination import time_keyset_page
 from ingestion.models import Feature
-from ingestion.selectors import tenant_for_key
 
 from .alerts import alert_json
 from .budgets import budget_create, budget_delete, budget_update
@@ -103,10 +106,7 @@ class AlertsApi(APIView):
         query.is_valid(raise_exception=True)
         params = query.validated_data
         key_tenant = request.auth.tenant
-        try:
-            tenant = tenant_for_key(key_tenant=key_tenant, slug=params.get("tenant"))
-        except Tenant.DoesNotExist:
-            raise NotFound("No such tenant.") from None
+        tenant = tenant_in_scope(request, params.get("tenant"))
         alerts = alert_list(
             tenant=tenant,
             tenant_only=key_tenant is not None,

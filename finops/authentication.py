@@ -10,7 +10,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
 
-from .models import ApiKey
+from .models import ApiKey, Tenant
 from .services import key_digest
 
 _keys: dict[str, tuple[float, ApiKey | None]] = {}
@@ -63,6 +63,22 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request: Request) -> str:
         return self.keyword
+
+
+def tenant_in_scope(request: Request, slug: str | None) -> Tenant | None:
+    """The tenant a request may read: its key's own, or for operator keys the one named
+    (None: every tenant). Another tenant's slug, or an unknown one, is 404 alike."""
+    key_tenant = request.auth.tenant
+    if key_tenant is not None:
+        if slug and slug != key_tenant.slug:
+            raise exceptions.NotFound("No such tenant.")
+        return key_tenant
+    if not slug:
+        return None
+    tenant = Tenant.objects.filter(slug=slug).first()
+    if tenant is None:
+        raise exceptions.NotFound("No such tenant.")
+    return tenant
 
 
 class _HasScope(permissions.BasePermission):

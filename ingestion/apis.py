@@ -10,20 +10,19 @@ from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from finops.authentication import HasIngestScope, HasReadScope
-from finops.models import Tenant
+from finops.authentication import HasIngestScope, HasReadScope, tenant_in_scope
 from finops.money import decimal_string
 from finops.pagination import time_keyset_page
 
 from . import litellm, otlp
 from .schema import object_decoder, raw_list_decoder
-from .selectors import event_list, tenant_for_key
+from .selectors import event_list
 from .serializers import EventQuerySerializer, event_as_posted
 from .services import ACCEPTED, CONFLICT, DUPLICATE, REJECTED, ItemResult, events_ingest
 
@@ -160,10 +159,7 @@ class EventsApi(APIView):
         query = EventQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         params = query.validated_data
-        try:
-            tenant = tenant_for_key(key_tenant=request.auth.tenant, slug=params.get("tenant"))
-        except Tenant.DoesNotExist:
-            raise NotFound("No such tenant.") from None
+        tenant = tenant_in_scope(request, params.get("tenant"))
         events = event_list(
             tenant=tenant,
             feature=params.get("feature"),

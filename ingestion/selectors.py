@@ -33,18 +33,3 @@ def event_list(
     if end:
         qs = qs.filter(timestamp__lt=end)
     return qs
-
-
-def tenant_for_key(*, key_tenant: Tenant | None, slug: str | None) -> Tenant | None:
-    """The tenant a request may read: its key's own, or for operator keys the one named.
-
-    Raises `Tenant.DoesNotExist` for an unknown slug, or another tenant's slug asked
-    by a tenant key, so that both answer 404 alike.
-    """
-    if key_tenant is not None:
-        if slug and slug != key_tenant.slug:
-            raise Tenant.DoesNotExist
-        return key_tenant
-    if slug:
-        return Tenant.objects.get(slug=slug)
-    return None

@@ -10,7 +10,7 @@ from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 
 from finops.money import round_money
-from statements.documents import statement_csv, statement_pdf
+from statements.documents import statement_download
 from statements.models import Statement
 
 from .models import TenantUser
@@ -58,15 +58,11 @@ def home(request: HttpRequest, tenant: Any) -> HttpResponse:
 def statement_pdf_view(request: HttpRequest, tenant: Any, statement_id: int) -> HttpResponse:
     statement = get_object_or_404(Statement.objects.select_related("tenant"), id=statement_id,
                                   tenant=tenant)  # fmt: skip
-    response = HttpResponse(statement_pdf(statement), content_type="application/pdf")
-    response["Content-Disposition"] = f'attachment; filename="{statement.number}.pdf"'
-    return response
+    return statement_download(statement, "pdf")
 
 
 @tenant_required
 def statement_csv_view(request: HttpRequest, tenant: Any, statement_id: int) -> HttpResponse:
     statement = get_object_or_404(Statement.objects.select_related("tenant"), id=statement_id,
                                   tenant=tenant)  # fmt: skip
-    response = HttpResponse(statement_csv(statement), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{statement.number}.csv"'
-    return response
+    return statement_download(statement, "csv")

@@ -12,7 +12,7 @@ from django.utils.html import format_html
 
 from finops.money import round_money
 
-from .documents import statement_csv, statement_pdf
+from .documents import statement_download
 from .models import Statement, StatementLine, VendorBill
 from .reconciliation import reconciliation
 from .services import statement_verify
@@ -79,15 +79,11 @@ class StatementAdmin(admin.ModelAdmin):
 
     def pdf_view(self, request: HttpRequest, statement_id: int) -> HttpResponse:
         statement = Statement.objects.select_related("tenant").get(id=statement_id)
-        response = HttpResponse(statement_pdf(statement), content_type="application/pdf")
-        response["Content-Disposition"] = f'attachment; filename="{statement.number}.pdf"'
-        return response
+        return statement_download(statement, "pdf")
 
     def csv_view(self, request: HttpRequest, statement_id: int) -> HttpResponse:
         statement = Statement.objects.select_related("tenant").get(id=statement_id)
-        response = HttpResponse(statement_csv(statement), content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="{statement.number}.csv"'
-        return response
+        return statement_download(statement, "csv")
 
 
 @admin.register(VendorBill)

@@ -8,19 +8,16 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
-from rest_framework.exceptions import NotFound
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from finops.authentication import HasReadScope, IsOperatorKey
-from finops.models import Tenant
+from finops.authentication import HasReadScope, IsOperatorKey, tenant_in_scope
 from finops.money import decimal_string
 from finops.pagination import time_keyset_page
-from ingestion.selectors import tenant_for_key
 
-from .documents import statement_csv, statement_json, statement_pdf
+from .documents import statement_download, statement_json
 from .focus import focus_csv
 from .models import Statement
 from .reconciliation import reconciliation
@@ -60,10 +57,7 @@ class StatementsApi(APIView):
         query = StatementQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         params = query.validated_data
-        try:
-            tenant = tenant_for_key(key_tenant=request.auth.tenant, slug=params.get("tenant"))
-        except Tenant.DoesNotExist:
-            raise NotFound("No such tenant.") from None
+        tenant = tenant_in_scope(request, params.get("tenant"))
         rows = statement_list(tenant=tenant, period=params.get("period"),
                               status=params.get("status"))  # fmt: skip
         page, next_url = time_keyset_page(request, rows, time_field="created_at")
@@ -86,9 +80,7 @@ class StatementPdfApi(APIView):
     @extend_schema(responses={(200, "application/pdf"): OpenApiTypes.BINARY})
     def get(self, request: Request, statement_id: int) -> HttpResponse:
         statement = get_object_or_404(_statements(request), id=statement_id)
-        response = HttpResponse(statement_pdf(statement), content_type="application/pdf")
-        response["Content-Disposition"] = f'attachment; filename="{statement.number}.pdf"'
-        return response
+        return statement_download(statement, "pdf")
 
 
 class StatementCsvApi(APIView):
@@ -97,9 +89,7 @@ class StatementCsvApi(APIView):
     @extend_schema(responses={(200, "text/csv"): OpenApiTypes.STR})
     def get(self, request: Request, statement_id: int) -> HttpResponse:
         statement = get_object_or_404(_statements(request), id=statement_id)
-        response = HttpResponse(statement_csv(statement), content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="{statement.number}.csv"'
-        return response
+        return statement_download(statement, "csv")
 
 
 class UsageQuerySerializer(serializers.Serializer):
@@ -163,10 +153,7 @@ class UsageApi(APIView):
         query = UsageQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         params = query.validated_data
-        try:
-            tenant = tenant_for_key(key_tenant=request.auth.tenant, slug=params.get("tenant"))
-        except Tenant.DoesNotExist:
-            raise NotFound("No such tenant.") from None
+        tenant = tenant_in_scope(request, params.get("tenant"))
         try:
             rows = usage_report(start=params["from"], end=params["to"],
                                 group_by=params["group_by"], granularity=params["granularity"],

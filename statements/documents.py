@@ -9,6 +9,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from django.conf import settings
+from django.http import HttpResponse
 from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
@@ -18,6 +19,16 @@ from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, Tabl
 from finops.money import decimal_string, round_money
 
 from .models import Statement, StatementLine
+
+
+def statement_download(statement: Statement, kind: str) -> HttpResponse:
+    """The statement's PDF or CSV as an attachment named by its number."""
+    if kind == "pdf":
+        response = HttpResponse(statement_pdf(statement), content_type="application/pdf")
+    else:
+        response = HttpResponse(statement_csv(statement), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{statement.number}.{kind}"'
+    return response
 
 
 def csv_text(value: str) -> str:
