@@ -5,10 +5,13 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import path
 from django.utils import timezone
 
 from .models import ApiKey, ModelPrice, Tenant
+from .pricing import parse_price_file, prices_import
 from .services import apikey_create, apikey_revoke
 
 
@@ -87,6 +90,26 @@ class ApiKeyAdmin(admin.ModelAdmin):
         self.message_user(request, f"Revoked {queryset.count()} key(s).")
 
 
+class PriceFileForm(forms.Form):
+    file = forms.FileField(help_text="LiteLLM's model_prices_and_context_window.json")
+    effective_from = forms.DateTimeField(
+        initial=timezone.now, help_text="When changed prices start (ISO 8601, UTC)."
+    )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        upload = cleaned.get("file")
+        if upload is not None:
+            try:
+                data = parse_price_file(upload.read())
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise forms.ValidationError({"file": f"Not valid JSON: {exc}"}) from None
+            if not isinstance(data, dict):
+                raise forms.ValidationError({"file": "Expected a JSON object of model -> price."})
+            cleaned["data"] = data
+        return cleaned
+
+
 @admin.register(ModelPrice)
 class ModelPriceAdmin(admin.ModelAdmin):
     list_display = (
@@ -118,6 +141,38 @@ class ModelPriceAdmin(admin.ModelAdmin):
         if obj is not None and self._is_used(obj):
             return False
         return super().has_delete_permission(request, obj)
+
+    def get_urls(self) -> list:
+        view = self.admin_site.admin_view(self.import_view)
+        return [path("import/", view, name="finops_modelprice_import"), *super().get_urls()]
+
+    def import_view(self, request: HttpRequest) -> HttpResponse:
+        form = PriceFileForm(request.POST or None, request.FILES or None)
+        result = None
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data["data"]
+            source = f"litellm upload {form.cleaned_data['file'].name}"[:200]
+            outcome = prices_import(
+                data=data, effective_from=form.cleaned_data["effective_from"], source=source
+            )
+            reasons: dict[str, int] = {}
+            for reason in outcome.skipped.values():
+                reasons[reason.split(" (")[0]] = reasons.get(reason.split(" (")[0], 0) + 1
+            result = {
+                "entries": len(data), "created": outcome.created, "changed": outcome.changed,
+                "unchanged": outcome.unchanged, "skipped_count": len(outcome.skipped),
+                "reasons": sorted(reasons.items(), key=lambda kv: -kv[1]),
+            }  # fmt: skip
+            self.message_user(request, f"Imported: {outcome.created} new models, "
+                                       f"{outcome.changed} changed prices.")  # fmt: skip
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Import LiteLLM price file",
+            "form": form,
+            "result": result,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/finops/import_prices.html", context)
 
     @staticmethod
     def _is_used(obj: ModelPrice) -> bool:

@@ -249,9 +249,14 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not a number")
 
 
+def parse_price_file(content: bytes | str) -> Any:
+    """A price file's JSON with every number exact (Decimal, never float)."""
+    return json.loads(content, parse_float=Decimal, parse_constant=_no_constants)
+
+
 def load_price_file(path: Path | str) -> Mapping[str, Any]:
     with open(path, "rb") as fh:
-        return json.loads(fh.read(), parse_float=Decimal, parse_constant=_no_constants)
+        return parse_price_file(fh.read())
 
 
 @dataclass(slots=True)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.contrib import admin
@@ -10,12 +11,13 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from finops.models import ModelPrice
 from finops.money import round_money
 
 from .documents import statement_download
 from .models import Statement, StatementLine, VendorBill
 from .reconciliation import reconciliation
-from .services import statement_verify
+from .services import reprice_open_periods, statement_verify
 
 
 class StatementLineInline(admin.TabularInline):
@@ -132,3 +134,22 @@ class VendorBillAdmin(admin.ModelAdmin):
             "opts": self.model._meta,
         }
         return TemplateResponse(request, "admin/statements/reconciliation.html", context)
+
+
+@admin.action(description="Re-price open periods for the selected models")
+def reprice_open_periods_action(modeladmin: Any, request: HttpRequest, queryset: Any) -> None:
+    models = set(queryset.values_list("model", flat=True))
+    result = reprice_open_periods(models=models, now=timezone.now())
+    modeladmin.message_user(
+        request,
+        f"Re-priced {result.events} event(s) of {len(models)} model(s) in months without a "
+        f"final statement: {round_money(result.before, 'USD')} -> "
+        f"{round_money(result.after, 'USD')} ({result.delta:+.6f} moved). Final statements "
+        "are unchanged.",
+    )
+
+
+# The price table lives in the core app, which knows nothing of statements: the action
+# that re-prices open months is attached to its admin here.
+_price_admin = admin.site._registry[ModelPrice]
+_price_admin.actions = (*(_price_admin.actions or ()), reprice_open_periods_action)

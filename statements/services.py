@@ -29,10 +29,11 @@ from django.db.models import Count, F, Sum
 
 from billing.periods import MONTH, period_end, period_start
 from finops.fields import ExactSum
-from finops.models import ModelPrice, Tenant
+from finops.models import BEGINNING_OF_TIME, ModelPrice, Tenant
 from finops.money import EXACT, ONE_MILLION, decimal_string, round_money
 from finops.pricing import UnitPrices
 from ingestion.models import UsageEvent
+from ingestion.services.pricing import RepricingResult, events_reprice
 
 from .models import Statement, StatementLine
 
@@ -429,3 +430,18 @@ def statement_verify(statement: Statement) -> bool:
     """Whether a final statement still hashes to what it was finalized with."""
     lines = list(statement.lines.order_by("position"))
     return statement.content_hash == content_hash(statement, lines)
+
+
+def reprice_open_periods(*, models: set[str], now: datetime) -> RepricingResult:
+    """After a price correction: price again the events of `models` in every month whose
+    statement is not final (per tenant: from the month after its last final statement).
+    Final statements never change; their months are left alone."""
+    open_from: dict[int, datetime] = {}
+    for tenant_id, period in Statement.objects.filter(
+        status=Statement.Status.FINALIZED
+    ).values_list("tenant_id", "period"):
+        after = period_end(MONTH, month_start(period))
+        if tenant_id not in open_from or after > open_from[tenant_id]:
+            open_from[tenant_id] = after
+    return events_reprice(models=models, open_from=open_from,
+                          default_open_from=BEGINNING_OF_TIME, now=now)  # fmt: skip

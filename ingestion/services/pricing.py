@@ -120,3 +120,93 @@ def events_price_unpriced(*, now: datetime | None = None, chunk: int = CHUNK) ->
                     ],
                 )
     return result
+
+
+@dataclass(slots=True)
+class RepricingResult:
+    events: int = 0
+    delta: Decimal = Decimal(0)
+    before: Decimal = Decimal(0)
+    after: Decimal = Decimal(0)
+
+
+def events_reprice(
+    *,
+    models: set[str],
+    open_from: dict[int, datetime],
+    default_open_from: datetime,
+    now: datetime | None = None,
+    chunk: int = CHUNK,
+) -> RepricingResult:
+    """Price again, at the price in force at their time, the events of `models` whose
+    month is still open: from `open_from[tenant_id]` on (the first month without a final
+    statement), else `default_open_from`. Each change of cost is a `CostChange` in the
+    same transaction, so rollups, budgets and the guard's counters follow; final
+    statements never change (their months are not touched)."""
+    now = now or datetime.now(UTC)
+    result = RepricingResult()
+    if not models:
+        return result
+    providers = set(
+        UsageEvent.objects.filter(model__in=models).values_list("provider", flat=True).distinct()
+    )
+    book = PriceBook.for_models(models, {p for p in providers if p})
+    earliest = min([default_open_from, *open_from.values()])
+    last_id = 0
+    while True:
+        batch = list(
+            UsageEvent.objects.filter(model__in=models, timestamp__gte=earliest, id__gt=last_id)
+            .order_by("id")
+            .only("id", "tenant_id", "feature_id", "prompt_template_id", "model", "provider",
+                  "timestamp", "batch", "input_tokens", "output_tokens", "cached_input_tokens",
+                  "cache_write_tokens", "reasoning_tokens", "cost", "price_id")[:chunk]
+        )  # fmt: skip
+        if not batch:
+            break
+        last_id = batch[-1].id
+        changed: list[tuple[UsageEvent, Decimal, Decimal | None, ModelPrice]] = []
+        for event in batch:
+            if event.timestamp < open_from.get(event.tenant_id, default_open_from):
+                continue
+            price = book.find(model=event.model, provider=event.provider, at=event.timestamp)
+            if price is None:
+                continue
+            cost = usage_cost(usage=event, price=price)
+            if cost == event.cost and price.id == event.price_id:
+                continue
+            changed.append((event, cost, event.cost, price))
+        if not changed:
+            continue
+        with transaction.atomic():
+            changes: list[CostChange] = []
+            moved: list[UsageEvent] = []
+            for event, cost, old_cost, price in changed:
+                # Only if the row is as read: a concurrent pricing run wins, this one skips.
+                updated = UsageEvent.objects.filter(
+                    id=event.id, price_id=event.price_id, cost=old_cost
+                ).update(cost=cost, price_id=price.id, priced_at=now, currency=price.currency)
+                if not updated:
+                    continue
+                delta = cost - (old_cost or Decimal(0))
+                reason = CostChange.Reason.REPRICED if event.price_id else CostChange.Reason.PRICED
+                changes.append(CostChange(
+                    event_id=event.id, cost_delta=delta,
+                    priced_delta=1 if event.price_id is None else 0,
+                    reason=reason, created_at=now,
+                ))  # fmt: skip
+                result.events += 1
+                result.before += old_cost or Decimal(0)
+                result.after += cost
+                result.delta += delta
+                event.cost = delta  # what the counters must add
+                moved.append(event)
+            CostChange.objects.bulk_create(changes)
+            if moved and spend_recorded.has_listeners():
+                tenants = Tenant.objects.in_bulk({e.tenant_id for e in moved})
+                spend_recorded.send(sender=CostChange, rows=[
+                    SpendRow(tenant=tenants[e.tenant_id], feature_id=e.feature_id, feature_key="",
+                             prompt_template_id=e.prompt_template_id, model=e.model,
+                             timestamp=e.timestamp, cost=e.cost, new_event=False)
+                    for e in moved
+                ])  # fmt: skip
+    return result

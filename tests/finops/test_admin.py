@@ -124,3 +124,29 @@ def test_staff_create_a_budget_and_read_its_alerts(staff, acme) -> None:
                                  created_at=timezone.now())  # fmt: skip
     page = staff.get(f"/admin/billing/alert/{alert.pk}/change/").content.decode()
     assert "Budget Acme monthly at 50%" in page
+
+
+def test_staff_import_litellms_price_file_from_the_admin(staff, litellm_price_file) -> None:
+    from decimal import Decimal
+
+    page = staff.get("/admin/finops/modelprice/")
+    assert "/admin/finops/modelprice/import/" in page.content.decode()
+    with open(litellm_price_file, "rb") as upload:
+        response = staff.post("/admin/finops/modelprice/import/", {
+            "file": upload, "effective_from": "2026-11-01 00:00:00"})  # fmt: skip
+    text = response.content.decode()
+    assert response.status_code == 200
+    assert "4242 entries:" in text
+    assert ModelPrice.objects.count() > 3000
+    # Exact: the file's per-token price times 1M, digit for digit (never through a float).
+    row = ModelPrice.objects.filter(model="gpt-4o-2024-08-06").order_by("-effective_from").first()
+    assert row.input_per_million == Decimal("2.5")
+
+
+def test_a_price_file_that_is_not_json_is_refused(staff) -> None:
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    response = staff.post("/admin/finops/modelprice/import/", {
+        "file": SimpleUploadedFile("prices.json", b"{not json"),
+        "effective_from": "2026-11-01 00:00:00"})  # fmt: skip
+    assert response.status_code == 200 and "Not valid JSON" in response.content.decode()
