@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from console.reviews import lifecycles_advance, reviews_open
 from ingestion.services import events_price_unpriced
 from statements.services import statements_draft, statements_finalize
 
@@ -71,6 +72,15 @@ def _finalize(now: datetime) -> str:
     return f"finalized {statements_finalize(now=now).finalized} statement(s)"
 
 
+def _reviews(now: datetime) -> str:
+    result = reviews_open(now=now)
+    return f"{result.opened} retirement review(s) opened ({result.candidates} in the bottom 5%)"
+
+
+def _lifecycles(now: datetime) -> str:
+    return f"{lifecycles_advance(now=now)} feature(s) moved along their lifecycle"
+
+
 JOBS: list[tuple[str, Callable[[datetime], Any]]] = [
     ("price-unpriced-events", _price_unpriced),
     ("rollup-usage", _rollup),
@@ -80,5 +90,7 @@ JOBS: list[tuple[str, Callable[[datetime], Any]]] = [
     ("check-free-tier-ltv", _ltv),
     ("draft-statements", _draft),
     ("finalize-statements", _finalize),
+    ("open-retirement-reviews", _reviews),
+    ("advance-feature-lifecycles", _lifecycles),
     ("deliver-alerts", _deliver),
 ]

@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "billing",
     "statements",
     "portal",
+    "console",
 ]
 
 MIDDLEWARE = [
@@ -183,6 +184,11 @@ CELERY_BEAT_SCHEDULE = {
     "detect-spikes": {"task": "billing.tasks.spikes_detect_task", "schedule": 300.0},
     "check-caps": {"task": "billing.tasks.caps_check_task", "schedule": 60.0},
     "deliver-alerts": {"task": "billing.tasks.alerts_deliver_task", "schedule": 60.0},
+    "open-retirement-reviews": {"task": "console.tasks.reviews_open_task", "schedule": 604800.0},
+    "advance-feature-lifecycles": {
+        "task": "console.tasks.lifecycles_advance_task",
+        "schedule": 3600.0,
+    },
     "draft-statements": {"task": "statements.tasks.statements_draft_task", "schedule": 900.0},
     "finalize-statements": {
         "task": "statements.tasks.statements_finalize_task",

@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from celery import shared_task
+from django.utils import timezone
+
+from .reviews import lifecycles_advance, reviews_open
+
+
+@shared_task
+def reviews_open_task() -> int:
+    return reviews_open(now=timezone.now()).opened
+
+
+@shared_task
+def lifecycles_advance_task() -> int:
+    return lifecycles_advance(now=timezone.now())
