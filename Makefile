@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint install bench-ingest bench-rollup clean
+.PHONY: run test lint install bench-ingest bench-rollup bench-guard bench-statements clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,12 @@ bench-ingest: $(STAMP)
 
 bench-rollup: $(STAMP)
 	$(BIN)/python bench/rollup.py $(BENCH_ARGS)
+
+bench-guard: $(STAMP)
+	$(BIN)/python bench/guard.py $(BENCH_ARGS)
+
+bench-statements: $(STAMP)
+	$(BIN)/python bench/statements.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var/*.sqlite3* var/broker var/static

@@ -69,16 +69,19 @@ class CpuSample:
     gunicorn: dict[int, float] = field(default_factory=dict)
     postgres: dict[int, float] = field(default_factory=dict)
     kernel: dict[int, float] = field(default_factory=dict)
+    redis: dict[int, float] = field(default_factory=dict)
 
 
 class CpuMeter:
     """CPU seconds used by gunicorn (master and workers), PostgreSQL (the bench database's
     backends and the shared background processes), this client, the kernel (its threads,
-    such as I/O writeback, and interrupts) and every other process."""
+    such as I/O writeback, and interrupts) and every other process. With `redis_pid` set,
+    the Redis server is counted apart (all of it: other databases' clients too)."""
 
     def __init__(self, database: str) -> None:
         self.database = database
         self.gunicorn_pid: int | None = None
+        self.redis_pid: int | None = None
         self._postgres_pids: dict[int, bool] = {}
 
     def sample(self) -> CpuSample:
@@ -97,6 +100,8 @@ class CpuMeter:
             ours |= children
             grew = bool(children)
         sample.gunicorn = {pid: table[pid][2] for pid in ours}
+        if self.redis_pid in table:
+            sample.redis = {self.redis_pid: table[self.redis_pid][2]}
         for pid, (ppid, command, cpu) in table.items():
             if pid == KTHREADD or ppid == KTHREADD:
                 sample.kernel[pid] = cpu
@@ -154,6 +159,8 @@ class CpuMeter:
             "client_s": end.client - start.client,
             "kernel_s": delta(start.kernel, end.kernel) + end.interrupts - start.interrupts,
         }
+        if end.redis:
+            used["redis_s"] = delta(start.redis, end.redis)
         system = end.system - start.system
         used["other_s"] = max(0.0, system - sum(v for k, v in used.items() if k != "wall_s"))
         used["busy_share"] = system / (wall * (os.cpu_count() or 1)) if wall > 0 else 0.0
@@ -169,7 +176,9 @@ def cpu_text(cpu: dict[str, float]) -> str:
     cores = os.cpu_count() or 1
     text = (
         f"CPU s: gunicorn {cpu['gunicorn_s']:.1f}, postgres {cpu['postgres_s']:.1f}, "
-        f"client {cpu['client_s']:.1f}, kernel {cpu['kernel_s']:.1f}, "
+        f"client {cpu['client_s']:.1f}, "
+        + (f"redis {cpu['redis_s']:.1f}, " if "redis_s" in cpu else "")
+        + f"kernel {cpu['kernel_s']:.1f}, "
         f"other processes {cpu['other_s']:.1f} "
         f"({cpu['busy_share']:.0%} of {cores} CPUs busy)"
     )

@@ -7,7 +7,9 @@ Phases (see bench/README.md):
 3. the raw baseline: PostgreSQL alone taking the same rows by `COPY`, from one client;
 4. batch ingestion: concurrent clients posting pre-encoded batches of 1000 events;
 5. single events: concurrent clients posting one event per request (latency);
-6. optionally a table preloaded with N rows by `COPY` (and a comparison with the empty table).
+6. the other intakes: OTLP/HTTP protobuf span batches (`POST /v1/traces`) and LiteLLM
+   `json_array` batches (`POST /api/v1/integrations/litellm`), compared with phase 4;
+7. optionally a table preloaded with N rows by `COPY` (and a comparison with the empty table).
 
 Figures are printed and written to bench/results/ingest-<timestamp>.json; nothing is
 asserted about timing. Only 127.0.0.1 is contacted and every loop ends by count.
@@ -20,17 +22,31 @@ import json
 import os
 import platform
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import psycopg
 from cpu import CpuMeter, cpu_disturbed, cpu_text
+from intake import (
+    DEFAULT_MODEL_MAP,
+    JSON,
+    LITELLM_PATH,
+    OTLP_PATH,
+    PROTOBUF,
+    Checker,
+    LiteLLMBodies,
+    litellm_checker,
+    load_model_map,
+    otlp_bodies,
+    otlp_checker,
+    post_load,
+)
 from ledger import (
     PRELOAD_ROWS_PER_COPY,
     ROOT,
@@ -46,6 +62,7 @@ from ledger import (
     check_flag,
     copy_rows,
     encoder,
+    git_revision,
     load_catalog,
     prepare_database,
     relative,
@@ -63,6 +80,8 @@ DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/finops_bench"
 TARGET_BATCH_VS_COPY = 0.40  # batch ingestion at least 40% of the COPY rate
 TARGET_SINGLE_P99_MS = 50.0  # single events: p99 under 50 ms
 TARGET_PRELOADED_VS_EMPTY = 0.80  # batch rate on a full table within 20% of the empty one
+TARGET_OTLP_VS_BATCH = 0.50  # OTLP spans/s at least half the REST batch events/s
+TARGET_LITELLM_VS_BATCH = 0.25  # LiteLLM payloads/s at least a quarter of it
 
 # Server settings recorded with the results: they explain differences between machines.
 PG_SETTINGS = [
@@ -76,6 +95,8 @@ PG_SETTINGS = [
     "autovacuum",
 ]
 RATE_PROFILE_PARTS = 10
+DEFAULT_OTLP_SPANS = 200_704  # 392 batches of 512
+DEFAULT_LITELLM_EVENTS = 100_352  # 196 batches of 512
 
 # --- Phases ---------------------------------------------------------------------------
 
@@ -91,6 +112,7 @@ class Context:
     cpu: CpuMeter
     catalog: Catalog | None = None
     copy_rate: float = 0.0
+    model_map: dict[str, dict[str, Any]] | None = None
 
 
 def phase_warmup(ctx: Context) -> dict[str, Any]:
@@ -126,15 +148,46 @@ def phase_warmup(ctx: Context) -> dict[str, Any]:
         check=single_check,
     )
     failures = seed.failure_samples + warm.failure_samples + warm_single.failure_samples
+    events = seed.events + warm.events + warm_single.events
+    n_intake = 2 * ctx.server.workers
+    if ctx.args.otlp_spans:
+        bodies, sizes = otlp_bodies(ctx.factory, total=n_intake * 64, batch_size=64)
+        otlp = post_load(
+            port=ctx.server.port,
+            key=ctx.key,
+            path=OTLP_PATH,
+            content_type=PROTOBUF,
+            bodies=bodies,
+            sizes=sizes,
+            clients=ctx.server.workers,
+            check=otlp_checker(sizes),
+        )
+        failures += otlp.failure_samples
+        events += otlp.events
+    if ctx.args.litellm_events:
+        assert ctx.model_map is not None
+        lite = LiteLLMBodies(ctx.factory, ctx.model_map, total=n_intake * 16, batch_size=16)
+        litellm = post_load(
+            port=ctx.server.port,
+            key=ctx.key,
+            path=LITELLM_PATH,
+            content_type=JSON,
+            bodies=lite,
+            sizes=lite.sizes,
+            clients=ctx.server.workers,
+            check=litellm_checker(lite.sizes),
+        )
+        failures += litellm.failure_samples
+        events += litellm.events
     if failures:
         raise BenchError("warm-up failed: " + "; ".join(failures[:3]))
     ctx.catalog = load_catalog(ctx.admin)
     say(
-        f"warm-up: {seed.events + warm.events + warm_single.events} events posted, "
+        f"warm-up: {events} events posted, "
         f"{len(ctx.catalog.features)} features and {len(ctx.catalog.prompts)} prompt "
         "templates created on first sight"
     )
-    return {"events": seed.events + warm.events + warm_single.events}
+    return {"events": events}
 
 
 def settle(ctx: Context) -> None:
@@ -310,28 +363,148 @@ def phase_singles(ctx: Context) -> dict[str, Any]:
     }
 
 
+def table_rows_priced(conn: psycopg.Connection) -> tuple[int, int]:
+    row = conn.execute(f"SELECT count(*), count(price_id) FROM {TABLE}").fetchone()
+    return (int(row[0]), int(row[1])) if row else (0, 0)
+
+
+def intake_phase(
+    ctx: Context,
+    *,
+    label: str,
+    path: str,
+    content_type: str,
+    bodies: Sequence[bytes],
+    sizes: Sequence[int],
+    check: Checker,
+    target: float,
+    batch_rate: float,
+    mib: float,
+) -> dict[str, Any]:
+    """Post `bodies` to `path` from `--clients` threads, as the batch phase does; the rate
+    counts the rows stored (checked against the events the answers accepted)."""
+    args = ctx.args
+    if not args.preload:
+        truncate(ctx)  # on the empty table, as the batch phase
+    settle(ctx)
+    before_rows, before_priced = table_rows_priced(ctx.admin)
+    wal_before = wal_lsn(ctx.admin)
+    with ctx.cpu.measure() as cpu:
+        load = post_load(
+            port=ctx.server.port,
+            key=ctx.key,
+            path=path,
+            content_type=content_type,
+            bodies=bodies,
+            sizes=sizes,
+            clients=args.clients,
+            check=check,
+        )
+    wal = wal_lsn(ctx.admin) - wal_before
+    after_rows, after_priced = table_rows_priced(ctx.admin)
+    stored, priced = after_rows - before_rows, after_priced - before_priced
+    if stored != load.events:
+        load.failures += 1
+        load.failure_samples.append(
+            f"{stored:,} rows stored for {load.events:,} events the answers accepted"
+        )
+    rate = stored / load.elapsed_s
+    ratio = rate / batch_rate if batch_rate else float("nan")
+    latency = latency_ms(load.latencies_s)
+    profile = rate_profile(load.completions, RATE_PROFILE_PARTS)
+    say(
+        f"{label}: {stored:,} events stored in {load.elapsed_s:.2f} s = {rate:,.0f} events/s, "
+        f"{ratio:.1%} of the REST batch rate (target >= {target:.0%}: "
+        f"{check_flag(ratio >= target)}); request p50 {latency.get('p50', 0):.0f} ms, "
+        f"p99 {latency.get('p99', 0):.0f} ms; priced {priced:,}; failures {load.failures}"
+    )
+    say(f"  {cpu_text(cpu)}")
+    say(
+        f"  events/s by tenth of the events: {' '.join(f'{r / 1000:.1f}k' for r in profile)}; "
+        f"server WAL {wal / max(stored, 1):,.0f} B/event"
+    )
+    for sample in load.failure_samples:
+        say(f"  failure: {sample}")
+    return {
+        "table_rows_before": before_rows,
+        "events": load.events,
+        "stored": stored,
+        "requests": load.requests,
+        "batch_size": max(sizes, default=0),
+        "elapsed_s": round(load.elapsed_s, 3),
+        "events_per_s": round(rate, 1),
+        "ratio_to_batch": round(ratio, 4),
+        "target_ratio_to_batch": target,
+        "priced": priced,
+        "request_latency_ms": latency,
+        "wal_bytes_per_event": round(wal / max(stored, 1), 1),
+        "events_per_s_by_tenth": profile,
+        "body_mib": round(mib, 1),
+        "failures": load.failures,
+        "failure_samples": load.failure_samples,
+        "cpu": cpu,
+    }
+
+
+def phase_otlp(ctx: Context, *, batch_rate: float) -> dict[str, Any]:
+    args = ctx.args
+    bodies, sizes = otlp_bodies(ctx.factory, total=args.otlp_spans, batch_size=args.intake_batch)
+    mib = sum(len(b) for b in bodies) / 2**20
+    say(
+        f"OTLP/HTTP protobuf: posting {args.otlp_spans:,} spans in {len(bodies)} batches "
+        f"({mib:,.0f} MiB, {mib * 2**20 / args.otlp_spans:,.0f} B/span) to {OTLP_PATH} "
+        f"from {args.clients} clients ..."
+    )
+    result = intake_phase(
+        ctx,
+        label="OTLP/HTTP protobuf",
+        path=OTLP_PATH,
+        content_type=PROTOBUF,
+        bodies=bodies,
+        sizes=sizes,
+        check=otlp_checker(sizes),
+        target=TARGET_OTLP_VS_BATCH,
+        batch_rate=batch_rate,
+        mib=mib,
+    )
+    result["bytes_per_span"] = round(mib * 2**20 / args.otlp_spans, 1)
+    return result
+
+
+def phase_litellm(ctx: Context, *, batch_rate: float) -> dict[str, Any]:
+    args = ctx.args
+    assert ctx.model_map is not None
+    bodies = LiteLLMBodies(
+        ctx.factory, ctx.model_map, total=args.litellm_events, batch_size=args.intake_batch
+    )
+    total_bytes = bodies.total_bytes()
+    payload = total_bytes / args.litellm_events
+    model_map = bodies.model_map_bytes()
+    mib = total_bytes / 2**20
+    say(
+        f"LiteLLM json_array: posting {args.litellm_events:,} payloads in {len(bodies)} "
+        f"batches ({mib:,.0f} MiB) to {LITELLM_PATH} from {args.clients} clients; "
+        f"average payload {payload / 1000:.1f} kB, of which model_map_information "
+        f"{model_map / 1000:.1f} kB ..."
+    )
+    result = intake_phase(
+        ctx,
+        label="LiteLLM json_array",
+        path=LITELLM_PATH,
+        content_type=JSON,
+        bodies=bodies,
+        sizes=bodies.sizes,
+        check=litellm_checker(bodies.sizes),
+        target=TARGET_LITELLM_VS_BATCH,
+        batch_rate=batch_rate,
+        mib=mib,
+    )
+    result["payload_bytes_avg"] = round(payload, 1)
+    result["model_map_bytes_avg"] = round(model_map, 1)
+    return result
+
+
 # --- Setup, summary, main -------------------------------------------------------------
-
-
-def git_revision() -> str:
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return f"{head}-dirty" if dirty else head
 
 
 def print_summary(results: dict[str, Any]) -> None:
@@ -385,6 +558,15 @@ def print_summary(results: dict[str, Any]) -> None:
         f"(target p99 < {TARGET_SINGLE_P99_MS:.0f} ms: "
         f"{check_flag(p['p99'] < TARGET_SINGLE_P99_MS)})"
     )
+    for key, name in (("otlp", "OTLP/HTTP protobuf spans"), ("litellm", "LiteLLM json_array")):
+        run = phases.get(key)
+        if run is None:
+            continue
+        ratio, target = run["ratio_to_batch"], run["target_ratio_to_batch"]
+        lines.append(
+            f"{name:<30} {run['events_per_s']:>12,.0f} events/s  {ratio:6.1%} of REST batch "
+            f"(target >= {target:.0%}: {check_flag(ratio >= target)})"
+        )
     lines.append(f"failed requests                {results['failures']:>12}")
     if results["disturbed_phases"]:
         lines.append(
@@ -421,15 +603,45 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--single-events", type=int, default=4000, help="single events posted (4,000)"
     )
     parser.add_argument(
-        "--preload", type=int, default=0, help="rows COPYed into the table before phases 4-5"
+        "--preload", type=int, default=0, help="rows COPYed into the table before phases 4-6"
     )
     parser.add_argument(
         "--compare-empty",
         action="store_true",
         help="run batch ingestion on the empty table first, then preload and run it again",
     )
+    parser.add_argument(
+        "--otlp-spans",
+        type=int,
+        default=DEFAULT_OTLP_SPANS,
+        help=f"spans posted to {OTLP_PATH} as OTLP protobuf ({DEFAULT_OTLP_SPANS:,}; 0 skips)",
+    )
+    parser.add_argument(
+        "--litellm-events",
+        type=int,
+        default=DEFAULT_LITELLM_EVENTS,
+        help=f"LiteLLM payloads posted to {LITELLM_PATH} ({DEFAULT_LITELLM_EVENTS:,}; 0 skips)",
+    )
+    parser.add_argument(
+        "--intake-batch",
+        type=int,
+        default=512,
+        help="spans or LiteLLM payloads per request (512, both exporters' default)",
+    )
+    parser.add_argument(
+        "--litellm-model-map",
+        default=str(DEFAULT_MODEL_MAP),
+        help="LiteLLM's model price map, the source of model_map_information",
+    )
+    parser.add_argument(
+        "--no-intakes",
+        action="store_true",
+        help="skip the OTLP and LiteLLM phases (as --otlp-spans 0 --litellm-events 0)",
+    )
     parser.add_argument("--seed", type=int, default=1, help="seed of the event contents")
     args = parser.parse_args(argv)
+    if args.no_intakes:
+        args.otlp_spans = args.litellm_events = 0
     positive = ("workers", "threads", "copy_rows", "clients", "batch_size", "batch_events")
     for name in (*positive, "single_clients", "single_events"):
         if getattr(args, name) < 1:
@@ -438,6 +650,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--batch-size must be 1..1000 (the API's limit)")
     if args.preload < 0:
         parser.error("--preload must be >= 0")
+    if args.otlp_spans < 0 or args.litellm_events < 0:
+        parser.error("--otlp-spans and --litellm-events must be >= 0 (0 skips the phase)")
+    if not 1 <= args.intake_batch <= 1000:
+        parser.error("--intake-batch must be 1..1000")
     if args.compare_empty and not args.preload:
         parser.error("--compare-empty needs --preload N")
     return args
@@ -453,6 +669,8 @@ def run(args: argparse.Namespace) -> int:
     results_file = RESULTS_DIR / f"ingest-{stamp}.json"
     log_file = RESULTS_DIR / f"ingest-{stamp}-gunicorn.log"
     env = app_env(args.database_url)
+    # Read before anything is dropped: a missing model map stops the run at once.
+    model_map = load_model_map(Path(args.litellm_model_map)) if args.litellm_events else None
     key = prepare_database(args.database_url, db_name, env)
 
     phases: dict[str, Any] = {}
@@ -490,6 +708,7 @@ def run(args: argparse.Namespace) -> int:
             key=key,
             factory=EventFactory(seed=args.seed, spread=timedelta(days=1)),
             cpu=CpuMeter(db_name),
+            model_map=model_map,
         )
         ctx.cpu.gunicorn_pid = server.pid
         phases["warmup"] = phase_warmup(ctx)
@@ -505,6 +724,11 @@ def run(args: argparse.Namespace) -> int:
         label = f"batch ingest ({args.preload:,} rows)" if args.preload else "batch ingest"
         phases["batch"] = phase_batches(ctx, label=label)
         phases["single"] = phase_singles(ctx)
+        batch_rate = phases["batch"]["events_per_s"]
+        if args.otlp_spans:
+            phases["otlp"] = phase_otlp(ctx, batch_rate=batch_rate)
+        if args.litellm_events:
+            phases["litellm"] = phase_litellm(ctx, batch_rate=batch_rate)
         if args.preload:
             phases["copy_full"] = phase_copy(ctx, label="COPY into the full table")
         results["final_table"] = {"rows": table_rows(admin), **table_size(admin)}

@@ -40,11 +40,20 @@ def free_port() -> int:
 class Gunicorn:
     """gunicorn serving `finops.wsgi:application` on 127.0.0.1; always stopped on exit."""
 
-    def __init__(self, *, env: dict[str, str], workers: int, threads: int, log: Path) -> None:
+    def __init__(
+        self,
+        *,
+        env: dict[str, str],
+        workers: int,
+        threads: int,
+        log: Path,
+        extra_args: Sequence[str] = (),
+    ) -> None:
         self.port = free_port()
         self.workers = workers
         self.threads = threads
         self._env = env
+        self._extra_args = tuple(extra_args)
         self._log_path = log
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -64,6 +73,7 @@ class Gunicorn:
             str(self.workers),
             "--threads",
             str(self.threads),
+            *self._extra_args,
         ]
         self._log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self._log_path, "wb") as log:
@@ -158,6 +168,8 @@ class LoadResult:
     completions: list[tuple[float, int]] = field(default_factory=list)
     failures: int = 0
     failure_samples: list[str] = field(default_factory=list)
+    # paced loads only: how late each request was sent after its scheduled time
+    send_lags_s: list[float] = field(default_factory=list)
 
 
 def run_load(
@@ -168,8 +180,18 @@ def run_load(
     sizes: Sequence[int],
     clients: int,
     check: Checker,
+    path: str = EVENTS_PATH,
+    pace_s: float | None = None,
 ) -> LoadResult:
-    """`clients` threads, each on its own connection, post `bodies` until none is left."""
+    """`clients` threads, each on its own connection, post `bodies` to `path` until none
+    is left.
+
+    Closed loop by default: a client sends its next request as soon as it has the answer
+    to the previous one, and a latency runs from the send. With `pace_s`, request `i` is
+    scheduled at `i * pace_s` seconds after the start (a fixed offered rate): the next
+    free client waits for that instant, and its latency runs from the scheduled instant,
+    so a request that waited for a free client counts its wait (no coordinated omission).
+    """
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     result = LoadResult()
     lock = threading.Lock()
@@ -185,6 +207,7 @@ def run_load(
         conn = http.client.HTTPConnection(HOST, port, timeout=HTTP_TIMEOUT_S)
         latencies: list[float] = []
         completions: list[tuple[float, int]] = []
+        send_lags: list[float] = []
         events = priced = 0
         try:
             while True:
@@ -192,9 +215,16 @@ def run_load(
                     index = next(next_index)
                 if index >= len(bodies):
                     break
-                started = time.perf_counter()
+                if pace_s is None:
+                    started = time.perf_counter()
+                else:
+                    started = load_started + index * pace_s
+                    delay = started - time.perf_counter()
+                    if delay > 0:
+                        time.sleep(delay)
+                    send_lags.append(time.perf_counter() - started)
                 try:
-                    conn.request("POST", EVENTS_PATH, body=bodies[index], headers=headers)
+                    conn.request("POST", path, body=bodies[index], headers=headers)
                     response = conn.getresponse()
                     data = response.read()
                 except (OSError, http.client.HTTPException) as exc:
@@ -215,6 +245,7 @@ def run_load(
             with lock:
                 result.latencies_s.extend(latencies)
                 result.completions.extend(completions)
+                result.send_lags_s.extend(send_lags)
                 result.requests += len(latencies)
                 result.events += events
                 result.priced += priced
