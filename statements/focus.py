@@ -99,7 +99,8 @@ def focus_rows(period: date) -> list[dict[str, str]]:
                 sort_keys=True,
             ),
         )
-        if line.kind == StatementLine.Kind.MARKUP:
+        if line.kind == StatementLine.Kind.MARKUP or not line.token_kind:
+            # The markup, and the rounding of lines to the cent: charges of no SKU.
             row.update(ChargeCategory="Adjustment", ChargeFrequency="Recurring",
                        ListCost=decimal_string(line.amount_exact),
                        ContractedCost=decimal_string(line.amount_exact))  # fmt: skip

@@ -128,8 +128,10 @@ def _billed(tenant_ids: Iterable[int], period: date) -> dict[int, dict[LineKey, 
         statement__status=Statement.Status.FINALIZED,
         period=period,
         kind__in=[StatementLine.Kind.USAGE, StatementLine.Kind.ADJUSTMENT],
-    ).values_list("statement__tenant_id", "feature", "model", "token_kind", "price_id", "batch",
-                  "quantity", "amount_exact", "unit_price")  # fmt: skip
+    ).exclude(token_kind="")  # rounding lines: no usage of their own
+    columns = ("statement__tenant_id", "feature", "model", "token_kind", "price_id", "batch",
+               "quantity", "amount_exact", "unit_price")  # fmt: skip
+    lines = lines.values_list(*columns)
     with localcontext(EXACT):
         for tenant_id, feature, model, kind, price_id, batch, qty, amount, unit in lines:
             key = (feature, model, kind, price_id, batch)
@@ -192,12 +194,27 @@ def _build_lines(
             )
         )
 
+    def rounding(kind: str, period: date, group: list[StatementLine], text: str) -> None:
+        """Rounding each line to the cent must not move the group's total off the exact
+        total rounded: the difference is a line of its own (exactly 0 before rounding)."""
+        with localcontext(EXACT):
+            exact = sum((ln.amount_exact for ln in group), ZERO)
+            residual = round_money(exact, currency) - sum((ln.amount for ln in group), ZERO)
+        if residual:
+            add(kind, period, None, Amount(0, ZERO, None), text)
+            lines[-1].amount = residual
+
     for key, amount in _sorted(usage):
         add(StatementLine.Kind.USAGE, statement.period, key, amount, _describe(key))
+    text = "Rounding: the usage lines, each rounded to the cent, to their exact total"
+    rounding(StatementLine.Kind.USAGE, statement.period, list(lines), text)
     for month, diff in adjustments:
+        first = len(lines)
         for key, amount in _sorted(diff):
             add(StatementLine.Kind.ADJUSTMENT, month, key, amount,
                 _describe(key, adjustment_for=month))  # fmt: skip
+        rounding(StatementLine.Kind.ADJUSTMENT, month, lines[first:],
+                 f"Rounding of the adjustments for {month:%Y-%m} to their exact total")  # fmt: skip
     with localcontext(EXACT):
         billable = sum((line.amount_exact for line in lines), ZERO)
         if statement.markup_percent:

@@ -78,7 +78,7 @@ def test_the_csv_adds_up_to_the_total(acme_client, statements) -> None:
     assert Decimal(total["amount"]) == statement.total
     assert sum(Decimal(r["amount"]) for r in lines) == statement.total
     assert sum(Decimal(r["amount_exact"]) for r in lines) == statement.total_exact
-    assert {r["token_kind"] for r in lines} == {"input", "cached_input", "output"}
+    assert {r["token_kind"] for r in lines} - {""} == {"input", "cached_input", "output"}
 
 
 def test_the_pdf_holds_the_lines_and_the_total(acme_client, statements) -> None:
@@ -115,6 +115,7 @@ def test_names_from_events_cannot_break_the_pdf_or_run_in_a_spreadsheet(operator
     assert "<b>&broken" in text
     rows = list(csv.DictReader(io.StringIO(operator.get(
         f"/api/v1/statements/{statement.id}/csv").content.decode())))  # fmt: skip
-    assert {r["feature"] for r in rows[:-1]} == {"<b>&broken", '\'=HYPERLINK("http://x")'}
+    features = {r["feature"] for r in rows[:-1] if r["token_kind"]}
+    assert features == {"<b>&broken", '\'=HYPERLINK("http://x")'}
     focus = operator.get(f"/api/v1/exports/focus?period={LAST_MONTH:%Y-%m}").content.decode()
     assert not any(cell.startswith("=") for row in csv.reader(io.StringIO(focus)) for cell in row)

@@ -12,6 +12,7 @@ from django.db import connection
 from billing.periods import MONTH, period_end, period_start
 from finops.fields import ExactSum
 from finops.models import Tenant
+from finops.money import round_money
 from ingestion.models import UsageEvent
 from ingestion.services import events_price_unpriced
 from statements.models import Statement, StatementLine
@@ -192,3 +193,21 @@ def test_finalization_run_twice_at_once_gives_one_statement_and_one_hash(operato
     assert statement_finalize(statement=statement, now=CLOSING + timedelta(days=1)) is False
     statement.refresh_from_db()
     assert statement.content_hash == first_hash and statement_verify(statement)
+
+
+@pytest.mark.django_db
+def test_many_sub_cent_lines_still_add_up_to_the_exact_total_to_the_cent(operator, acme) -> None:
+    # Each call's lines are worth fractions of a cent: rounded one by one they would
+    # all round down (or up) together.
+    for model in ("gpt-4o-2024-08-06", "gpt-4o-mini-2024-07-18", "claude-3-5-sonnet-20241022",
+                  "claude-3-5-haiku-20241022"):  # fmt: skip
+        post(operator, 1, prefix=model, model=model, input_tokens=700, cached_input_tokens=300,
+             output_tokens=150)  # fmt: skip
+    statements_draft(now=CLOSING)
+    statement = last_month_statement(acme)
+    rounding = statement.lines.filter(token_kind="", kind="usage")
+    exact = ledger(acme, LAST_MONTH)
+    assert statement.subtotal == round_money(exact, "USD")
+    assert statement.subtotal == sum(ln.amount for ln in statement.lines.filter(kind="usage"))
+    assert rounding.count() == 1 and rounding.get().amount_exact == 0
+    assert rounding.get().amount != 0

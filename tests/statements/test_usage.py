@@ -77,15 +77,13 @@ def test_bad_queries_get_field_errors(acme_client, usage) -> None:
     assert set(get(acme_client, to=THIS_MONTH.isoformat()).json()) == {"from"}
 
 
-def test_a_statement_agrees_with_the_usage_report(acme_client, usage) -> None:
+def test_a_statement_agrees_with_the_usage_report_to_the_cent(acme_client, usage) -> None:
     statements_draft(now=CLOSING)
     statements_finalize(now=CLOSING)
     statement = Statement.objects.get(tenant__slug="acme", period=LAST_MONTH.date())
     rows = get(acme_client, **MONTH_RANGE, granularity="month").json()["results"]
     usage_total = Decimal(rows[0]["cost"])
-    # The exact sums are equal; the statement rounds each line once, so its total can
-    # differ from the rounded usage total by at most half a cent per line.
     assert statement.total_exact == usage_total
-    lines = statement.lines.count()
-    assert abs(statement.total - round_money(usage_total, "USD")) <= Decimal("0.005") * lines
-    assert round_money(statement.total_exact, "USD") == round_money(usage_total, "USD")
+    # Lines round once each; a rounding line keeps the usage subtotal on the exact total.
+    assert statement.subtotal == round_money(usage_total, "USD")
+    assert statement.total == sum(ln.amount for ln in statement.lines.all())
