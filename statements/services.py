@@ -24,7 +24,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Sum
 
 from billing.periods import MONTH, period_end, period_start
@@ -408,10 +408,46 @@ def _rebuild_period(period: date, now: datetime, *, finalize: bool, only: int | 
                     statement.content_hash = content_hash(statement, built)
                 lines += built
             StatementLine.objects.filter(statement__in=statements).delete()
-            StatementLine.objects.bulk_create(lines, batch_size=2000)
-            Statement.objects.bulk_update(statements, _STATEMENT_FIELDS, batch_size=500)
+            _write(statements, lines)
             done += len(statements)
     return done
+
+
+_LINE_FIELDS = [f for f in StatementLine._meta.concrete_fields if not f.primary_key]
+
+
+def _write(statements: list[Statement], lines: list[StatementLine]) -> None:
+    """Store rebuilt statements and their lines. On PostgreSQL the lines are COPied and
+    the statements updated from a staging table: a month of 1,000 tenants is some
+    100,000 lines, which the ORM's multi-row statements spend most of their time building."""
+    if connection.vendor != "postgresql":
+        StatementLine.objects.bulk_create(lines, batch_size=500)
+        Statement.objects.bulk_update(statements, _STATEMENT_FIELDS, batch_size=100)
+        return
+    table = StatementLine._meta.db_table
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in _LINE_FIELDS)
+    statement_fields = [Statement._meta.get_field(name) for name in _STATEMENT_FIELDS]
+    with connection.cursor() as cursor:
+        with cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+            for line in lines:
+                copy.write_row([f.get_db_prep_save(getattr(line, f.attname), connection)
+                                for f in _LINE_FIELDS])  # fmt: skip
+        names = ", ".join(f.column for f in statement_fields)
+        cursor.execute(
+            "CREATE TEMP TABLE statement_stage ON COMMIT DROP AS "
+            f"SELECT id, {names} FROM {Statement._meta.db_table} WITH NO DATA"
+        )
+        with cursor.copy(f"COPY statement_stage (id, {names}) FROM STDIN") as copy:
+            for statement in statements:
+                copy.write_row([statement.id] + [
+                    f.get_db_prep_save(getattr(statement, f.attname), connection)
+                    for f in statement_fields])  # fmt: skip
+        assignments = ", ".join(f"{f.column} = s.{f.column}" for f in statement_fields)
+        cursor.execute(
+            f"UPDATE {Statement._meta.db_table} t SET {assignments} "
+            "FROM statement_stage s WHERE t.id = s.id"
+        )
+        cursor.execute("DROP TABLE statement_stage")
 
 
 def statements_draft(*, now: datetime) -> DraftResult:
