@@ -30,7 +30,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, localcontext
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ TENANT_POOL = 65521  # odd (prime): cycles independently of the template and tim
 ZIPF_EXPONENT = 0.8  # tenant sizes: the k-th biggest tenant has weight 1 / k**0.8
 WIDE_VARIANTS = 8  # token vectors per (feature, model, batch) of a wide tenant
 WIDE_BATCH_FEATURES = 3  # features a wide tenant also runs through the batch API
+LEDGER_SCALE = Decimal("1e-30")  # ingestion_usageevent.cost: numeric(48, 30)
 MARKUPS = (Decimal("7.5"), Decimal("12"), Decimal("3.125"))
 
 
@@ -68,6 +69,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--pdf-runs", type=int, default=5, choices=range(1, 101), metavar="N")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the bench database")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="reuse the ledger of a database kept by --keep (same month): migrate, delete "
+        "its statements, skip the fill",
+    )
     parser.add_argument(
         "--profile",
         action="store_true",
@@ -343,7 +350,9 @@ def check(start: datetime, end: datetime) -> dict[str, Any]:
             ledger_row = in_ledger.get(s.tenant_id, {"cost": Decimal(0), "tokens": 0})
             billed = usage.get(s.tenant_id, {"amount": Decimal(0), "quantity": 0})
             cost = ledger_row["cost"] or Decimal(0)
-            expected_total = cost + cost * s.markup_percent / 100
+            # The markup is kept at the ledger's scale, 30 places, rounded half-up.
+            markup = (cost * s.markup_percent / 100).quantize(LEDGER_SCALE, ROUND_HALF_UP)
+            expected_total = cost + markup
             if s.status != Statement.Status.FINALIZED:
                 problems.append(f"{s.number}: {s.status}")
             if billed["amount"] != cost or billed["quantity"] != ledger_row["tokens"]:
@@ -395,7 +404,14 @@ def pdf_timing(period: datetime, runs: int) -> dict[str, Any]:
     return {
         "statement": statement.number,
         "lines": statement.n_lines,
-        "usage_lines": statement.lines.filter(kind="usage").count(),
+        "usage_lines": statement.lines.filter(kind="usage").exclude(token_kind="").count(),
+        "other_lines": {
+            {"usage": "rounding", "adjustment": "adjustment rounding"}.get(kind, kind): n
+            for kind, n in statement.lines.filter(token_kind="")
+            .values_list("kind")
+            .annotate(n=Count("id"))
+            .order_by()
+        },
         "bytes": size,
         "pages": pages,
         "seconds": [round(s, 3) for s in seconds],
@@ -404,26 +420,13 @@ def pdf_timing(period: datetime, runs: int) -> dict[str, Any]:
     }
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    name = ledger.check_database_url(args.database_url)
-    env = ledger.app_env(args.database_url)
-    ledger.prepare_database(args.database_url, name, env)
-    os.environ.update({k: env[k] for k in ("DATABASE_URL", "SECRET_KEY", "DJANGO_SETTINGS_MODULE")})
-    sys.path.insert(0, str(ledger.ROOT))
-    import django
-
-    django.setup()
-    from django.conf import settings
-
+def fresh_ledger(
+    args: argparse.Namespace, start: datetime, end: datetime, now: datetime
+) -> tuple[list[str], float]:
+    """Tenants and the month's events in a new database; the slugs and the fill time."""
     from finops.models import Tenant
     from ingestion.services import events_ingest
-    from statements.services import statements_draft, statements_finalize
 
-    start, end, now = bench_month(settings.FINOPS_STATEMENT_GRACE_DAYS)
-    ledger.say(
-        f"month: {start:%Y-%m} (UTC); statements run at now={now.isoformat()} "
-        f"(grace {settings.FINOPS_STATEMENT_GRACE_DAYS} days)"
-    )
     # Features and prompt templates come into being the way the API makes them; these
     # few events fall just before `now`, in the next month's (open) statements.
     seed_factory = ledger.EventFactory(seed=args.seed, spread=timedelta(hours=1))
@@ -433,25 +436,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     slugs = create_tenants(args.tenants, signup=start - timedelta(days=90))
     ids = dict(Tenant.objects.values_list("slug", "id"))
     wide = [ids[slug] for slug in slugs[: args.wide_tenants]]
-    ledger.say(
-        f"tenants: {len(ids):,} (wide: {', '.join(slugs[: args.wide_tenants]) or 'none'}), "
-        f"{Tenant.objects.exclude(markup_percent=0).count():,} with a markup"
-    )
-
-    results: dict[str, Any] = {
-        "started_at": datetime.now(UTC).isoformat(),
-        "revision": ledger.git_revision(),
-        "month": f"{start:%Y-%m}",
-        "now": now.isoformat(),
-        "events": args.events,
-        "tenants": len(ids),
-        "wide_tenants": args.wide_tenants,
-        "wide_events": args.wide_events,
-        "profiled": args.profile,
-    }
     rng = random.Random(args.seed)
     factory = ledger.EventFactory(seed=args.seed, spread=end - start)
-    meter = cpu.CpuMeter(name)
     with psycopg.connect(args.database_url) as conn:
         catalog = ledger.load_catalog(conn)
         rows = MonthRows(factory, catalog, start=start, end=end, priced_at=now, seed=args.seed)
@@ -464,9 +450,69 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             count = len(wide) * args.wide_events
             ledger.say(f"fill: {count:,} more events of the wide tenants")
             fill_s += fill(conn, rows.chunks(count, wide, wide_rows), count, "wide")
-        results["fill_s"] = round(fill_s, 1)
-        conn.autocommit = True
-        ledger.say("fill: VACUUM ANALYZE")
+    return slugs, fill_s
+
+
+def reused_ledger(args: argparse.Namespace, env: dict[str, str]) -> list[str]:
+    """A kept database: migrated to the current code, its statements deleted."""
+    from statements.models import Statement, StatementLine
+
+    ledger.say("database: reusing the kept ledger; migrate, delete every statement")
+    ledger.manage(env, "migrate", "--no-input")
+    with psycopg.connect(args.database_url) as conn:
+        tables = f"{StatementLine._meta.db_table}, {Statement._meta.db_table}"
+        conn.execute(f"TRUNCATE {tables}")
+        conn.commit()
+        slugs = [slug for (slug,) in conn.execute("SELECT slug FROM finops_tenant ORDER BY slug")]
+    ledger_slugs = [slug for slug, _ in ledger.TENANTS]
+    return [s for s in slugs if s not in ledger_slugs] + ledger_slugs
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    name = ledger.check_database_url(args.database_url)
+    env = ledger.app_env(args.database_url)
+    revision = ledger.git_revision()  # of the code this process is about to import
+    if not args.reuse:
+        ledger.prepare_database(args.database_url, name, env)
+    os.environ.update({k: env[k] for k in ("DATABASE_URL", "SECRET_KEY", "DJANGO_SETTINGS_MODULE")})
+    sys.path.insert(0, str(ledger.ROOT))
+    import django
+
+    django.setup()
+    from django.conf import settings
+
+    from finops.models import Tenant
+    from statements.services import statements_draft, statements_finalize
+
+    start, end, now = bench_month(settings.FINOPS_STATEMENT_GRACE_DAYS)
+    ledger.say(
+        f"month: {start:%Y-%m} (UTC); statements run at now={now.isoformat()} "
+        f"(grace {settings.FINOPS_STATEMENT_GRACE_DAYS} days)"
+    )
+    fill_s = None
+    if args.reuse:
+        slugs = reused_ledger(args, env)
+    else:
+        slugs, fill_s = fresh_ledger(args, start, end, now)
+    ledger.say(
+        f"tenants: {len(slugs):,} (wide: {', '.join(slugs[: args.wide_tenants]) or 'none'}), "
+        f"{Tenant.objects.exclude(markup_percent=0).count():,} with a markup"
+    )
+    results: dict[str, Any] = {
+        "started_at": datetime.now(UTC).isoformat(),
+        "revision": revision,
+        "month": f"{start:%Y-%m}",
+        "now": now.isoformat(),
+        "tenants": len(slugs),
+        "wide_tenants": args.wide_tenants,
+        "wide_events": args.wide_events,
+        "reused": args.reuse,
+        "profiled": args.profile,
+        "fill_s": None if fill_s is None else round(fill_s, 1),
+    }
+    meter = cpu.CpuMeter(name)
+    with psycopg.connect(args.database_url, autocommit=True) as conn:
+        ledger.say("VACUUM ANALYZE")
         conn.execute("VACUUM ANALYZE")
         per_tenant = sorted(
             n
@@ -476,16 +522,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 [start, end],
             )
         )
-        results["events_per_tenant"] = {
-            "min": per_tenant[0],
-            "median": per_tenant[len(per_tenant) // 2],
-            "max": per_tenant[-1],
-        }
-        ledger.say(
-            f"  events per tenant in {start:%Y-%m}: min {per_tenant[0]:,}, "
-            f"median {per_tenant[len(per_tenant) // 2]:,}, max {per_tenant[-1]:,}"
-        )
+        if not per_tenant:
+            raise ledger.BenchError(f"no events in {start:%Y-%m}: nothing to bill")
         conn.execute("CHECKPOINT")
+    median = per_tenant[len(per_tenant) // 2]
+    results["events"] = sum(per_tenant)
+    results["events_per_tenant"] = {"min": per_tenant[0], "median": median, "max": per_tenant[-1]}
+    ledger.say(
+        f"  {sum(per_tenant):,} events in {start:%Y-%m}, per tenant: min {per_tenant[0]:,}, "
+        f"median {median:,}, max {per_tenant[-1]:,}"
+    )
 
     ledger.say("draft: statements_draft(now=...)")
     stamp = args.stamp
@@ -522,7 +568,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results["check"] = check(start, end)
     ledger.say(f"pdf: statement_pdf() of the statement with the most lines, {args.pdf_runs} runs")
     results["pdf"] = pdf_timing(start, args.pdf_runs)
-    results["expected_wide_usage_lines"] = wide_line_count() if wide else None
+    results["expected_wide_usage_lines"] = wide_line_count() if args.wide_tenants else None
     return results
 
 
@@ -550,7 +596,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"ledger: {results['events']:,} events in {results['month']} over "
         f"{results['tenants']:,} tenants (per tenant: min {spread['min']:,}, median "
-        f"{spread['median']:,}, max {spread['max']:,}); fill {results['fill_s']} s"
+        f"{spread['median']:,}, max {spread['max']:,}); "
+        + ("ledger reused" if results["reused"] else f"fill {results['fill_s']} s")
     )
     print(
         f"draft: {draft['seconds']} s ({draft['created']:,} statements created, "
@@ -570,7 +617,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for problem in chk["problems"]:
         print(f"  {problem}")
     print(
-        f"pdf: {pdf['statement']}, {pdf['lines']} lines ({pdf['usage_lines']} usage), "
+        f"pdf: {pdf['statement']}, {pdf['lines']} lines ({pdf['usage_lines']} usage lines"
+        + "".join(f", {n} {kind}" for kind, n in sorted(pdf["other_lines"].items()))
+        + "), "
         f"{pdf['pages']} pages, {pdf['bytes']:,} bytes: median {pdf['median_s']} s, "
         f"max {pdf['max_s']} s over {len(pdf['seconds'])} runs  target < 1 s: "
         f"{ledger.check_flag(pdf['max_s'] < 1)}"
@@ -578,7 +627,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if results["expected_wide_usage_lines"] is not None:
         print(
             f"  (a wide tenant's statement should have {results['expected_wide_usage_lines']} "
-            "usage lines, plus a markup line when it has a markup)"
+            "usage lines, plus a rounding and a markup line when it has them)"
         )
     if pdf["lines"] < 200:
         print(f"  note: the biggest statement has fewer than 200 lines ({pdf['lines']})")
