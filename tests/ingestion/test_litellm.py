@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from decimal import Decimal
 
 import pytest
@@ -15,12 +16,9 @@ from tests.factories import TenantFactory
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
-@pytest.fixture(autouse=True)
-def offline_litellm(monkeypatch) -> None:
-    # litellm would fetch its model map from the internet; the copy it ships serves.
-    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-
-
+# litellm would fetch its model map from the internet when imported; the copy it ships
+# serves (and the machine may be offline).
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 litellm = pytest.importorskip("litellm")
 
 
