@@ -75,7 +75,9 @@ def test_run_jobs_prices_events_whose_model_got_a_price(operator, acme) -> None:
 def test_seed_demo_creates_a_living_system_and_is_safe_to_rerun(settings, tmp_path) -> None:
     settings.VAR_DIR = tmp_path
     out = StringIO()
-    call_command("seed_demo", "--days", "3", stdout=out)
+    # One instant for both runs: the demo's traffic runs up to `--now`.
+    now = datetime.now(UTC).isoformat()
+    call_command("seed_demo", "--days", "3", "--now", now, stdout=out)
     logins = json.loads((tmp_path / "local-credentials.json").read_text())["portal_users"]
     assert set(logins) == {"acme", "globex", "initech"}
     assert Client().login(username="acme-user", password=logins["acme"]["password"])
@@ -85,7 +87,7 @@ def test_seed_demo_creates_a_living_system_and_is_safe_to_rerun(settings, tmp_pa
     assert count > 500
     assert UsageEvent.objects.filter(price__isnull=False).count() > count * 0.95
     assert UsageEvent.objects.values("model").distinct().count() >= 8
-    call_command("seed_demo", "--days", "3", stdout=out)
+    call_command("seed_demo", "--days", "3", "--now", now, stdout=out)
     assert UsageEvent.objects.count() == count
     again = json.loads((tmp_path / "local-credentials.json").read_text())["portal_users"]
     assert again == logins

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from billing.demo import TENANTS, demo_seed
 from billing.rollups import rollups_update
+from finops.management.commands.import_prices import parse_instant
 from finops.models import Tenant
 from portal.models import TenantUser
 from portal.services import tenant_user_create
@@ -29,18 +30,21 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--days", type=int, default=30)
+        parser.add_argument(
+            "--now", help="ISO 8601 instant the demo's traffic ends at (default: now)."
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         days = options["days"]
         if not 1 <= days <= 35:
             self.stderr.write("--days must be 1..35 (the backfill window).")
             raise SystemExit(2)
-        result = demo_seed(days=days)
+        now = parse_instant(options["now"], "--now") if options.get("now") else timezone.now()
+        result = demo_seed(days=days, now=now)
         self.stdout.write(
             f"Demo data: {result.accepted} events stored, {result.duplicates} already there, "
             f"{result.rejected} rejected."
         )
-        now = timezone.now()
         rollups_update()
         drafted = statements_draft(now=now)
         finalized = statements_finalize(now=now)
