@@ -347,7 +347,7 @@ def _check(
             )
             allow_queue = hotstate.queue_name(tenant.id, feature_key, model)
             downgrade_queue = hotstate.queue_name(tenant.id, feature_key, fallback)
-            results, _ = hotstate.counters_check(
+            results = hotstate.counters_check(
                 items,
                 reserve=reserve,
                 allow_queue=downgrade_queue if downgrade_now else allow_queue,
@@ -390,9 +390,11 @@ def spend_recorded_receiver(sender: Any, rows: list[SpendRow], **kwargs: Any) ->
     add it to the hot counters."""
     if not hotstate.enabled() or not rows:
         return
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_current_xact_id()::text::bigint")
-        xact = cursor.fetchone()[0]
+    xact = kwargs.get("xact")
+    if not xact:  # a sender that did not insert the rows itself
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_current_xact_id()::text::bigint")
+            xact = cursor.fetchone()[0]
     increment = spend_increment(xact, rows)
     transaction.on_commit(lambda: _apply(increment))
 

@@ -635,10 +635,9 @@ class CheckResult:
 
 def counters_check(
     items: list[CheckItem], *, reserve: Decimal, allow_queue: str, downgrade_queue: str
-) -> tuple[list[CheckResult], bool]:
+) -> list[CheckResult]:
     """Check every limit against spend plus reservations and, unless a blocking limit
-    is hit, reserve `reserve` on all of them, atomically. Returns the results and
-    whether a reservation was made."""
+    is hit, reserve `reserve` on all of them, atomically."""
     args: list[Any] = [
         secrets.token_hex(8),
         to_nanos(reserve),
@@ -663,7 +662,7 @@ def counters_check(
             )
             for i in range(len(items))
         ]
-        return results, bool(reply[1])
+        return results
     raise RuntimeError("guard counters kept disappearing while being checked")
 
 

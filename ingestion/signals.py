@@ -25,6 +25,7 @@ class SpendRow:
     new_event: bool
 
 
-# Sent inside the transaction that stores the rows, with `rows` (a list of SpendRow);
-# receivers that act on other systems must wait for the commit (`transaction.on_commit`).
+# Sent inside the transaction that stores the rows, with `rows` (a list of SpendRow) and,
+# when the sender knows it, `xact` (the transaction's id); receivers that act on other
+# systems must wait for the commit (`transaction.on_commit`).
 spend_recorded = Signal()

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Count, F, Sum
+from django.db.models import Count, Sum
 from django.db.models.functions import TruncDay, TruncHour, TruncMonth
 
 from billing.models import TOKEN_KINDS, UsageRollup
@@ -44,22 +44,9 @@ def usage_report(
                             tenant=tenant)  # fmt: skip
     grain = UsageRollup.Grain.HOUR if granularity == "hour" else UsageRollup.Grain.DAY
     rows = UsageRollup.objects.filter(grain=grain, period_start__gte=start, period_start__lt=end)
-    if tenant is not None:
-        rows = rows.filter(tenant=tenant)
     fields = {"tenant": "tenant_id", "feature": "feature", "model": "model",
               "prompt_template": "prompt_template"}  # fmt: skip
-    names = [fields[g] for g in group_by]
-    rows = (
-        rows.annotate(bucket=_TRUNC[granularity]("period_start", tzinfo=UTC))
-        .values("bucket", *names)
-        .annotate(
-            calls_sum=Sum("calls"),
-            cost_sum=ExactSum("cost"),
-            **{f"{k}_sum": Sum(k) for k in TOKEN_KINDS},
-        )
-        .order_by("bucket", *names)
-    )
-    return _shape(rows, group_by, fields)
+    return _grouped(rows, "period_start", fields, Sum("calls"), group_by, granularity, tenant)
 
 
 def _from_events(
@@ -67,21 +54,26 @@ def _from_events(
     tenant: Tenant | None,
 ) -> list[dict[str, Any]]:  # fmt: skip
     events = UsageEvent.objects.filter(timestamp__gte=start, timestamp__lt=end)
-    if tenant is not None:
-        events = events.filter(tenant=tenant)
     fields = {"tenant": "tenant_id", "feature": "feature__key", "model": "model",
               "prompt_template": "prompt_template__key", "user": "user"}  # fmt: skip
+    return _grouped(events, "timestamp", fields, Count("id"), group_by, granularity, tenant)
+
+
+def _grouped(
+    rows: Any, time_field: str, fields: dict[str, str], calls: Any, group_by: list[str],
+    granularity: str, tenant: Tenant | None,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """The same report from rollups or events: sums per period bucket and group."""
+    if tenant is not None:
+        rows = rows.filter(tenant=tenant)
     names = [fields[g] for g in group_by]
     rows = (
-        events.annotate(bucket=_TRUNC[granularity]("timestamp", tzinfo=UTC))
+        rows.annotate(bucket=_TRUNC[granularity](time_field, tzinfo=UTC))
         .values("bucket", *names)
-        .annotate(
-            calls_sum=Count("id"),
-            cost_sum=ExactSum("cost"),
-            **{f"{k}_sum": Sum(F(k)) for k in TOKEN_KINDS},
-        )
+        .annotate(calls_sum=calls, cost_sum=ExactSum("cost"),
+                  **{f"{k}_sum": Sum(k) for k in TOKEN_KINDS})
         .order_by("bucket", *names)
-    )
+    )  # fmt: skip
     return _shape(rows, group_by, fields)
 
 

@@ -255,7 +255,8 @@ def events_ingest(
             prompt_defaults,
         )
         columns, costs = _columns(to_store, feature_ids=feature_ids, prompt_ids=prompt_ids, now=now)
-        inserted = events_insert(columns=columns, count=len(to_store))
+        insert = events_insert(columns=columns, count=len(to_store))
+        inserted = insert.pairs
         if inserted and spend_recorded.has_listeners():
             rows = [
                 SpendRow(
@@ -275,7 +276,7 @@ def events_ingest(
                 for position, item in enumerate(to_store)
                 if (item.tenant.id, item.event.event_id) in inserted
             ]
-            spend_recorded.send(sender=UsageEvent, rows=rows)
+            spend_recorded.send(sender=UsageEvent, rows=rows, xact=insert.xact)
 
     not_inserted = [i for i in to_store if (i.tenant.id, i.event.event_id) not in inserted]
     stored = _stored_events(not_inserted + repeats)
