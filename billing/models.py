@@ -17,10 +17,12 @@ TOKEN_KINDS = (
 
 
 class UsageRollup(models.Model):
-    """Usage folded by hour or day and by tenant, feature, model and prompt template.
+    """Usage folded by hour or day and by tenant, feature, model, prompt template and
+    routing tier.
 
     Written only by `billing.rollups`; `feature` and `prompt_template` are keys ('' for
     none). `cost` is exact: the sum of the events' exact costs and later cost changes.
+    The columns after `cost` feed the predictive metrics (`console.metrics`).
     """
 
     class Grain(models.TextChoices):
@@ -33,6 +35,7 @@ class UsageRollup(models.Model):
     feature = models.CharField(max_length=128, blank=True)
     model = models.CharField(max_length=200)
     prompt_template = models.CharField(max_length=128, blank=True)
+    routing_tier = models.CharField(max_length=64, blank=True)
     calls = models.BigIntegerField(default=0)
     priced_calls = models.BigIntegerField(default=0)
     input_tokens = models.BigIntegerField(default=0)
@@ -43,18 +46,71 @@ class UsageRollup(models.Model):
     grounding_tokens = models.BigIntegerField(default=0)
     wasted_tokens = models.BigIntegerField(default=0)
     cost = ExactDecimalField(max_digits=48, decimal_places=30, default=0)
+    chunks_retrieved = models.BigIntegerField(default=0)
+    chunks_used = models.BigIntegerField(default=0)
+    reranked_calls = models.BigIntegerField(default=0, help_text="Calls that ran a reranker.")
+    reranker_changed = models.BigIntegerField(
+        default=0, help_text="Calls whose reranker changed the order."
+    )
+    outcome_calls = models.BigIntegerField(default=0, help_text="Calls with a known outcome.")
+    correct_calls = models.BigIntegerField(default=0)
+    outcome_cost = ExactDecimalField(
+        max_digits=48, decimal_places=30, default=0, help_text="Cost of the calls with an outcome."
+    )
+    session_cost = ExactDecimalField(
+        max_digits=48, decimal_places=30, default=0, help_text="Cost of the calls in a session."
+    )
+    sessions = models.BigIntegerField(
+        default=0,
+        help_text="Sessions first seen that UTC day for the tenant (counted on the row of the "
+        "session's first call of the day).",
+    )
+    hashed_calls = models.BigIntegerField(default=0, help_text="Calls with a prompt hash.")
+    repeat_calls = models.BigIntegerField(
+        default=0,
+        help_text="Calls whose prompt hash the tenant already sent that UTC day.",
+    )
 
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["grain", "tenant", "period_start", "feature", "model", "prompt_template"],
+                fields=[
+                    "grain",
+                    "tenant",
+                    "period_start",
+                    "feature",
+                    "model",
+                    "prompt_template",
+                    "routing_tier",
+                ],
                 name="usage_rollup_unique_group",
-            )
+            )  # fmt: skip
         ]
         indexes = [models.Index(fields=["grain", "period_start"], name="usage_rollup_period")]
 
     def __str__(self) -> str:
         return f"{self.grain} {self.period_start:%Y-%m-%d %H:00} {self.tenant_id} {self.feature}"
+
+
+class DailyKey(models.Model):
+    """A session or prompt hash a tenant used on a UTC day, as 64-bit hash, written by the
+    rollups in their transaction: how they count each session once per day and tell a
+    repeated prompt from a first one, without keeping the events' strings."""
+
+    class Kind(models.TextChoices):
+        SESSION = "s", "Session"
+        PROMPT_HASH = "p", "Prompt hash"
+
+    pk = models.CompositePrimaryKey("kind", "tenant_id", "day", "key")
+    kind = models.CharField(max_length=1, choices=Kind.choices)
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.PROTECT, related_name="+", db_constraint=False
+    )
+    day = models.DateField()
+    key = models.BigIntegerField()
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.key} of tenant {self.tenant_id} on {self.day}"
 
 
 class RollupWatermark(models.Model):

@@ -11,10 +11,11 @@ floating point) the fold runs in Python with `Decimal`.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal, localcontext
 from typing import Any
 
@@ -26,13 +27,20 @@ from finops.fields import ExactSum
 from finops.money import EXACT
 from ingestion.models import CostChange, UsageEvent
 
-from .models import TOKEN_KINDS, RollupWatermark, UsageRollup
+from .models import TOKEN_KINDS, DailyKey, RollupWatermark, UsageRollup
 
 WATERMARK = "usage"
 _CHUNK = 20_000
 
-_SUMS = ("calls", "priced_calls", *TOKEN_KINDS, "cost")
-_GROUP = ("period_start", "tenant_id", "feature", "model", "prompt_template")
+# Added up per group. The metric columns count what the events report: retrieval chunks,
+# reranker runs, outcomes, the cost of calls with an outcome or in a session, sessions
+# (each once per tenant and UTC day) and prompt hashes already sent that day.
+METRIC_SUMS = (
+    "chunks_retrieved", "chunks_used", "reranked_calls", "reranker_changed", "outcome_calls",
+    "correct_calls", "outcome_cost", "session_cost", "sessions", "hashed_calls", "repeat_calls",
+)  # fmt: skip
+_SUMS = ("calls", "priced_calls", *TOKEN_KINDS, "cost", *METRIC_SUMS)
+_GROUP = ("period_start", "tenant_id", "feature", "model", "prompt_template", "routing_tier")
 
 
 @dataclass(slots=True)
@@ -62,6 +70,7 @@ def _fold(*, rebuild: bool) -> RollupResult:
         mark = RollupWatermark.objects.select_for_update().get(name=WATERMARK)
         if rebuild:
             UsageRollup.objects.all().delete()
+            DailyKey.objects.all().delete()
             mark.events_position = mark.changes_position = 0
         if connection.vendor == "postgresql":
             result = _fold_postgresql(mark)
@@ -80,42 +89,94 @@ _ZEROS_SQL = ", ".join("0" for _ in TOKEN_KINDS)
 _SUMS_SQL = ", ".join(f"sum({k}) AS {k}" for k in _SUMS)
 _COLUMNS_SQL = ", ".join(("grain", *_GROUP, *_SUMS))
 _ADD_SQL = ", ".join(f"{k} = billing_usagerollup.{k} + EXCLUDED.{k}" for k in _SUMS)
-_CONFLICT_SQL = "(grain, tenant_id, period_start, feature, model, prompt_template)"
+_CONFLICT_SQL = "(grain, tenant_id, period_start, feature, model, prompt_template, routing_tier)"
 
 _DELTA = "rollup_delta"
+_FIRSTS = "rollup_firsts"
+
+# The sessions and prompt hashes of the new events, each (tenant, UTC day, key) once, with
+# its first event; then those the tenant already used that day are dropped, and the rest
+# recorded. An event named here is the first of its session, or of its prompt, that day.
+_FIRSTS_SQL = f"""
+CREATE TEMP TABLE {_FIRSTS} ON COMMIT DROP AS
+SELECT kind, tenant_id, day, key, min(id) AS id FROM (
+    SELECT 's' AS kind, e.tenant_id, (e.timestamp AT TIME ZONE 'UTC')::date AS day,
+           hashtextextended(e.session, 0) AS key, e.id
+      FROM ingestion_usageevent e
+     WHERE e.xact >= %(low_events)s AND e.xact < %(high)s AND e.session <> ''
+    UNION ALL
+    SELECT 'p', e.tenant_id, (e.timestamp AT TIME ZONE 'UTC')::date,
+           hashtextextended(e.prompt_hash, 0), e.id
+      FROM ingestion_usageevent e
+     WHERE e.xact >= %(low_events)s AND e.xact < %(high)s AND e.prompt_hash <> ''
+) k GROUP BY 1, 2, 3, 4
+"""
+_FIRSTS_SEEN_SQL = f"""
+DELETE FROM {_FIRSTS} f USING billing_dailykey d
+ WHERE d.kind = f.kind AND d.tenant_id = f.tenant_id AND d.day = f.day AND d.key = f.key
+"""
+_FIRSTS_RECORD_SQL = f"""
+INSERT INTO billing_dailykey (kind, tenant_id, day, key)
+SELECT kind, tenant_id, day, key FROM {_FIRSTS}
+"""
 
 # The hours touched since the watermark, grouped by ids (no joins per event), then named.
 # CREATE TABLE AS may run in parallel, which an INSERT with a CTE may not.
 _DELTA_SQL = f"""
 CREATE TEMP TABLE {_DELTA} ON COMMIT DROP AS
-WITH src AS (
+WITH firsts AS (
+    SELECT id, bool_or(kind = 's') AS session, bool_or(kind = 'p') AS prompt
+      FROM {_FIRSTS} GROUP BY id
+),
+events AS (
     -- An event counts as it was inserted: its later cost changes (committed with the
     -- event's update, so this snapshot sees both or neither) are folded on their own.
-    SELECT e.timestamp AS ts, e.tenant_id, e.feature_id, e.model, e.prompt_template_id,
-           1 AS calls,
+    SELECT e.*, COALESCE(e.cost, 0) - COALESCE(ch.cost, 0) AS first_cost,
            CASE WHEN e.price_id IS NULL THEN 0 ELSE 1 END - COALESCE(ch.priced, 0)
-               AS priced_calls,
-           {_TOKENS_SQL}, COALESCE(e.cost, 0) - COALESCE(ch.cost, 0) AS cost
+               AS first_priced,
+           COALESCE(fi.session, false) AS first_session,
+           COALESCE(fi.prompt, false) AS first_prompt
       FROM ingestion_usageevent e
       LEFT JOIN (
           SELECT event_id, sum(priced_delta) AS priced, sum(cost_delta) AS cost
             FROM ingestion_costchange GROUP BY event_id
       ) ch ON ch.event_id = e.id
+      LEFT JOIN firsts fi ON fi.id = e.id
      WHERE e.xact >= %(low_events)s AND e.xact < %(high)s
+),
+src AS (
+    SELECT e.timestamp AS ts, e.tenant_id, e.feature_id, e.model, e.prompt_template_id,
+           e.routing_tier, 1 AS calls, e.first_priced AS priced_calls, {_TOKENS_SQL},
+           e.first_cost AS cost,
+           COALESCE(e.chunks_retrieved, 0) AS chunks_retrieved,
+           COALESCE(e.chunks_used, 0) AS chunks_used,
+           (e.reranker_changed_order IS NOT NULL)::int AS reranked_calls,
+           COALESCE(e.reranker_changed_order, false)::int AS reranker_changed,
+           (e.outcome <> '')::int AS outcome_calls,
+           (e.outcome = 'correct')::int AS correct_calls,
+           CASE WHEN e.outcome <> '' THEN e.first_cost ELSE 0 END AS outcome_cost,
+           CASE WHEN e.session <> '' THEN e.first_cost ELSE 0 END AS session_cost,
+           e.first_session::int AS sessions,
+           (e.prompt_hash <> '')::int AS hashed_calls,
+           (e.prompt_hash <> '' AND NOT e.first_prompt)::int AS repeat_calls
+      FROM events e
     UNION ALL
-    SELECT e.timestamp, e.tenant_id, e.feature_id, e.model, e.prompt_template_id, 0,
-           c.priced_delta, {_ZEROS_SQL}, c.cost_delta
+    SELECT e.timestamp, e.tenant_id, e.feature_id, e.model, e.prompt_template_id,
+           e.routing_tier, 0, c.priced_delta, {_ZEROS_SQL}, c.cost_delta, 0, 0, 0, 0, 0, 0,
+           CASE WHEN e.outcome <> '' THEN c.cost_delta ELSE 0 END,
+           CASE WHEN e.session <> '' THEN c.cost_delta ELSE 0 END, 0, 0, 0
       FROM ingestion_costchange c
       JOIN ingestion_usageevent e ON e.id = c.event_id
      WHERE c.xact >= %(low_changes)s AND c.xact < %(high)s
 ),
 hourly AS (
     SELECT date_trunc('hour', ts) AS period_start, tenant_id, feature_id, model,
-           prompt_template_id, {_SUMS_SQL}
-      FROM src GROUP BY 1, 2, 3, 4, 5
+           prompt_template_id, routing_tier, {_SUMS_SQL}
+      FROM src GROUP BY 1, 2, 3, 4, 5, 6
 )
 SELECT h.period_start, h.tenant_id, COALESCE(f.key, '') AS feature, h.model,
-       COALESCE(p.key, '') AS prompt_template, {", ".join(f"h.{k}" for k in _SUMS)}
+       COALESCE(p.key, '') AS prompt_template, h.routing_tier,
+       {", ".join(f"h.{k}" for k in _SUMS)}
   FROM hourly h
   LEFT JOIN ingestion_feature f ON f.id = h.feature_id
   LEFT JOIN ingestion_prompttemplate p ON p.id = h.prompt_template_id
@@ -130,8 +191,8 @@ ON CONFLICT {_CONFLICT_SQL} DO UPDATE SET {_ADD_SQL}
 _DAY_UPSERT_SQL = f"""
 INSERT INTO billing_usagerollup ({_COLUMNS_SQL})
 SELECT 'day', date_trunc('day', period_start), tenant_id, feature, model, prompt_template,
-       {_SUMS_SQL}
-  FROM {_DELTA} GROUP BY 2, 3, 4, 5, 6
+       routing_tier, {_SUMS_SQL}
+  FROM {_DELTA} GROUP BY 2, 3, 4, 5, 6, 7
 ON CONFLICT {_CONFLICT_SQL} DO UPDATE SET {_ADD_SQL}
 """
 
@@ -144,6 +205,9 @@ def _fold_postgresql(mark: RollupWatermark) -> RollupResult:
         cursor.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
         params["high"] = max(cursor.fetchone()[0], mark.events_position, mark.changes_position)
         cursor.execute("SET LOCAL work_mem = '256MB'")
+        cursor.execute(_FIRSTS_SQL, params)
+        cursor.execute(_FIRSTS_SEEN_SQL)
+        cursor.execute(_FIRSTS_RECORD_SQL)
         cursor.execute(_DELTA_SQL, params)
         cursor.execute(f"SELECT COALESCE(sum(calls), 0) FROM {_DELTA}")
         events = cursor.fetchone()[0]
@@ -158,13 +222,14 @@ def _fold_postgresql(mark: RollupWatermark) -> RollupResult:
         cursor.execute(_DAY_UPSERT_SQL)
         rows += cursor.rowcount
         cursor.execute(f"DROP TABLE {_DELTA}")
+        cursor.execute(f"DROP TABLE {_FIRSTS}")
     mark.events_position = mark.changes_position = params["high"]
     return RollupResult(events=int(events), changes=int(changes), rows=rows)
 
 
 # --- Python, for databases without exact aggregation ----------------------------------
 
-Key = tuple[str, datetime, int, str, str, str]
+Key = tuple[str, datetime, int, str, str, str, str]
 
 
 def _hour(ts: datetime) -> datetime:
@@ -178,6 +243,34 @@ def _chunks(queryset: Any, position: int) -> Iterator[list[tuple]]:
             return
         position = rows[-1][0]
         yield rows
+
+
+def _key_hash(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), signed=True)
+
+
+def _firsts(rows: list[tuple]) -> set[tuple[str, int]]:
+    """(kind, event id) for each event that is the first of its session or prompt hash
+    for its tenant that UTC day, the keys recorded as it goes."""
+    first: dict[tuple[str, int, date, int], int] = {}
+    for row in rows:
+        event_id, ts, tenant_id, session, prompt_hash = row[0], row[1], row[2], row[-2], row[-1]
+        day = ts.astimezone(UTC).date()
+        for kind, text in (("s", session), ("p", prompt_hash)):
+            if text:
+                first.setdefault((kind, tenant_id, day, _key_hash(text)), event_id)
+    keys = list(first)
+    for i in range(0, len(keys), 500):
+        batch = keys[i : i + 500]
+        seen = DailyKey.objects.filter(
+            day__in={k[2] for k in batch}, key__in={k[3] for k in batch}
+        ).values_list("kind", "tenant_id", "day", "key")
+        for key in seen:
+            first.pop(key, None)
+    DailyKey.objects.bulk_create(
+        [DailyKey(kind=k, tenant_id=t, day=d, key=h) for k, t, d, h in first], batch_size=500
+    )
+    return {(kind, event_id) for (kind, *_), event_id in first.items()}
 
 
 def _fold_python(mark: RollupWatermark) -> RollupResult:
@@ -201,9 +294,11 @@ def _fold_python_exact(mark: RollupWatermark) -> RollupResult:
 
     events = UsageEvent.objects.values_list(
         "id", "timestamp", "tenant_id", "feature__key", "model", "prompt_template__key",
-        "price_id", *TOKEN_KINDS, "cost",
+        "routing_tier", "price_id", *TOKEN_KINDS, "cost", "chunks_retrieved", "chunks_used",
+        "reranker_changed_order", "outcome", "session", "prompt_hash",
     )  # fmt: skip
     for rows in _chunks(events, mark.events_position):
+        firsts = _firsts(rows)
         # An event counts as it was inserted; its cost changes are folded on their own.
         changed = {
             event_id: (priced, cost)
@@ -214,22 +309,34 @@ def _fold_python_exact(mark: RollupWatermark) -> RollupResult:
             .annotate(priced=Sum("priced_delta"), cost=ExactSum("cost_delta"))
         }
         for row in rows:
-            tokens = list(row[7:14])
-            change_priced, change_cost = changed.get(row[0], (0, Decimal(0)))
-            cost = (row[14] if row[14] is not None else Decimal(0)) - change_cost
-            priced = (0 if row[6] is None else 1) - change_priced
-            add((row[1], row[2], row[3] or "", row[4], row[5] or ""), [1, priced, *tokens, cost])
+            (event_id, ts, tenant_id, feature, model, prompt, tier, price_id, *rest) = row
+            tokens, rest = rest[: len(TOKEN_KINDS)], rest[len(TOKEN_KINDS) :]
+            cost, retrieved, used, reranker, outcome, session, prompt_hash = rest
+            change_priced, change_cost = changed.get(event_id, (0, Decimal(0)))
+            cost = (cost if cost is not None else Decimal(0)) - change_cost
+            priced = (0 if price_id is None else 1) - change_priced
+            metrics = [
+                retrieved or 0, used or 0, int(reranker is not None), int(bool(reranker)),
+                int(bool(outcome)), int(outcome == "correct"), cost if outcome else 0,
+                cost if session else 0, int(("s", event_id) in firsts), int(bool(prompt_hash)),
+                int(bool(prompt_hash) and ("p", event_id) not in firsts),
+            ]  # fmt: skip
+            add((ts, tenant_id, feature or "", model, prompt or "", tier),
+                [1, priced, *tokens, cost, *metrics])  # fmt: skip
         mark.events_position = rows[-1][0]
         result.events += len(rows)
 
     changes = CostChange.objects.values_list(
         "id", "event__timestamp", "event__tenant_id", "event__feature__key", "event__model",
-        "event__prompt_template__key", "priced_delta", "cost_delta",
+        "event__prompt_template__key", "event__routing_tier", "priced_delta", "cost_delta",
+        "event__outcome", "event__session",
     )  # fmt: skip
     zeros = [0] * len(TOKEN_KINDS)
     for rows in _chunks(changes, mark.changes_position):
-        for row in rows:
-            add((row[1], row[2], row[3] or "", row[4], row[5] or ""), [0, row[6], *zeros, row[7]])
+        for _, ts, tenant_id, feature, model, prompt, tier, priced, cost, outcome, session in rows:
+            metrics = [0] * 6 + [cost if outcome else 0, cost if session else 0, 0, 0, 0]
+            add((ts, tenant_id, feature or "", model, prompt or "", tier),
+                [0, priced, *zeros, cost, *metrics])  # fmt: skip
         mark.changes_position = rows[-1][0]
         result.changes += len(rows)
 
@@ -249,16 +356,17 @@ def _upsert_python(sums: dict[Key, list]) -> int:
                 grain=grain, period_start__in=starts[i : i + 500]
             ):
                 key = (row.grain, row.period_start, row.tenant_id, row.feature, row.model,
-                       row.prompt_template)  # fmt: skip
+                       row.prompt_template, row.routing_tier)  # fmt: skip
                 existing[key] = row
     to_update: list[UsageRollup] = []
     to_create: list[UsageRollup] = []
     for key, values in sums.items():
         row = existing.get(key)
         if row is None:
-            grain, start, tenant_id, feature, model, prompt = key
+            grain, start, tenant_id, feature, model, prompt, tier = key
             row = UsageRollup(grain=grain, period_start=start, tenant_id=tenant_id,
-                              feature=feature, model=model, prompt_template=prompt)  # fmt: skip
+                              feature=feature, model=model, prompt_template=prompt,
+                              routing_tier=tier)  # fmt: skip
             for name, value in zip(_SUMS, values, strict=True):
                 setattr(row, name, value)
             to_create.append(row)

@@ -9,7 +9,7 @@ import pytest
 from django.db import connection, connections, transaction
 
 from billing.models import TOKEN_KINDS, RollupWatermark, UsageRollup
-from billing.rollups import rollups_rebuild, rollups_update
+from billing.rollups import METRIC_SUMS, rollups_rebuild, rollups_update
 from finops.models import ModelPrice
 from ingestion.models import UsageEvent
 from ingestion.services import events_ingest, events_price_unpriced
@@ -37,10 +37,28 @@ def _traffic(prefix: str, count: int, *, start: datetime = BASE, **extra) -> lis
             cached_input_tokens=i % 200,
             output_tokens=100 + i % 50,
             reasoning_tokens=i % 10,
+            **_metric_fields(prefix, i),
             **extra,
         )
         for i in range(count)
     ]
+
+
+def _metric_fields(prefix: str, i: int) -> dict:
+    """What the predictive metrics read, in every combination, with sessions and prompt
+    hashes that repeat within a day and across prefixes (runs)."""
+    fields: dict = {"routing_tier": ("cheap", "standard", "")[i % 3]}
+    if i % 4:
+        fields["retrieval"] = {"chunks_retrieved": 8 + i % 5, "chunks_used": i % 6}
+    if i % 5:
+        fields["reranker_changed_order"] = i % 2 == 0
+    if i % 3:
+        fields["outcome"] = ("correct", "incorrect")[i % 7 == 0]
+    if i % 2:
+        fields["session"] = f"s-{i % 11}"
+    if i % 6:
+        fields["prompt_hash"] = f"h-{i % 9}"
+    return fields
 
 
 def post_events(client, payload):
@@ -52,26 +70,45 @@ def post_events(client, payload):
 def _ledger_oracle() -> dict[tuple, dict]:
     """The aggregates computed straight from the events, independently of the job."""
     expected: dict[tuple, dict] = defaultdict(lambda: defaultdict(Decimal))
-    for e in UsageEvent.objects.select_related("feature", "prompt_template"):
+    seen: set[tuple] = set()
+    for e in UsageEvent.objects.select_related("feature", "prompt_template").order_by("id"):
         hour = e.timestamp.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        first_session = bool(e.session) and ("s", e.tenant_id, hour.date(), e.session) not in seen
+        first_prompt = bool(e.prompt_hash) and ("p", e.tenant_id, hour.date(),
+                                                 e.prompt_hash) not in seen  # fmt: skip
+        seen |= {("s", e.tenant_id, hour.date(), e.session),
+                 ("p", e.tenant_id, hour.date(), e.prompt_hash)}  # fmt: skip
+        cost = e.cost or 0
         for grain, start in (("hour", hour), ("day", hour.replace(hour=0))):
             key = (grain, start, e.tenant_id, e.feature.key if e.feature else "", e.model,
-                   e.prompt_template.key if e.prompt_template else "")  # fmt: skip
+                   e.prompt_template.key if e.prompt_template else "", e.routing_tier)  # fmt: skip
             sums = expected[key]
             sums["calls"] += 1
             sums["priced_calls"] += e.price_id is not None
             for kind in TOKEN_KINDS:
                 sums[kind] += getattr(e, kind)
-            sums["cost"] += e.cost or 0
+            sums["cost"] += cost
+            sums["chunks_retrieved"] += e.chunks_retrieved or 0
+            sums["chunks_used"] += e.chunks_used or 0
+            sums["reranked_calls"] += e.reranker_changed_order is not None
+            sums["reranker_changed"] += e.reranker_changed_order is True
+            sums["outcome_calls"] += bool(e.outcome)
+            sums["correct_calls"] += e.outcome == "correct"
+            sums["outcome_cost"] += cost if e.outcome else 0
+            sums["session_cost"] += cost if e.session else 0
+            sums["sessions"] += first_session
+            sums["hashed_calls"] += bool(e.prompt_hash)
+            sums["repeat_calls"] += bool(e.prompt_hash) and not first_prompt
     return {k: dict(v) for k, v in expected.items()}
 
 
 def _rollups() -> dict[tuple, dict]:
     rows = {}
     for r in UsageRollup.objects.all():
-        key = (r.grain, r.period_start, r.tenant_id, r.feature, r.model, r.prompt_template)
+        key = (r.grain, r.period_start, r.tenant_id, r.feature, r.model, r.prompt_template,
+               r.routing_tier)  # fmt: skip
         rows[key] = {name: getattr(r, name) for name in ("calls", "priced_calls", *TOKEN_KINDS,
-                                                          "cost")}  # fmt: skip
+                                                          "cost", *METRIC_SUMS)}  # fmt: skip
     return rows
 
 
