@@ -6,6 +6,7 @@ import json
 import logging
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -14,7 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from finops.models import Tenant
@@ -105,19 +106,23 @@ def alert_payload(alert: Alert) -> dict[str, Any]:
     return {"text": alert.message, "alert": alert_json(alert)}
 
 
-def _send_webhook(alert: Alert) -> None:
-    body = json.dumps(alert_payload(alert)).encode()
+def webhook_post(payload: dict[str, Any], headers: dict[str, str]) -> None:
+    """POST JSON to the staff-set webhook; anything but a 2xx is an error."""
     request = urllib.request.Request(
         settings.FINOPS_ALERT_WEBHOOK_URL,
-        data=body,
+        data=json.dumps(payload).encode(),
         method="POST",
-        headers={"Content-Type": "application/json", "X-Finops-Alert-Id": str(alert.id)},
+        headers={"Content-Type": "application/json", **headers},
     )
     with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - staff-set URL
         if not 200 <= response.status < 300:
             raise urllib.error.HTTPError(
                 request.full_url, response.status, "webhook refused", response.headers, None
             )
+
+
+def _send_webhook(alert: Alert) -> None:
+    webhook_post(alert_payload(alert), {"X-Finops-Alert-Id": str(alert.id)})
 
 
 def _send_email(alert: Alert) -> None:
@@ -140,55 +145,63 @@ class DeliveryResult:
 LEASE = timedelta(minutes=5)
 
 
-def _claim(now: datetime) -> AlertDelivery | None:
+def _claim(deliveries: QuerySet, now: datetime) -> Any:
     """Take one due delivery in a short transaction: no lock or transaction stays open
     while it is sent. A claim whose worker died is taken again after `LEASE`."""
     with transaction.atomic():
         delivery = (
-            AlertDelivery.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("alert", "alert__tenant")
-            .filter(status__in=[AlertDelivery.Status.PENDING, AlertDelivery.Status.SENDING])
+            deliveries.select_for_update(skip_locked=True, of=("self",))
+            .filter(status__in=["pending", "sending"])
             .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
             .order_by("id")
             .first()
         )
         if delivery is None:
             return None
-        delivery.status = AlertDelivery.Status.SENDING
+        delivery.status = "sending"
         delivery.attempts += 1
         delivery.next_attempt_at = now + LEASE
         delivery.save(update_fields=["status", "attempts", "next_attempt_at"])
     return delivery
 
 
-def alerts_deliver(*, now: datetime | None = None, limit: int = 500) -> DeliveryResult:
-    """Send due deliveries, each claimed first, sent outside any transaction, then marked.
+def deliveries_send(
+    deliveries: QuerySet, send: Callable[[Any], None], *, now: datetime | None, limit: int
+) -> DeliveryResult:
+    """Send due deliveries (rows with channel, status, attempts, next_attempt_at,
+    last_error, sent_at), each claimed first, sent outside any transaction, then marked.
 
     Two workers never send the same delivery (the claim is taken under `SKIP LOCKED`). A
     worker killed between sending and marking leaves the claim, which is sent again once
-    its lease ends: receivers get `X-Finops-Alert-Id` to drop such a repeat.
+    its lease ends: receivers get an id header to drop such a repeat.
     """
     result = DeliveryResult()
     for _ in range(limit):
         current = now or timezone.now()
-        delivery = _claim(current)
+        delivery = _claim(deliveries, current)
         if delivery is None:
             break
         try:
-            _SENDERS[delivery.channel](delivery.alert)
+            send(delivery)
         except Exception as exc:  # noqa: BLE001 - any failure is retried, then reported
             delivery.last_error = f"{type(exc).__name__}: {exc}"[:2000]
             if delivery.attempts >= MAX_ATTEMPTS:
-                delivery.status = AlertDelivery.Status.FAILED
+                delivery.status = "failed"
                 result.failed += 1
-                logger.error("alert %s not delivered by %s", delivery.alert_id, delivery.channel)
+                logger.error("%s not delivered by %s", delivery, delivery.channel)
             else:
-                delivery.status = AlertDelivery.Status.PENDING
+                delivery.status = "pending"
                 delivery.next_attempt_at = current + timedelta(minutes=2**delivery.attempts)
         else:
-            delivery.status = AlertDelivery.Status.SENT
+            delivery.status = "sent"
             delivery.sent_at = current
             delivery.next_attempt_at = None
             result.sent += 1
         delivery.save(update_fields=["status", "last_error", "next_attempt_at", "sent_at"])
     return result
+
+
+def alerts_deliver(*, now: datetime | None = None, limit: int = 500) -> DeliveryResult:
+    """Send the alerts' due deliveries, each once (see `deliveries_send`)."""
+    deliveries = AlertDelivery.objects.select_related("alert", "alert__tenant")
+    return deliveries_send(deliveries, lambda d: _SENDERS[d.channel](d.alert), now=now, limit=limit)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from console.digest import digest_write, digests_deliver
 from console.reviews import lifecycles_advance, reviews_open
 from ingestion.services import events_price_unpriced
 from statements.services import statements_draft, statements_finalize
@@ -58,9 +59,17 @@ def _ltv(now: datetime) -> str:
     return f"{ltv_check(now=now).alerts} new free-tier throttle alert(s)"
 
 
+def _digest(now: datetime) -> str:
+    digest = digest_write(now=now)
+    return f"wrote the {digest}" if digest else "last week's digest exists"
+
+
 def _deliver(now: datetime) -> str:
-    result = alerts_deliver(now=now)
-    return f"sent {result.sent} notification(s), {result.failed} given up"
+    alerts, digests = alerts_deliver(now=now), digests_deliver(now=now)
+    return (
+        f"sent {alerts.sent} alert and {digests.sent} digest notification(s), "
+        f"{alerts.failed + digests.failed} given up"
+    )
 
 
 def _draft(now: datetime) -> str:
@@ -92,5 +101,6 @@ JOBS: list[tuple[str, Callable[[datetime], Any]]] = [
     ("finalize-statements", _finalize),
     ("open-retirement-reviews", _reviews),
     ("advance-feature-lifecycles", _lifecycles),
+    ("weekly-digest", _digest),
     ("deliver-alerts", _deliver),
 ]

@@ -33,4 +33,7 @@ def caps_check_task() -> int:
 
 @shared_task
 def alerts_deliver_task() -> int:
-    return alerts_deliver().sent
+    # Digests go out through the same channels, on the same clock.
+    from console.digest import digests_deliver
+
+    return alerts_deliver().sent + digests_deliver().sent

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.conf import settings
 from django.db import models
 
@@ -59,3 +61,72 @@ class RetirementReview(models.Model):
         if before == 0:
             return "new" if after else "idle"
         return f"{(after - before) * 100 / before:+.0f}%"
+
+
+class PlannedFeature(models.Model):
+    """A feature staff plan to launch on the pipeline of an existing one: the projection
+    adds `multiplier` times the reused feature's daily cost from `launch_date` on."""
+
+    name = models.CharField(max_length=200)
+    reuses = models.ForeignKey(
+        "ingestion.Feature", on_delete=models.PROTECT, related_name="+",
+        help_text="The existing feature whose pipeline (and cost profile) it reuses.",
+    )  # fmt: skip
+    launch_date = models.DateField()
+    multiplier = ExactDecimalField(
+        max_digits=8, decimal_places=2, default=Decimal("2.5"),
+        help_text="Its daily cost as a multiple of the reused feature's (the step).",
+    )  # fmt: skip
+    note = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["launch_date", "name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} (reuses {self.reuses}, from {self.launch_date})"
+
+
+class Digest(models.Model):
+    """The weekly review of one week (Monday to Monday, UTC), written once."""
+
+    week_start = models.DateField(unique=True)
+    created_at = models.DateTimeField()
+    text = models.TextField()
+    figures = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["-week_start"]
+
+    def __str__(self) -> str:
+        return f"Weekly digest of {self.week_start:%Y-%m-%d}"
+
+
+class DigestDelivery(models.Model):
+    """One channel's copy of a digest, sent once (claimed, sent, then marked)."""
+
+    class Channel(models.TextChoices):
+        WEBHOOK = "webhook", "Webhook"
+        EMAIL = "email", "Email"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+
+    digest = models.ForeignKey(Digest, on_delete=models.CASCADE, related_name="deliveries")
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["digest", "channel"], name="digest_delivery_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.digest} by {self.channel}: {self.status}"

@@ -11,6 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -194,6 +195,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "statements.tasks.statements_finalize_task",
         "schedule": 3600.0,
     },
+    # Mondays 07:00 UTC: last week's review (written once; a missed run writes it later).
+    "weekly-digest": {
+        "task": "console.tasks.digest_write_task",
+        "schedule": crontab(minute="0", hour="7", day_of_week="mon"),
+    },
 }
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
@@ -227,6 +233,11 @@ FINOPS_SPIKE_MIN_COST = Decimal(env.str("FINOPS_SPIKE_MIN_COST", default="1"))
 # A feature with its kill switch enabled moves to its fallback model when its hourly cost
 # runs above this many times its baseline (3 = 300 percent).
 FINOPS_KILL_SWITCH_FACTOR = Decimal(env.str("FINOPS_KILL_SWITCH_FACTOR", default="3"))
+
+# Predictive metrics: routing tiers that count as cheap, and thresholds that replace the
+# weekly review's defaults (console.metrics.DEFAULT_THRESHOLDS), as JSON {"name": "0.5"}.
+FINOPS_CHEAP_ROUTING_TIERS = env.list("FINOPS_CHEAP_ROUTING_TIERS", default=["cheap"])
+FINOPS_METRIC_THRESHOLDS = env.json("FINOPS_METRIC_THRESHOLDS", default={})
 
 # Statements: a month's statement is finalized this many days after the month ends.
 FINOPS_STATEMENT_GRACE_DAYS = env.int("FINOPS_STATEMENT_GRACE_DAYS", default=3)

@@ -6,6 +6,7 @@ from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from billing.apis import AlertsApi, BudgetDetailApi, BudgetsApi, FeatureApi, GuardApi
+from console.apis import MetricsApi, ProjectionApi
 from finops.apis import HealthApi
 from ingestion.apis import EventsApi, LiteLLMApi, OtlpTracesApi
 from statements.apis import (
@@ -38,6 +39,8 @@ urlpatterns = [
     path("api/v1/features/<str:key>", FeatureApi.as_view(), name="feature"),
     path("api/v1/guard", GuardApi.as_view(), name="guard"),
     path("api/v1/usage", UsageApi.as_view(), name="usage"),
+    path("api/v1/metrics", MetricsApi.as_view(), name="metrics"),
+    path("api/v1/projection", ProjectionApi.as_view(), name="projection"),
     path("api/v1/exports/focus", FocusExportApi.as_view(), name="focus-export"),
     path("api/v1/reconciliation", ReconciliationApi.as_view(), name="reconciliation"),
     path("api/v1/statements", StatementsApi.as_view(), name="statements"),

@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from finops.authentication import HasReadScope, tenant_in_scope
+
+from .metrics import Window, metrics_compute
+from .projection import projection_compute
+
+MAX_WINDOW = timedelta(days=400)
+
+
+class MetricsQuerySerializer(serializers.Serializer):
+    from_ = serializers.DateTimeField(help_text="Start, inclusive (RFC 3339), on an hour.")
+    to = serializers.DateTimeField(help_text="End, exclusive, on an hour.")
+    tenant = serializers.CharField(required=False)
+    feature = serializers.CharField(required=False, max_length=128)
+
+    def get_fields(self) -> dict:
+        fields = super().get_fields()
+        fields["from"] = fields.pop("from_")
+        return fields
+
+    @staticmethod
+    def _on_the_hour(value: datetime) -> datetime:
+        value = value.astimezone(UTC)
+        if value.minute or value.second or value.microsecond:
+            raise serializers.ValidationError(
+                "Must fall on an hour boundary: usage is kept per hour and per day."
+            )
+        return value
+
+    def validate_from(self, value: datetime) -> datetime:
+        return self._on_the_hour(value)
+
+    def validate_to(self, value: datetime) -> datetime:
+        return self._on_the_hour(value)
+
+    def validate(self, attrs: dict) -> dict:
+        start, end = attrs["from"], attrs["to"]
+        if end <= start:
+            raise serializers.ValidationError({"to": ["Must be after 'from'."]})
+        if end - start > MAX_WINDOW:
+            raise serializers.ValidationError({"to": [f"At most {MAX_WINDOW.days} days after "
+                                                      "'from'."]})  # fmt: skip
+        return attrs
+
+
+class MetricsApi(APIView):
+    """The predictive metrics of the weekly review over [from, to), for every tenant or one,
+    every feature or one, from the rollups. A tenant key sees its own tenant's only."""
+
+    permission_classes = [IsAuthenticated, HasReadScope]
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("from", OpenApiTypes.DATETIME, required=True),
+            OpenApiParameter("to", OpenApiTypes.DATETIME, required=True),
+            OpenApiParameter("tenant", str),
+            OpenApiParameter("feature", str),
+        ],  # fmt: skip
+        responses={
+            200: OpenApiResponse(
+                description='{"from", "to", "tenant", "feature", "results": [{"name", "label", '
+                '"value", "status" (healthy | warning | no_data), "threshold", "warn_when", '
+                '"unit", "message", "breakdown"?}]}'
+            )
+        },  # fmt: skip
+    )
+    def get(self, request: Request) -> Response:
+        query = MetricsQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        params = query.validated_data
+        tenant = tenant_in_scope(request, params.get("tenant"))
+        window = Window(params["from"], params["to"], tenant, params.get("feature"))
+        return Response({
+            "from": window.start.isoformat(),
+            "to": window.end.isoformat(),
+            "tenant": tenant.slug if tenant else None,
+            "feature": window.feature,
+            "results": [m.as_json() for m in metrics_compute(window)],
+        })  # fmt: skip
+
+
+class ProjectionQuerySerializer(serializers.Serializer):
+    tenant = serializers.CharField(required=False)
+
+
+class ProjectionApi(APIView):
+    """This month's cost projected to its end, per feature and in total, with the planned
+    features staff recorded (operator-wide only). A tenant key sees its own tenant's."""
+
+    permission_classes = [IsAuthenticated, HasReadScope]
+
+    @extend_schema(
+        parameters=[OpenApiParameter("tenant", str)],
+        responses={
+            200: OpenApiResponse(
+                description='{"month", "as_of", "actual_to_date", "projected_month_end", '
+                '"features": [...], "planned": [...], "daily": [{"date", "actual", "projected"}]}'
+            )
+        },  # fmt: skip
+    )
+    def get(self, request: Request) -> Response:
+        query = ProjectionQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        tenant = tenant_in_scope(request, query.validated_data.get("tenant"))
+        result = projection_compute(now=timezone.now(), tenant=tenant)
+        return Response({"tenant": tenant.slug if tenant else None} | result.as_json())
