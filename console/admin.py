@@ -6,8 +6,9 @@ from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 from django.utils import timezone
+from django.utils.html import format_html
 
-from .models import RetirementReview
+from .models import Digest, DigestDelivery, PlannedFeature, RetirementReview
 from .reviews import review_decide
 
 
@@ -69,3 +70,49 @@ class RetirementReviewAdmin(admin.ModelAdmin):
             throttle_on=data.get("throttle_on"), sunset_on=data.get("sunset_on"),
             note=data.get("note", ""),
         )  # fmt: skip
+
+
+@admin.register(PlannedFeature)
+class PlannedFeatureAdmin(admin.ModelAdmin):
+    """Features planned on an existing pipeline: the month-end projection adds each from
+    its launch date at `multiplier` times the reused feature's daily cost."""
+
+    list_display = ("name", "reuses", "launch_date", "multiplier", "created_at")
+    autocomplete_fields = ("reuses",)
+    search_fields = ("name", "reuses__key")
+
+
+class DigestDeliveryInline(admin.TabularInline):
+    model = DigestDelivery
+    extra = 0
+    can_delete = False
+    fields = ("channel", "status", "attempts", "sent_at", "last_error")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Digest)
+class DigestAdmin(admin.ModelAdmin):
+    """The weekly reviews, as they were sent (written by the weekly-digest job)."""
+
+    list_display = ("week_start", "summary", "created_at")
+    fields = ("week_start", "created_at", "text_block")
+    readonly_fields = fields
+    inlines = [DigestDeliveryInline]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="Digest")
+    def summary(self, obj: Digest) -> str:
+        lines = obj.text.splitlines()
+        return lines[1] if len(lines) > 1 else obj.text
+
+    @admin.display(description="Text")
+    def text_block(self, obj: Digest) -> str:
+        return format_html('<pre style="white-space: pre-wrap">{}</pre>', obj.text)
