@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -121,3 +122,36 @@ def fresh_key_cache(settings) -> None:
 
     settings.FINOPS_API_KEY_CACHE_SECONDS = 0
     key_cache_clear()
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    received: list[dict]
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.received.append(  # type: ignore[attr-defined]
+            {
+                "body": json.loads(body),
+                "alert_id": self.headers.get("X-Finops-Alert-Id"),
+                "digest_id": self.headers.get("X-Finops-Digest-Id"),
+            }  # fmt: skip
+        )
+        self.send_response(self.server.status)  # type: ignore[attr-defined]
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def webhook(settings) -> Iterator[ThreadingHTTPServer]:
+    """A real HTTP receiver on 127.0.0.1, set as the alert webhook."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    server.received = []  # type: ignore[attr-defined]
+    server.status = 200  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    settings.FINOPS_ALERT_WEBHOOK_URL = f"http://127.0.0.1:{server.server_port}/hook"
+    settings.FINOPS_ALERT_EMAILS = ["finops@example.com"]
+    yield server
+    server.shutdown()
