@@ -184,6 +184,21 @@ def _budgets_ensure(tenants: list[tuple[Tenant, int]]) -> None:
     )  # fmt: skip
 
 
+def _planned_ensure(now: datetime) -> None:
+    """A planned feature on the extraction pipeline, launching in ten days: the month-end
+    projection shows its step."""
+    from console.models import PlannedFeature
+
+    PlannedFeature.objects.get_or_create(
+        name="contract_clause_extraction",
+        defaults={
+            "reuses": Feature.objects.get(key="invoice_extraction"),
+            "launch_date": (now + timedelta(days=10)).date(),
+            "note": "Reuses the invoice extraction pipeline on contracts.",
+        },
+    )
+
+
 def _day_events(tenant: Tenant, per_day: int, day: datetime, now: datetime) -> Iterator[dict]:
     rng = random.Random(f"{tenant.slug}:{day:%Y-%m-%d}")
     weekday_factor = 0.45 if day.weekday() >= 5 else 1.0
@@ -224,7 +239,8 @@ def _day_events(tenant: Tenant, per_day: int, day: datetime, now: datetime) -> I
             "cache_hit": cached > 0,
             "escalated": rng.random() < 0.05,
             "outcome": "correct" if rng.random() < 0.86 else "incorrect",
-            "prompt_hash": f"h{rng.randrange(0, calls // 3 + 1)}",
+            # About one call in nine repeats a prompt sent earlier that day.
+            "prompt_hash": f"h{rng.randrange(0, 4 * calls + 1)}",
             "tags": {"env": "prod", "region": rng.choice(["us", "eu"])},
         }
         if feature.retrieval:
@@ -244,6 +260,7 @@ def demo_seed(*, now: datetime | None = None, days: int = 30, batch_size: int = 
         tenants = _tenants_ensure(now)
         _features_ensure()
         _budgets_ensure(tenants)
+        _planned_ensure(now)
     result = SeedResult()
     first_day = (now - timedelta(days=days)).replace(hour=0, minute=0, second=0, microsecond=0)
     encoder = msgspec.json.Encoder()

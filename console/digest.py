@@ -190,8 +190,12 @@ def digest_text(figures: dict[str, Any]) -> str:
         share = Decimal(figures["top_feature_share_percent"])
         text = f"Top feature: {figures['top_feature']} at {share:.0f}% of cost"
         if figures["top_feature_previous_share_percent"] is not None:
-            points = share - Decimal(figures["top_feature_previous_share_percent"])
-            text += f" ({points:+.0f} points on the week before)"
+            points = (share - Decimal(figures["top_feature_previous_share_percent"])).quantize(
+                Decimal(1), ROUND_HALF_UP
+            )
+            text += (
+                f" ({points:+} points on the week before)" if points else " (as the week before)"
+            )
         lines.append(text + ".")
     lines.append(
         f"Projected month-end ({figures['projection_month']}): "

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from billing.demo import TENANTS, demo_seed
 from billing.rollups import rollups_update
+from console.digest import digest_write
 from finops.management.commands.import_prices import parse_instant
 from finops.models import Tenant
 from portal.models import TenantUser
@@ -51,6 +52,9 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Statements: {drafted.drafted} drafted, {finalized.finalized} finalized."
         )
+        digest = digest_write(now=now)
+        if digest is not None:
+            self.stdout.write(f"Weekly digest:\n{digest.text}")
         logins = self._portal_users()
         for slug, login in logins.items():
             self.stdout.write(f"Portal login for {slug}: {login['username']}")
