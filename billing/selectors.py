@@ -1,12 +1,14 @@
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 
 from django.db.models import QuerySet
 
+from finops.fields import ExactSum
 from finops.models import Tenant
 
-from .models import Alert, Budget
+from .models import Alert, Budget, UsageRollup
 
 
 def budget_list() -> QuerySet[Budget]:
@@ -29,3 +31,16 @@ def alert_list(
     if since:
         alerts = alerts.filter(created_at__gte=since)
     return alerts
+
+
+def daily_feature_costs(
+    *, first: datetime, last: datetime, tenant: Tenant | None = None
+) -> dict[tuple[date, str], Decimal]:
+    """Cost per UTC day and feature for the days `first` to `last` (both included), of one
+    tenant or all, from the daily rollups (every rollup run keeps today's current)."""
+    rows = UsageRollup.objects.filter(grain=UsageRollup.Grain.DAY, period_start__gte=first,
+                                      period_start__lte=last)  # fmt: skip
+    if tenant is not None:
+        rows = rows.filter(tenant=tenant)
+    grouped = rows.values_list("period_start", "feature").annotate(cost=ExactSum("cost"))
+    return {(day.date(), feature): cost for day, feature, cost in grouped.order_by()}
