@@ -185,15 +185,16 @@ def _budgets_ensure(tenants: list[tuple[Tenant, int]]) -> None:
 
 
 def _planned_ensure(now: datetime) -> None:
-    """A planned feature on the extraction pipeline, launching in ten days: the month-end
-    projection shows its step."""
+    """A planned feature on the extraction pipeline, launching within five days and this
+    month: the month-end projection shows its step."""
     from console.models import PlannedFeature
 
+    month_end = (now.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
     PlannedFeature.objects.get_or_create(
         name="contract_clause_extraction",
         defaults={
             "reuses": Feature.objects.get(key="invoice_extraction"),
-            "launch_date": (now + timedelta(days=10)).date(),
+            "launch_date": min(now + timedelta(days=5), month_end).date(),
             "note": "Reuses the invoice extraction pipeline on contracts.",
         },
     )
