@@ -91,7 +91,8 @@ class Projection:
             ],
             "planned": [
                 {"name": p.name, "reuses": p.reuses, "launch_date": p.launch_date.isoformat(),
-                 "multiplier": str(p.multiplier.quantize(_MONEY)), "projected_month_end": money(p.projected)}
+                 "multiplier": str(p.multiplier.quantize(_MONEY)),
+                 "projected_month_end": money(p.projected)}
                 for p in self.planned
             ],
             "daily": [
