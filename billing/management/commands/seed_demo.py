@@ -14,6 +14,7 @@ from django.utils import timezone
 from billing.demo import TENANTS, demo_seed
 from billing.rollups import rollups_update
 from console.digest import digest_write
+from console.reviews import reviews_open
 from finops.management.commands.import_prices import parse_instant
 from finops.models import Tenant
 from portal.models import TenantUser
@@ -52,6 +53,8 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Statements: {drafted.drafted} drafted, {finalized.finalized} finalized."
         )
+        reviews = reviews_open(now=now)
+        self.stdout.write(f"Retirement reviews: {reviews.opened} opened.")
         digest = digest_write(now=now)
         if digest is not None:
             self.stdout.write(f"Weekly digest:\n{digest.text}")
