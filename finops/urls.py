@@ -7,6 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from billing.apis import AlertsApi, BudgetDetailApi, BudgetsApi, FeatureApi, GuardApi
 from console.apis import MetricsApi, ProjectionApi
+from console.views import dashboard_view
 from finops.apis import HealthApi
 from ingestion.apis import EventsApi, LiteLLMApi, OtlpTracesApi
 from statements.apis import (
@@ -27,6 +28,7 @@ handler500 = "finops.apis.server_error"
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    path("admin/dashboard/", admin.site.admin_view(dashboard_view), name="admin-dashboard"),
     path("admin/", admin.site.urls),
     path("portal/", include("portal.urls")),
     path("api/v1/health", HealthApi.as_view(), name="health"),
