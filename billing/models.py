@@ -101,7 +101,8 @@ class DailyKey(models.Model):
         SESSION = "s", "Session"
         PROMPT_HASH = "p", "Prompt hash"
 
-    pk = models.CompositePrimaryKey("kind", "tenant_id", "day", "key")
+    # Day first: old days are pruned by a range of the primary key.
+    pk = models.CompositePrimaryKey("day", "tenant_id", "kind", "key")
     kind = models.CharField(max_length=1, choices=Kind.choices)
     tenant = models.ForeignKey(
         Tenant, on_delete=models.PROTECT, related_name="+", db_constraint=False

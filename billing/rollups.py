@@ -15,10 +15,11 @@ import hashlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, localcontext
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
@@ -76,6 +77,11 @@ def _fold(*, rebuild: bool) -> RollupResult:
             result = _fold_postgresql(mark)
         else:
             result = _fold_python(mark)
+        # No event older than the backfill window can arrive: its days' keys are done.
+        keep_days = settings.FINOPS_BACKFILL_DAYS + 2
+        DailyKey.objects.filter(
+            day__lt=(timezone.now() - timedelta(days=keep_days)).date()
+        ).delete()
         mark.updated_at = timezone.now()
         mark.save()
     result.seconds = time.perf_counter() - started

@@ -25,7 +25,7 @@ class Migration(migrations.Migration):
         migrations.CreateModel(
             name='DailyKey',
             fields=[
-                ('pk', models.CompositePrimaryKey('kind', 'tenant_id', 'day', 'key', blank=True, editable=False, primary_key=True, serialize=False)),
+                ('pk', models.CompositePrimaryKey('day', 'tenant_id', 'kind', 'key', blank=True, editable=False, primary_key=True, serialize=False)),
                 ('kind', models.CharField(choices=[('s', 'Session'), ('p', 'Prompt hash')], max_length=1)),
                 ('day', models.DateField()),
                 ('key', models.BigIntegerField()),

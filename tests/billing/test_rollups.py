@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from django.db import connection, connections, transaction
 
-from billing.models import TOKEN_KINDS, RollupWatermark, UsageRollup
+from billing.models import TOKEN_KINDS, DailyKey, RollupWatermark, UsageRollup
 from billing.rollups import METRIC_SUMS, rollups_rebuild, rollups_update
 from finops.models import ModelPrice
 from ingestion.models import UsageEvent
@@ -256,3 +256,15 @@ def _raw(event_id: str) -> bytes:
     return json.dumps(
         event(event_id=event_id, tenant=None, feature=None, prompt_template=None)
     ).encode()
+
+
+def test_session_and_prompt_keys_are_kept_while_events_can_still_arrive(acme) -> None:
+    today = datetime.now(UTC).date()
+    old = today - timedelta(days=38)
+    last_open = today - timedelta(days=37)
+    DailyKey.objects.bulk_create([DailyKey(day=day, tenant=acme, kind="s", key=1)
+                                  for day in (old, last_open, today)])  # fmt: skip
+
+    rollups_update()
+
+    assert sorted(DailyKey.objects.values_list("day", flat=True)) == [last_open, today]
