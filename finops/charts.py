@@ -182,11 +182,12 @@ def daily_stacked_chart(
 ) -> Chart:
     """Daily amounts stacked by series (features, usually): the largest `top` series by
     total over the days, the rest as OTHER; an empty name is shown as NO_NAME."""
-    totals: dict[str, Decimal] = {}
-    for (_, name), amount in amounts.items():
-        totals[name or NO_NAME] = totals.get(name or NO_NAME, Decimal(0)) + amount
-    series, bucket = top_series(totals, top)
     index = {day: i for i, day in enumerate(days)}
+    totals: dict[str, Decimal] = {}
+    for (day, name), amount in amounts.items():
+        if day in index:
+            totals[name or NO_NAME] = totals.get(name or NO_NAME, Decimal(0)) + amount
+    series, bucket = top_series(totals, top)
     by_column: dict[tuple[int, str], Decimal] = {}
     for (day, name), amount in amounts.items():
         if day in index:
