@@ -130,8 +130,8 @@ def _daily_costs(
 
 def projection_compute(*, now: datetime, tenant: Tenant | None = None) -> Projection:
     """The month of `now`, projected to its end. The trend of each feature is fitted on its
-    last 14 complete days (also the previous month's); today counts at least what it has
-    cost so far."""
+    last 14 complete days (also the previous month's) from its first day with cost; today
+    counts at least what it has cost so far."""
     month_start = period_start(MONTH, now)
     month_end = period_end(MONTH, month_start)
     today = period_start(DAY, now)
@@ -145,11 +145,12 @@ def projection_compute(*, now: datetime, tenant: Tenant | None = None) -> Projec
     trends: dict[str, Trend] = {}
 
     for feature, per_day in sorted(costs.items()):
-        points = [
-            ((d - origin).days, per_day.get(d, Decimal(0)))
-            for d in ((today - timedelta(days=i)).date() for i in range(TREND_DAYS, 0, -1))
-            if d >= fit_start.date()
-        ]
+        # From the feature's first day with cost: the days before it existed are not
+        # days it cost nothing.
+        recent = [(today - timedelta(days=i)).date() for i in range(TREND_DAYS, 0, -1)]
+        used = [d for d in recent if per_day.get(d)]
+        points = [((d - origin).days, per_day.get(d, Decimal(0))) for d in recent
+                  if used and d >= used[0]]  # fmt: skip
         trend = trend_fit(points)
         trends[feature] = trend
         actual = projected = Decimal(0)

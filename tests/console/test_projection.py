@@ -112,3 +112,21 @@ def test_the_projection_api(operator, acme_client, history) -> None:
     own = acme_client.get("/api/v1/projection").json()
     assert own["tenant"] == "acme"
     assert [f["feature"] for f in own["features"]] == ["chat"]
+
+
+def test_a_new_feature_is_fitted_from_its_first_day(operator, acme) -> None:
+    ModelPriceFactory(model="dollar-1", input_per_million=1, output_per_million=0)
+    now = timezone.now()
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    response = post_events(operator, {"events": [
+        event(event_id=f"n{x}", tenant="acme", feature="new", model="dollar-1",
+              input_tokens=2_000_000, cached_input_tokens=0, output_tokens=0,
+              timestamp=(today + timedelta(days=x, hours=1)).isoformat())
+        for x in (-3, -2, -1)
+    ]})  # fmt: skip
+    assert response.status_code == 202
+    rollups_update()
+
+    (feature,) = projection_compute(now=now).features
+
+    assert feature.trend_per_day == 0  # $2 a day since it started, not a rise from $0
