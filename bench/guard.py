@@ -46,7 +46,6 @@ import redis
 from cpu import CpuMeter, cpu_disturbed, cpu_text
 from ledger import (
     LOCAL_HOSTS,
-    PRELOAD_ROWS_PER_COPY,
     ROOT,
     TABLE,
     BenchError,
@@ -58,6 +57,7 @@ from ledger import (
     check_flag,
     copy_rows,
     encoder,
+    fill,
     git_revision,
     load_catalog,
     prepare_database,
@@ -125,19 +125,6 @@ def redis_flush(client: redis.Redis, db: int) -> None:
 
 
 # --- Ledger and limits ----------------------------------------------------------------
-
-
-def fill(conn: psycopg.Connection, source: RowSource, count: int) -> float:
-    started = time.perf_counter()
-    done = 0
-    while done < count:
-        size = min(PRELOAD_ROWS_PER_COPY, count - done)
-        copy_rows(conn, source.chunks(size))
-        done += size
-        if count >= 1_000_000:
-            elapsed = time.perf_counter() - started
-            say(f"  {done:>12,} / {count:,} rows  {elapsed:7.1f} s")
-    return time.perf_counter() - started
 
 
 def money(amount: Decimal) -> str:

@@ -3,11 +3,13 @@ COPY, and the bench database (drop, recreate, migrate, tenants, operator key).""
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 import random
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -35,26 +37,38 @@ TIMESTAMP_POOL = 1 << 16
 class ModelSpec:
     name: str
     provider: str
+    tier: str  # the routing tier a router sends to this model: cheap, standard, premium
     reasoning: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class FeatureSpec:
+    """A feature's traffic. The shares are of its calls: `retrieval` retrieve chunks
+    (RAG), `reranked` of those run a reranker, `outcome` get a verdict (feedback or an
+    eval), `hot_prompts` send one of the day's popular prompts (a repeated prompt hash);
+    `sessions` tells whether its calls come in sessions of several calls."""
+
     key: str
     templates: tuple[str, ...]
     models: tuple[tuple[str, int], ...]  # (model name, weight)
     weight: int
+    task_type: str = ""
+    retrieval: float = 0.0
+    reranked: float = 0.0
+    outcome: float = 0.0
+    hot_prompts: float = 0.0
+    sessions: bool = True
 
 
 MODELS = {
     m.name: m
     for m in (
-        ModelSpec("gpt-4o-2024-08-06", "openai"),
-        ModelSpec("gpt-4o-mini", "openai"),
-        ModelSpec("claude-3-5-sonnet-20241022", "anthropic"),
-        ModelSpec("gemini-2.5-flash", "vertex_ai", reasoning=True),
-        ModelSpec("mistral/mistral-small-latest", "mistral"),
-        ModelSpec("amazon.nova-lite-v1:0", "bedrock"),
+        ModelSpec("gpt-4o-2024-08-06", "openai", "premium"),
+        ModelSpec("gpt-4o-mini", "openai", "cheap"),
+        ModelSpec("claude-3-5-sonnet-20241022", "anthropic", "premium"),
+        ModelSpec("gemini-2.5-flash", "vertex_ai", "standard", reasoning=True),
+        ModelSpec("mistral/mistral-small-latest", "mistral", "cheap"),
+        ModelSpec("amazon.nova-lite-v1:0", "bedrock", "cheap"),
     )
 }
 
@@ -64,42 +78,79 @@ FEATURES = (
         ("summarize-v3", "summarize-long-v1"),
         (("gpt-4o-mini", 5), ("claude-3-5-sonnet-20241022", 2), ("gemini-2.5-flash", 3)),
         weight=25,
+        task_type="summarization",
+        outcome=0.1,
+        hot_prompts=0.1,
     ),
     FeatureSpec(
         "chat_assistant",
         ("chat-system-v7", "chat-persona-v2"),
         (("gpt-4o-2024-08-06", 4), ("claude-3-5-sonnet-20241022", 3), ("gpt-4o-mini", 3)),
         weight=30,
+        task_type="chat",
+        retrieval=0.3,
+        outcome=0.1,
+        hot_prompts=0.05,
     ),
     FeatureSpec(
         "support_triage",
         ("triage-classify-v2",),
         (("gpt-4o-mini", 4), ("mistral/mistral-small-latest", 3), ("amazon.nova-lite-v1:0", 3)),
         weight=15,
+        task_type="classification",
+        outcome=0.5,
+        hot_prompts=0.35,
+        sessions=False,
     ),
     FeatureSpec(
         "code_review",
         ("review-diff-v4", "review-explain-v1"),
         (("claude-3-5-sonnet-20241022", 6), ("gpt-4o-2024-08-06", 4)),
         weight=10,
+        task_type="generation",
+        outcome=0.3,
+        hot_prompts=0.02,
     ),
     FeatureSpec(
         "search_answering",
         ("rag-answer-v5", "rag-rewrite-query-v1"),
         (("gemini-2.5-flash", 6), ("gpt-4o-mini", 4)),
         weight=12,
+        task_type="retrieval",
+        retrieval=1.0,
+        reranked=0.8,
+        outcome=0.2,
+        hot_prompts=0.2,
     ),
     FeatureSpec(
         "invoice_extraction",
         ("extract-invoice-v2",),
         (("amazon.nova-lite-v1:0", 5), ("mistral/mistral-small-latest", 3), ("gpt-4o-mini", 2)),
         weight=8,
+        task_type="extraction",
+        outcome=0.6,
+        hot_prompts=0.25,
+        sessions=False,
     ),
 )
 
 TENANTS = (("acme", 40), ("globex", 30), ("initech", 20), ("umbrella", 10))
 REGIONS = ("eu-west-1", "us-east-1", "ap-southeast-2")
 OFFSETS = (UTC, UTC, timezone(timedelta(hours=2)), timezone(timedelta(hours=-5)))
+FEATURE_SPECS = {f.key: f for f in FEATURES}
+CORRECT_SHARE = 0.85  # of the calls with an outcome
+RERANKER_CHANGED_SHARE = 0.3  # of the reranked calls
+HOT_PROMPTS = 20  # popular prompts per tenant and prompt template
+HASHED_SHARE = 0.7  # calls whose client sends a prompt hash
+RETRY_SHARE = 0.1  # calls of a session that resend the previous call's prompt
+SESSION_LENGTHS = 4099  # pool of session lengths (prime: cycles apart from the others)
+TENANT_POOL = 65521  # odd (prime): cycles independently of the template and timestamp pools
+ZIPF_EXPONENT = 0.8  # tenant sizes: the k-th biggest tenant has weight 1 / k**0.8
+
+
+def prompt_hash(*parts: object) -> str:
+    """A client's prompt hash (sha256 hex) of a prompt named by `parts`."""
+    return hashlib.blake2b(repr(parts).encode(), digest_size=32).hexdigest()
 
 
 class EventFactory:
@@ -107,6 +158,9 @@ class EventFactory:
 
     def __init__(self, *, seed: int, spread: timedelta) -> None:
         self._rng = random.Random(seed)
+        # The predictive metrics' fields have their own generator: the other fields draw
+        # the same values as before those existed.
+        self._metric_rng = random.Random(seed + 0x5EED)
         # Event ids come from a system-seeded generator: unique across phases and runs.
         self._ids = random.Random()
         self._spread_s = spread.total_seconds()
@@ -162,7 +216,29 @@ class EventFactory:
         }
         if spec.reasoning:
             event["reasoning_tokens"] = rng.randint(0, output_tokens // 2)
+        event.update(self._metric_fields(feature, template, tenant, spec))
         return event
+
+    def _metric_fields(
+        self, feature: FeatureSpec, template: str, tenant: str, model: ModelSpec
+    ) -> dict[str, Any]:
+        """Routing tier, retrieval, reranker, outcome and prompt hash of one call."""
+        rng = self._metric_rng
+        fields: dict[str, Any] = {"routing_tier": model.tier}
+        if rng.random() < feature.retrieval:
+            retrieved = rng.choice((5, 8, 10, 10, 20))
+            used = min(retrieved, round(retrieved * rng.uniform(0.25, 0.95)))
+            fields["retrieval"] = {"chunks_retrieved": retrieved, "chunks_used": used}
+            if rng.random() < feature.reranked:
+                fields["reranker_changed_order"] = rng.random() < RERANKER_CHANGED_SHARE
+        if rng.random() < feature.outcome:
+            fields["outcome"] = "correct" if rng.random() < CORRECT_SHARE else "incorrect"
+        if rng.random() < HASHED_SHARE:
+            if rng.random() < feature.hot_prompts:
+                fields["prompt_hash"] = prompt_hash(tenant, template, rng.randrange(HOT_PROMPTS))
+            else:
+                fields["prompt_hash"] = f"{rng.getrandbits(256):064x}"
+        return fields
 
     def every_combination(self, now: datetime) -> list[dict[str, Any]]:
         """One event per (feature, template, model) and tenant: creates every feature and
@@ -291,6 +367,7 @@ def row_template(event: dict[str, Any], catalog: Catalog, *, priced_at: str) -> 
     and the text after `timestamp` and `received_at` (both filled per row)."""
     tenant_id, tier = catalog.tenants[event["tenant"]]
     price = catalog.prices[event["model"]]
+    retrieval = event.get("retrieval") or {}
     reasoning = event.get("reasoning_tokens", 0)
     cost = price.cost(
         input_=event["input_tokens"],
@@ -313,16 +390,16 @@ def row_template(event: dict[str, Any], catalog: Catalog, *, priced_at: str) -> 
         0,  # wasted_tokens
         event["user"],
         event["session"],
-        "",  # routing_tier
+        event.get("routing_tier", ""),
         event["latency_ms"],
         None,  # cache_hit
         None,  # escalated
         False,  # batch
-        None,  # chunks_retrieved
-        None,  # chunks_used
-        None,  # reranker_changed_order
-        "",  # outcome
-        "",  # prompt_hash
+        retrieval.get("chunks_retrieved"),
+        retrieval.get("chunks_used"),
+        event.get("reranker_changed_order"),
+        event.get("outcome", ""),
+        event.get("prompt_hash", ""),
         encoder.encode(event["tags"]).decode(),
         None,  # client_cost_usd
         cost,
@@ -335,42 +412,179 @@ def row_template(event: dict[str, Any], catalog: Catalog, *, priced_at: str) -> 
     return f"{tenant_id}\t", "\t" + "\t".join(_copy_text(v) for v in rest) + "\n"
 
 
+@dataclass(frozen=True, slots=True)
+class _RowTemplate:
+    """A row template cut around the columns set per row: tenant, event id, timestamps
+    (before `head`), session (between `head` and `mid`), prompt hash (before `tail`)."""
+
+    tenant_id: int
+    feature: FeatureSpec
+    prompt: str
+    head: str
+    mid: str
+    tail: str
+
+
+def _cut(event: dict[str, Any], catalog: Catalog, priced_at: str) -> _RowTemplate:
+    _, suffix = row_template(event, catalog, priced_at=priced_at)
+    fields = suffix[1:-1].split("\t")
+    session = COPY_COLUMNS.index("session") - 4
+    prompt = COPY_COLUMNS.index("prompt_hash") - 4
+    return _RowTemplate(
+        catalog.tenants[event["tenant"]][0],
+        FEATURE_SPECS[event["feature"]],
+        event["prompt_template"],
+        "\t".join(fields[:session]),
+        "\t".join(fields[session + 1 : prompt]),
+        "\t".join(fields[prompt + 1 :]),
+    )
+
+
 class RowSource:
     """Streams COPY lines shaped like the API's rows: a pool of row templates, fresh
-    event ids, timestamps spread over `spread` before now. Memory is bounded by the pools."""
+    event ids, timestamps spread over `spread` before `end` (default: now). Memory is
+    bounded by the pools.
+
+    Calls come in sessions of several calls (1 to 30, about 4 on average) of one tenant
+    and one feature, a minute or so apart; features without sessions send the same bursts
+    without a session id. A share of calls (`HASHED_SHARE`) carries a prompt hash: a
+    feature's `hot_prompts` share is one of its tenant's popular prompts, a call of a
+    session sometimes resends its previous prompt, the rest are new prompts. With
+    `tenants` (tenant ids, as often as each should appear), each session's tenant is
+    drawn from it in turn; otherwise it is the template's (the `TENANTS` mix)."""
 
     def __init__(
-        self, factory: EventFactory, catalog: Catalog, *, spread: timedelta, seed: int
+        self,
+        factory: EventFactory,
+        catalog: Catalog,
+        *,
+        spread: timedelta,
+        seed: int,
+        end: datetime | None = None,
+        tenants: Sequence[int] | None = None,
     ) -> None:
         now = datetime.now(UTC)
+        end = end or now
         priced_at = now.isoformat()
         self._factory = factory
         self._templates = [
-            row_template(factory.event(now), catalog, priced_at=priced_at)
-            for _ in range(TEMPLATE_POOL)
+            _cut(factory.event(end), catalog, priced_at) for _ in range(TEMPLATE_POOL)
         ]
+        self._by_feature: dict[str, list[int]] = {}
+        for i, template in enumerate(self._templates):
+            self._by_feature.setdefault(template.feature.key, []).append(i)
+        self._place = {i: n for same in self._by_feature.values() for n, i in enumerate(same)}
         rng = random.Random(seed)
+        self._start = end - spread
         spread_s = spread.total_seconds()
         self._timestamps = [
-            (now - timedelta(seconds=rng.random() * spread_s)).isoformat()
-            for _ in range(TIMESTAMP_POOL)
+            end - timedelta(seconds=rng.random() * spread_s) for _ in range(TIMESTAMP_POOL)
         ]
+        self._lengths = [min(30, 1 + int(rng.expovariate(1 / 3))) for _ in range(SESSION_LENGTHS)]
+        self._gaps = [timedelta(seconds=rng.uniform(5, 180)) for _ in range(SESSION_LENGTHS)]
+        self._tenants = list(tenants) if tenants else None
+        self._rng = rng
+        self._salt = f"{random.getrandbits(24):06x}"  # session ids unique across runs
+        self._session = 0
 
     def chunks(self, count: int) -> Iterator[bytes]:
         """`count` lines, `COPY_LINES_PER_WRITE` to a chunk."""
-        templates, timestamps = self._templates, self._timestamps
-        n_templates, ts_mask = len(templates), len(timestamps) - 1
-        new_id = self._factory.new_id
         done = 0
-        while done < count:
-            size = min(COPY_LINES_PER_WRITE, count - done)
-            lines = []
-            for i in range(done, done + size):
-                prefix, suffix = templates[(i * 7919) % n_templates]
-                at = timestamps[(i * 40503) & ts_mask]
-                lines.append(f"{prefix}{new_id()}\t{at}\t{at}{suffix}")
+        lines: list[str] = []
+        for line in self._lines(count):
+            lines.append(line)
+            if len(lines) == COPY_LINES_PER_WRITE:
+                yield "".join(lines).encode()
+                done += len(lines)
+                lines = []
+        if lines:
             yield "".join(lines).encode()
-            done += size
+
+    def _lines(self, count: int) -> Iterator[str]:
+        templates, timestamps, by_feature = self._templates, self._timestamps, self._by_feature
+        n_templates, ts_mask = len(templates), len(timestamps) - 1
+        tenants, rng, start, salt = self._tenants, self._rng, self._start, self._salt
+        new_id, random_ = self._factory.new_id, rng.random
+        left = count
+        while left > 0:
+            s = self._session
+            self._session += 1
+            first = templates[(s * 7919) % n_templates]
+            feature = first.feature
+            same = by_feature[feature.key]
+            place = self._place[(s * 7919) % n_templates]
+            tenant = tenants[s % len(tenants)] if tenants else first.tenant_id
+            session = f"sess-{salt}{s:010x}" if feature.sessions else ""
+            base, gap = timestamps[(s * 40503) & ts_mask], self._gaps[s % SESSION_LENGTHS]
+            calls = min(left, self._lengths[s % SESSION_LENGTHS])
+            previous = ""
+            for c in range(calls):
+                t = templates[same[(place + c * 13) % len(same)]]
+                at = max(start, base - c * gap).isoformat()
+                if random_() >= HASHED_SHARE:
+                    hashed = ""
+                elif previous and random_() < RETRY_SHARE:
+                    hashed = previous
+                elif random_() < feature.hot_prompts:
+                    hashed = prompt_hash(tenant, t.prompt, rng.randrange(HOT_PROMPTS))
+                else:
+                    hashed = f"{rng.getrandbits(256):064x}"
+                previous = hashed or previous
+                yield (
+                    f"{tenant}\t{new_id()}\t{at}\t{at}\t{t.head}\t{session}\t{t.mid}"
+                    f"\t{hashed}\t{t.tail}\n"
+                )
+            left -= calls
+
+
+def tenant_pool(tenant_ids: list[int], rng: random.Random) -> list[int]:
+    """Tenant ids to draw rows from, each as often as its Zipf weight says (at least
+    once), in random order."""
+    ranked = tenant_ids[:]
+    rng.shuffle(ranked)
+    weights = [1 / (k**ZIPF_EXPONENT) for k in range(1, len(ranked) + 1)]
+    scale = TENANT_POOL / sum(weights)
+    pool = list(
+        itertools.chain.from_iterable(
+            [tid] * max(1, int(w * scale)) for tid, w in zip(ranked, weights, strict=True)
+        )
+    )
+    while len(pool) < TENANT_POOL or len(pool) % 2 == 0:
+        pool.append(rng.choices(ranked, weights=weights)[0])
+    rng.shuffle(pool)
+    return pool
+
+
+def create_tenants(count: int, *, signup: datetime) -> list[str]:
+    """Tenants `t0001`, `t0002`... besides the 4 of `TENANTS` (made by
+    `prepare_database`), `count` in all, every one signed up at `signup`. Returns the
+    slugs, the `t` tenants first."""
+    from finops.models import Tenant
+
+    slugs = [f"t{i:04d}" for i in range(1, count - len(TENANTS) + 1)]
+    Tenant.objects.bulk_create(
+        [
+            Tenant(slug=slug, name=f"Tenant {slug[1:]}", tier=Tenant.Tier.PRO, signup_at=signup)
+            for slug in slugs
+        ],
+        batch_size=1000,
+    )
+    Tenant.objects.update(signup_at=signup)  # the ledger's 4 signed up "now"
+    return slugs + [slug for slug, _ in TENANTS]
+
+
+def fill(conn: psycopg.Connection, source: RowSource, count: int) -> float:
+    """COPY `count` rows of `source`, `PRELOAD_ROWS_PER_COPY` a statement; the seconds."""
+    started = time.perf_counter()
+    done = 0
+    while done < count:
+        size = min(PRELOAD_ROWS_PER_COPY, count - done)
+        copy_rows(conn, source.chunks(size))
+        done += size
+        if count >= 1_000_000:
+            elapsed = time.perf_counter() - started
+            say(f"  {done:>12,} / {count:,} rows  {elapsed:7.1f} s")
+    return time.perf_counter() - started
 
 
 # --- Database -------------------------------------------------------------------------
@@ -403,6 +617,17 @@ def recreate_database(url: str, name: str) -> None:
     with psycopg.connect(with_database(url, "postgres"), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def drop_database(url: str) -> None:
+    """Drop the bench database of `url`, after closing this process's connections."""
+    name = check_database_url(url)
+    from django.db import connections
+
+    connections.close_all()
+    with psycopg.connect(with_database(url, "postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    say(f"database: dropped {name}")
 
 
 def check_copy_columns(conn: psycopg.Connection) -> None:

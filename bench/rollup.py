@@ -36,15 +36,21 @@ import ledger  # noqa: E402 - the benchmarks' row source and database helpers
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/finops_bench_rollup"
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
+# The fold's hourly groups and sums, without its sessions and prompt hashes of the day.
 PLAIN_GROUP_BY = """
 SELECT count(*) FROM (
     SELECT date_trunc('hour', e.timestamp), e.tenant_id, e.feature_id, e.model,
-           e.prompt_template_id, count(*), count(e.price_id), sum(e.input_tokens),
-           sum(e.cached_input_tokens), sum(e.cache_write_tokens), sum(e.output_tokens),
-           sum(e.reasoning_tokens), sum(e.grounding_tokens), sum(e.wasted_tokens),
-           sum(e.cost)
+           e.prompt_template_id, e.routing_tier, count(*), count(e.price_id),
+           sum(e.input_tokens), sum(e.cached_input_tokens), sum(e.cache_write_tokens),
+           sum(e.output_tokens), sum(e.reasoning_tokens), sum(e.grounding_tokens),
+           sum(e.wasted_tokens), sum(e.cost), sum(e.chunks_retrieved), sum(e.chunks_used),
+           count(e.reranker_changed_order), count(*) FILTER (WHERE e.reranker_changed_order),
+           count(*) FILTER (WHERE e.outcome <> ''),
+           count(*) FILTER (WHERE e.outcome = 'correct'),
+           sum(e.cost) FILTER (WHERE e.outcome <> ''), sum(e.cost) FILTER (WHERE e.session <> ''),
+           count(*) FILTER (WHERE e.prompt_hash <> '')
       FROM ingestion_usageevent e
-     GROUP BY 1, 2, 3, 4, 5
+     GROUP BY 1, 2, 3, 4, 5, 6
 ) hourly
 """
 
@@ -57,19 +63,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--incremental-runs", type=int, default=5)
     parser.add_argument("--seed", type=int, default=1)
     return parser.parse_args(argv)
-
-
-def fill(conn: psycopg.Connection, source: ledger.RowSource, count: int) -> float:
-    started = time.perf_counter()
-    done = 0
-    while done < count:
-        size = min(ledger.PRELOAD_ROWS_PER_COPY, count - done)
-        ledger.copy_rows(conn, source.chunks(size))
-        done += size
-        if count >= 1_000_000:
-            elapsed = time.perf_counter() - started
-            ledger.say(f"  {done:>12,} / {count:,} rows  {elapsed:7.1f} s")
-    return time.perf_counter() - started
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -98,7 +91,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         catalog = ledger.load_catalog(conn)
         source = ledger.RowSource(factory, catalog, spread=timedelta(days=30), seed=args.seed)
         ledger.say(f"fill: {args.events:,} events by COPY")
-        results["fill_s"] = round(fill(conn, source, args.events), 1)
+        results["fill_s"] = round(ledger.fill(conn, source, args.events), 1)
         conn.autocommit = True
         ledger.say("fill: VACUUM ANALYZE")
         conn.execute("VACUUM ANALYZE ingestion_usageevent")

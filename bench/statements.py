@@ -43,8 +43,6 @@ import ledger  # noqa: E402 - the benchmarks' row source and database helpers
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/finops_bench_statements"
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-TENANT_POOL = 65521  # odd (prime): cycles independently of the template and timestamp pools
-ZIPF_EXPONENT = 0.8  # tenant sizes: the k-th biggest tenant has weight 1 / k**0.8
 WIDE_VARIANTS = 8  # token vectors per (feature, model, batch) of a wide tenant
 WIDE_BATCH_FEATURES = 3  # features a wide tenant also runs through the batch API
 LEDGER_SCALE = Decimal("1e-30")  # ingestion_usageevent.cost: numeric(48, 30)
@@ -101,43 +99,15 @@ def bench_month(grace_days: int) -> tuple[datetime, datetime, datetime]:
 
 
 def create_tenants(count: int, *, signup: datetime) -> list[str]:
-    """The ledger's 4 tenants (made by prepare_database) and `t0001`... up to `count`;
-    every 3rd tenant with a markup. Returns the slugs, the `t` tenants first."""
+    """The tenants of `ledger.create_tenants`; every 3rd tenant with a markup."""
     from finops.models import Tenant
 
-    slugs = [f"t{i:04d}" for i in range(1, count - len(ledger.TENANTS) + 1)]
-    Tenant.objects.bulk_create(
-        [
-            Tenant(slug=slug, name=f"Tenant {slug[1:]}", tier=Tenant.Tier.PRO, signup_at=signup)
-            for slug in slugs
-        ],
-        batch_size=1000,
-    )
-    Tenant.objects.update(signup_at=signup)  # the ledger's 4 signed up "now"
-    slugs += [slug for slug, _ in ledger.TENANTS]
+    slugs = ledger.create_tenants(count, signup=signup)
     for i, slug in enumerate(slugs):
         if i % 3 == 0:
             markup = MARKUPS[(i // 3) % len(MARKUPS)]
             Tenant.objects.filter(slug=slug).update(markup_percent=markup)
     return slugs
-
-
-def tenant_pool(tenant_ids: list[int], rng: random.Random) -> list[int]:
-    """Tenant ids to draw rows from, each as often as its Zipf weight says (at least
-    once), in random order."""
-    ranked = tenant_ids[:]
-    rng.shuffle(ranked)
-    weights = [1 / (k**ZIPF_EXPONENT) for k in range(1, len(ranked) + 1)]
-    scale = TENANT_POOL / sum(weights)
-    pool = list(
-        itertools.chain.from_iterable(
-            [tid] * max(1, int(w * scale)) for tid, w in zip(ranked, weights, strict=True)
-        )
-    )
-    while len(pool) < TENANT_POOL or len(pool) % 2 == 0:
-        pool.append(rng.choices(ranked, weights=weights)[0])
-    rng.shuffle(pool)
-    return pool
 
 
 # --- Rows ------------------------------------------------------------------------------
@@ -444,7 +414,7 @@ def fresh_ledger(
         wide_rows = wide_templates(factory, catalog, priced_at=now, seed=args.seed)
         normal = args.events - args.wide_tenants * args.wide_events
         ledger.say(f"fill: {normal:,} events over {len(ids):,} tenants by COPY")
-        pool = tenant_pool(list(ids.values()), rng)
+        pool = ledger.tenant_pool(list(ids.values()), rng)
         fill_s = fill(conn, rows.chunks(normal, pool), normal, "fill")
         if wide:
             count = len(wide) * args.wide_events
@@ -572,16 +542,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
-def drop(url: str) -> None:
-    name = ledger.check_database_url(url)
-    from django.db import connections
-
-    connections.close_all()
-    with psycopg.connect(ledger.with_database(url, "postgres"), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    ledger.say(f"database: dropped {name}")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     args.stamp = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
@@ -589,7 +549,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = run(args)
     finally:
         if not args.keep and "django" in sys.modules:
-            drop(args.database_url)
+            ledger.drop_database(args.database_url)
     draft, final, chk, pdf = (results[k] for k in ("draft", "finalize", "check", "pdf"))
     spread = results["events_per_tenant"]
     print()
