@@ -40,6 +40,24 @@ def key_cache_clear(**kwargs: object) -> None:
     _keys.clear()
 
 
+def key_from_header(header: str) -> ApiKey:
+    """The live key of a non-empty `Authorization` header, else AuthenticationFailed
+    with what the client is told."""
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise exceptions.AuthenticationFailed("Use 'Authorization: Bearer <key>'.")
+    token = token.strip()
+    parts = token.split("_", 2)
+    if len(parts) != 3 or parts[0] != "fo":
+        raise exceptions.AuthenticationFailed("Invalid API key.")
+    key = key_by_prefix(parts[1])
+    if key is None or not hmac.compare_digest(key.digest, key_digest(token)):
+        raise exceptions.AuthenticationFailed("Invalid API key.")
+    if key.revoked_at is not None:
+        raise exceptions.AuthenticationFailed("This API key has been revoked.")
+    return key
+
+
 class ApiKeyAuthentication(authentication.BaseAuthentication):
     keyword = "Bearer"
 
@@ -47,18 +65,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         header = request.META.get("HTTP_AUTHORIZATION", "")
         if not header:
             return None
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise exceptions.AuthenticationFailed("Use 'Authorization: Bearer <key>'.")
-        token = token.strip()
-        parts = token.split("_", 2)
-        if len(parts) != 3 or parts[0] != "fo":
-            raise exceptions.AuthenticationFailed("Invalid API key.")
-        key = key_by_prefix(parts[1])
-        if key is None or not hmac.compare_digest(key.digest, key_digest(token)):
-            raise exceptions.AuthenticationFailed("Invalid API key.")
-        if key.revoked_at is not None:
-            raise exceptions.AuthenticationFailed("This API key has been revoked.")
+        key = key_from_header(header)
         return key, key
 
     def authenticate_header(self, request: Request) -> str:

@@ -1,0 +1,155 @@
+"""`POST /api/v1/guard` answered in front of Django.
+
+The guard is on every model call's path, and its decision costs less than the machinery
+around it (Django's request object, eight middleware, DRF's dispatch). This WSGI layer
+answers a plain, authenticated guard request itself and hands every other request,
+untouched, to Django: other paths and methods, a query string, a Host or Accept header
+that Django or DRF would refuse, missing or bad credentials, a key without the ingest
+scope, and every guard request whose answer is not a decision (400, 404, 413). So those
+answers, and their logging, stay GuardApi's; a decision carries the headers the
+middleware and DRF add to GuardApi's, and the same JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from functools import lru_cache
+from io import BytesIO
+from types import SimpleNamespace
+from typing import Any
+
+from django.conf import settings
+from django.core import signals
+from django.core.handlers.exception import response_for_exception
+from django.core.handlers.wsgi import WSGIHandler, WSGIRequest
+from django.http import HttpResponse
+from django.http.request import split_domain_port, validate_host
+from rest_framework import exceptions
+from rest_framework.negotiation import DefaultContentNegotiation
+
+from finops.authentication import key_from_header
+from finops.models import ApiKey
+
+from .apis import GUARD_MAX_BODY, GuardApi, guard_answer
+
+GUARD_PATH = "/api/v1/guard"
+_MIDDLEWARE = "django.middleware."
+
+StartResponse = Callable[..., Any]
+
+
+class GuardWsgi:
+    """WSGI application: guard decisions here, everything else to `django_app`."""
+
+    def __init__(self, django_app: WSGIHandler) -> None:
+        self.django_app = django_app
+        self._allow = ", ".join(GuardApi().allowed_methods)
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if (
+            environ.get("PATH_INFO") != GUARD_PATH
+            or environ.get("REQUEST_METHOD") != "POST"
+            or environ.get("QUERY_STRING")
+            or not _host_allowed(environ)
+            or not _accepts_json(environ.get("HTTP_ACCEPT", "*/*"))
+            or settings.SECURE_SSL_REDIRECT  # the redirect and HSTS: SecurityMiddleware's
+            or settings.SECURE_HSTS_SECONDS
+        ):
+            return self.django_app(environ, start_response)
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or -1)
+        except ValueError:
+            length = -1
+        if not 0 <= length <= GUARD_MAX_BODY:
+            return self.django_app(environ, start_response)
+
+        key, body = None, b""
+        status, payload = 0, {}
+        signals.request_started.send(sender=WSGIHandler, environ=environ)
+        try:
+            key = _key(environ.get("HTTP_AUTHORIZATION", ""))
+            if key is not None:
+                body = environ["wsgi.input"].read(length)
+                status, payload = guard_answer(key=key, body=body)
+        except Exception as exc:  # noqa: BLE001 - answered as Django answers a view's error
+            environ["wsgi.input"] = BytesIO(body)
+            return self._respond(response_for_exception(WSGIRequest(environ), exc), start_response)
+        finally:
+            signals.request_finished.send(sender=WSGIHandler)
+        if status != 200:  # nothing was reserved: GuardApi gives its error, as always
+            if key is not None:
+                environ["wsgi.input"] = BytesIO(body)
+            return self.django_app(environ, start_response)
+        data = json.dumps(payload).encode()
+        headers = [("Content-Type", "application/json"), ("Allow", self._allow)]
+        headers += _middleware_headers(len(data))
+        start_response("200 OK", headers)
+        return [data]
+
+    def _respond(self, response: HttpResponse, start_response: StartResponse) -> list[bytes]:
+        data = response.content
+        for name, value in _middleware_headers(len(data)):
+            response.headers.setdefault(name, value)
+        start_response(f"{response.status_code} {response.reason_phrase}", list(response.items()))
+        return [data]
+
+
+def _key(header: str) -> ApiKey | None:
+    """The key if it may ask the guard; None sends the request to DRF for its 401/403."""
+    if not header:
+        return None
+    try:
+        key = key_from_header(header)
+    except exceptions.AuthenticationFailed:
+        return None
+    return key if key.has_scope(ApiKey.Scope.INGEST) else None
+
+
+def _host_allowed(environ: dict[str, Any]) -> bool:
+    """Whether Django would take the Host header (`HttpRequest.get_host()`, which
+    CommonMiddleware calls on every request); the unusual cases are left to it."""
+    host = environ.get("HTTP_HOST")
+    if not host or (settings.USE_X_FORWARDED_HOST and "HTTP_X_FORWARDED_HOST" in environ):
+        return False
+    allowed = settings.ALLOWED_HOSTS
+    if settings.DEBUG and not allowed:
+        allowed = [".localhost", "127.0.0.1", "[::1]"]
+    domain, _ = split_domain_port(host)
+    return bool(domain) and validate_host(domain, allowed)
+
+
+@lru_cache(maxsize=64)
+def _accepts_json(accept: str) -> bool:
+    """Whether DRF's content negotiation takes this Accept header (else it answers 406)."""
+    request = SimpleNamespace(query_params={}, headers={"accept": accept})
+    renderers = [renderer() for renderer in GuardApi.renderer_classes]
+    try:
+        DefaultContentNegotiation().select_renderer(request, renderers)
+    except exceptions.NotAcceptable:
+        return False
+    return True
+
+
+def _middleware_headers(length: int) -> list[tuple[str, str]]:
+    """What the middleware in settings.MIDDLEWARE add to a JSON response of `length`
+    bytes (that sets no cookie and reads no session) on a plain-HTTP request."""
+    middleware = settings.MIDDLEWARE
+    headers = []
+    if _MIDDLEWARE + "clickjacking.XFrameOptionsMiddleware" in middleware:
+        headers.append(("X-Frame-Options", settings.X_FRAME_OPTIONS.upper()))
+    if _MIDDLEWARE + "common.CommonMiddleware" in middleware:
+        headers.append(("Content-Length", str(length)))
+    if _MIDDLEWARE + "security.SecurityMiddleware" in middleware:
+        if settings.SECURE_CONTENT_TYPE_NOSNIFF:
+            headers.append(("X-Content-Type-Options", "nosniff"))
+        policy = settings.SECURE_REFERRER_POLICY
+        if policy:
+            if isinstance(policy, str):
+                policy = policy.split(",")
+            headers.append(("Referrer-Policy", ",".join(v.strip() for v in policy)))
+        if settings.SECURE_CROSS_ORIGIN_OPENER_POLICY:
+            headers.append(
+                ("Cross-Origin-Opener-Policy", settings.SECURE_CROSS_ORIGIN_OPENER_POLICY)
+            )
+    return headers

@@ -1,0 +1,170 @@
+"""The guard's WSGI front (billing.guard_wsgi): decisions answered in front of Django
+exactly as GuardApi answers them, every other request handed to Django untouched.
+
+Requests go to the WSGI callables themselves (Django's test client bypasses them), on
+whatever the suite runs on; on PostgreSQL with Redis the decisions read hot counters.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.test import RequestFactory
+
+from billing import apis, hotstate
+from billing.guard import policy_cache_clear
+from billing.guard_wsgi import GuardWsgi
+from finops.models import Tenant
+from finops.wsgi import application, django_application
+
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+
+MODEL = "gpt-4o-2024-08-06"
+Answer = tuple[str, dict[str, str], bytes]
+
+
+@pytest.fixture(autouse=True)
+def guard_settings(settings, monkeypatch):
+    settings.FINOPS_GUARD_POLICY_TTL = 0
+    policy_cache_clear()
+    monkeypatch.setattr(hotstate, "_down_until", 0.0)
+    redis_db = hotstate.client() if hotstate.enabled() else None
+    if redis_db:
+        hotstate.flush(redis_db)
+    yield
+    if redis_db:
+        hotstate.flush(redis_db)
+
+
+def environ(
+    body: Any = None,
+    *,
+    key: str | None = None,
+    method: str = "POST",
+    path: str = "/api/v1/guard",
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode() if body else b""
+    all_headers = {"host": "testserver", **(headers or {})}
+    if key:
+        all_headers["authorization"] = f"Bearer {key}"
+    request = RequestFactory().generic(
+        method, path, data, content_type="application/json", headers=all_headers
+    )
+    return request.environ
+
+
+def call(app: Any, env: dict[str, Any]) -> Answer:
+    started: list[Any] = []
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+        started.append((status, dict(headers)))
+
+    chunks: Iterable[bytes] = app(env, start_response)
+    try:
+        body = b"".join(chunks)
+    finally:
+        if hasattr(chunks, "close"):
+            chunks.close()
+    status, headers = started[0]
+    return status, headers, body
+
+
+def refuse(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+    raise AssertionError("handed to Django")
+
+
+class Recorder:
+    """Django's application, counting the requests it is handed."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        self.calls += 1
+        return django_application(environ, start_response)
+
+
+def test_production_serves_the_front() -> None:
+    assert isinstance(application, GuardWsgi)
+    assert application.django_app is django_application
+
+
+@pytest.mark.parametrize("cap", ["1000000", "0"], ids=["allow", "block"])
+def test_a_decision_is_answered_in_front_of_django_as_guard_api_answers_it(
+    acme, acme_client, cap
+) -> None:
+    Tenant.objects.filter(pk=acme.pk).update(monthly_cap=Decimal(cap))
+    body = {"feature": "document_summarization", "model": MODEL}
+    by_django = call(django_application, environ(body, key=acme_client.key))
+    in_front = call(GuardWsgi(refuse), environ(body, key=acme_client.key))
+    assert by_django[0] == "200 OK"
+    assert json.loads(by_django[2])["decision"] == ("allow" if cap != "0" else "block")
+    assert in_front == by_django
+
+
+def test_the_front_reads_a_body_it_is_given_in_one_piece(acme, acme_client) -> None:
+    env = environ({"model": MODEL}, key=acme_client.key, headers={"accept": "application/json"})
+    status, headers, body = call(GuardWsgi(refuse), env)
+    assert status == "200 OK"
+    assert headers["Content-Length"] == str(len(body))
+    assert json.loads(body)["decision"] == "allow"
+
+
+def _requests(acme: Tenant, keys: dict[str, str]) -> dict[str, dict[str, Any]]:
+    ok = {"tenant": "acme", "model": MODEL}
+    return {
+        "no credentials": environ(ok),
+        "another scheme": environ(ok, headers={"authorization": f"Token {keys['operator']}"}),
+        "unknown key": environ(ok, key="fo_nope_nope"),
+        "key without the ingest scope": environ(ok, key=keys["reader"]),
+        "another tenant's slug": environ({"tenant": "globex", "model": MODEL}, key=keys["acme"]),
+        "unknown tenant": environ({"tenant": "nobody", "model": MODEL}, key=keys["operator"]),
+        "operator key without a tenant": environ({"model": MODEL}, key=keys["operator"]),
+        "field errors": environ({"tenant": "acme", "colour": 1}, key=keys["operator"]),
+        "malformed JSON": environ(b"{", key=keys["operator"]),
+        "empty body": environ(b"", key=keys["operator"]),
+        "too large": environ(b" " * (apis.GUARD_MAX_BODY + 1), key=keys["operator"]),
+        "GET": environ(key=keys["operator"], method="GET"),
+        "OPTIONS": environ(key=keys["operator"], method="OPTIONS"),
+        "Accept text/html": environ(ok, key=keys["operator"], headers={"accept": "text/html"}),
+        "empty Accept": environ(ok, key=keys["operator"], headers={"accept": ""}),
+        "query string": environ(ok, key=keys["operator"], path="/api/v1/guard?format=xml"),
+        "host not allowed": environ(ok, key=keys["operator"], headers={"host": "evil.example"}),
+        "trailing slash": environ(ok, key=keys["operator"], path="/api/v1/guard/"),
+    }
+
+
+def test_every_other_request_is_answered_by_django(acme, globex, make_client) -> None:
+    keys = {
+        "operator": make_client(None, ["ingest", "read"]).key,
+        "acme": make_client(acme, ["ingest"]).key,
+        "reader": make_client(acme, ["read"]).key,
+    }
+    names = list(_requests(acme, keys))
+    for name in names:
+        # Fresh environs: a request body can be read once.
+        by_django = call(django_application, _requests(acme, keys)[name])
+        recorder = Recorder()
+        in_front = call(GuardWsgi(recorder), _requests(acme, keys)[name])
+        assert recorder.calls == 1, name
+        assert in_front == by_django, name
+        assert b'"decision"' not in by_django[2], name
+
+
+def test_an_error_while_deciding_is_answered_as_django_answers_it(
+    acme_client, monkeypatch
+) -> None:
+    def broken(**kwargs: Any) -> None:
+        raise RuntimeError("the guard broke")
+
+    monkeypatch.setattr(apis, "guard_decide", broken)
+    by_django = call(django_application, environ({"model": MODEL}, key=acme_client.key))
+    in_front = call(GuardWsgi(refuse), environ({"model": MODEL}, key=acme_client.key))
+    assert by_django[0].startswith("500")
+    assert json.loads(by_django[2]) == {"detail": "Internal server error."}
+    assert in_front == by_django
