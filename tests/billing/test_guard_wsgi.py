@@ -156,9 +156,7 @@ def test_every_other_request_is_answered_by_django(acme, globex, make_client) ->
         assert b'"decision"' not in by_django[2], name
 
 
-def test_an_error_while_deciding_is_answered_as_django_answers_it(
-    acme_client, monkeypatch
-) -> None:
+def test_an_error_while_deciding_is_answered_as_django_answers_it(acme_client, monkeypatch) -> None:
     def broken(**kwargs: Any) -> None:
         raise RuntimeError("the guard broke")
 
