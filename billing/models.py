@@ -224,8 +224,9 @@ class Alert(models.Model):
         return self.message
 
 
-class AlertDelivery(models.Model):
-    """One alert on one channel; sent once."""
+class Delivery(models.Model):
+    """One notification on one channel, sent once: claimed, sent, then marked
+    (`billing.alerts.deliveries_send`)."""
 
     class Channel(models.TextChoices):
         EMAIL = "email", "Email"
@@ -237,13 +238,21 @@ class AlertDelivery(models.Model):
         SENT = "sent", "Sent"
         FAILED = "failed", "Failed"
 
-    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="deliveries")
     channel = models.CharField(max_length=16, choices=Channel.choices)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveSmallIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+
+class AlertDelivery(Delivery):
+    """One alert on one channel; sent once."""
+
+    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="deliveries")
 
     class Meta:
         constraints = [

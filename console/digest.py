@@ -15,7 +15,7 @@ from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.db.models import Sum
 
-from billing.alerts import DeliveryResult, deliveries_send, webhook_post
+from billing.alerts import DeliveryResult, alert_channels, deliveries_send, webhook_post
 from billing.models import TOKEN_KINDS, UsageRollup
 from billing.periods import DAY, period_start
 from finops.fields import ExactSum
@@ -217,15 +217,6 @@ def digest_text(figures: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _channels() -> list[str]:
-    channels = []
-    if settings.FINOPS_ALERT_WEBHOOK_URL:
-        channels.append(DigestDelivery.Channel.WEBHOOK)
-    if settings.FINOPS_ALERT_EMAILS:
-        channels.append(DigestDelivery.Channel.EMAIL)
-    return channels
-
-
 def digest_write(*, now: datetime) -> Digest | None:
     """Write last week's digest unless it exists (the unique week decides, so two
     schedulers write it once), with one delivery per configured channel."""
@@ -238,7 +229,7 @@ def digest_write(*, now: datetime) -> Digest | None:
             digest = Digest.objects.create(week_start=start.date(), created_at=now,
                                            text=digest_text(figures), figures=figures)  # fmt: skip
             DigestDelivery.objects.bulk_create(
-                [DigestDelivery(digest=digest, channel=c) for c in _channels()]
+                [DigestDelivery(digest=digest, channel=c) for c in alert_channels()]
             )
     except IntegrityError:
         return None

@@ -5,6 +5,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import models
 
+from billing.models import Delivery
 from finops.fields import ExactDecimalField
 
 
@@ -102,26 +103,10 @@ class Digest(models.Model):
         return f"Weekly digest of {self.week_start:%Y-%m-%d}"
 
 
-class DigestDelivery(models.Model):
-    """One channel's copy of a digest, sent once (claimed, sent, then marked)."""
-
-    class Channel(models.TextChoices):
-        WEBHOOK = "webhook", "Webhook"
-        EMAIL = "email", "Email"
-
-    class Status(models.TextChoices):
-        PENDING = "pending", "Pending"
-        SENDING = "sending", "Sending"
-        SENT = "sent", "Sent"
-        FAILED = "failed", "Failed"
+class DigestDelivery(Delivery):
+    """One channel's copy of a digest, sent once."""
 
     digest = models.ForeignKey(Digest, on_delete=models.CASCADE, related_name="deliveries")
-    channel = models.CharField(max_length=16, choices=Channel.choices)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
-    attempts = models.PositiveSmallIntegerField(default=0)
-    next_attempt_at = models.DateTimeField(null=True, blank=True)
-    last_error = models.TextField(blank=True)
-    sent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
