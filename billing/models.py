@@ -16,14 +16,10 @@ TOKEN_KINDS = (
 )
 
 
-class UsageRollup(models.Model):
-    """Usage folded by hour or day and by tenant, feature, model, prompt template and
-    routing tier.
-
-    Written only by `billing.rollups`; `feature` and `prompt_template` are keys ('' for
-    none). `cost` is exact: the sum of the events' exact costs and later cost changes.
-    The columns after `cost` feed the predictive metrics (`console.metrics`).
-    """
+class RollupSums(models.Model):
+    """What a rollup row adds up. `cost` is exact: the sum of the events' exact costs and
+    later cost changes. The columns after `cost` feed the predictive metrics
+    (`console.metrics`)."""
 
     class Grain(models.TextChoices):
         HOUR = "hour", "Hour"
@@ -31,10 +27,8 @@ class UsageRollup(models.Model):
 
     grain = models.CharField(max_length=4, choices=Grain.choices)
     period_start = models.DateTimeField()
-    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="+", db_index=False)
     feature = models.CharField(max_length=128, blank=True)
     model = models.CharField(max_length=200)
-    prompt_template = models.CharField(max_length=128, blank=True)
     routing_tier = models.CharField(max_length=64, blank=True)
     calls = models.BigIntegerField(default=0)
     priced_calls = models.BigIntegerField(default=0)
@@ -72,6 +66,18 @@ class UsageRollup(models.Model):
     )
 
     class Meta:
+        abstract = True
+
+
+class UsageRollup(RollupSums):
+    """Usage folded by hour or day and by tenant, feature, model, prompt template and
+    routing tier. Written only by `billing.rollups`; `feature` and `prompt_template` are
+    keys ('' for none)."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="+", db_index=False)
+    prompt_template = models.CharField(max_length=128, blank=True)
+
+    class Meta:
         constraints = [
             models.UniqueConstraint(
                 fields=[
@@ -90,6 +96,25 @@ class UsageRollup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.grain} {self.period_start:%Y-%m-%d %H:00} {self.tenant_id} {self.feature}"
+
+
+class FeatureRollup(RollupSums):
+    """The same sums across tenants, by feature, model, routing tier and the tenants'
+    tier at the time of the calls: what reports over every tenant read (a few rows a
+    day, however many tenants). Written with `UsageRollup`, in the same transaction."""
+
+    tenant_tier = models.CharField(max_length=16)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["grain", "period_start", "feature", "model", "routing_tier", "tenant_tier"],
+                name="feature_rollup_unique_group",
+            )  # fmt: skip
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.grain} {self.period_start:%Y-%m-%d %H:00} {self.feature} {self.model}"
 
 
 class DailyKey(models.Model):

@@ -28,7 +28,7 @@ from finops.fields import ExactSum
 from finops.money import EXACT
 from ingestion.models import CostChange, UsageEvent
 
-from .models import TOKEN_KINDS, DailyKey, RollupWatermark, UsageRollup
+from .models import TOKEN_KINDS, DailyKey, FeatureRollup, RollupWatermark, UsageRollup
 
 WATERMARK = "usage"
 _CHUNK = 20_000
@@ -71,6 +71,7 @@ def _fold(*, rebuild: bool) -> RollupResult:
         mark = RollupWatermark.objects.select_for_update().get(name=WATERMARK)
         if rebuild:
             UsageRollup.objects.all().delete()
+            FeatureRollup.objects.all().delete()
             DailyKey.objects.all().delete()
             mark.events_position = mark.changes_position = 0
         if connection.vendor == "postgresql":
@@ -96,6 +97,10 @@ _SUMS_SQL = ", ".join(f"sum({k}) AS {k}" for k in _SUMS)
 _COLUMNS_SQL = ", ".join(("grain", *_GROUP, *_SUMS))
 _ADD_SQL = ", ".join(f"{k} = billing_usagerollup.{k} + EXCLUDED.{k}" for k in _SUMS)
 _CONFLICT_SQL = "(grain, tenant_id, period_start, feature, model, prompt_template, routing_tier)"
+_FEATURE_GROUP = ("period_start", "feature", "model", "routing_tier", "tenant_tier")
+_FEATURE_COLUMNS_SQL = ", ".join(("grain", *_FEATURE_GROUP, *_SUMS))
+_FEATURE_ADD_SQL = ", ".join(f"{k} = billing_featurerollup.{k} + EXCLUDED.{k}" for k in _SUMS)
+_FEATURE_CONFLICT_SQL = "(grain, period_start, feature, model, routing_tier, tenant_tier)"
 
 _DELTA = "rollup_delta"
 _FIRSTS = "rollup_firsts"
@@ -152,7 +157,7 @@ events AS (
 ),
 src AS (
     SELECT e.timestamp AS ts, e.tenant_id, e.feature_id, e.model, e.prompt_template_id,
-           e.routing_tier, 1 AS calls, e.first_priced AS priced_calls, {_TOKENS_SQL},
+           e.routing_tier, e.tenant_tier, 1 AS calls, e.first_priced AS priced_calls, {_TOKENS_SQL},
            e.first_cost AS cost,
            COALESCE(e.chunks_retrieved, 0) AS chunks_retrieved,
            COALESCE(e.chunks_used, 0) AS chunks_used,
@@ -168,7 +173,8 @@ src AS (
       FROM events e
     UNION ALL
     SELECT e.timestamp, e.tenant_id, e.feature_id, e.model, e.prompt_template_id,
-           e.routing_tier, 0, c.priced_delta, {_ZEROS_SQL}, c.cost_delta, 0, 0, 0, 0, 0, 0,
+           e.routing_tier, e.tenant_tier, 0, c.priced_delta, {_ZEROS_SQL}, c.cost_delta,
+           0, 0, 0, 0, 0, 0,
            CASE WHEN e.outcome <> '' THEN c.cost_delta ELSE 0 END,
            CASE WHEN e.session <> '' THEN c.cost_delta ELSE 0 END, 0, 0, 0
       FROM ingestion_costchange c
@@ -177,20 +183,24 @@ src AS (
 ),
 hourly AS (
     SELECT date_trunc('hour', ts) AS period_start, tenant_id, feature_id, model,
-           prompt_template_id, routing_tier, {_SUMS_SQL}
-      FROM src GROUP BY 1, 2, 3, 4, 5, 6
+           prompt_template_id, routing_tier, tenant_tier, {_SUMS_SQL}
+      FROM src GROUP BY 1, 2, 3, 4, 5, 6, 7
 )
 SELECT h.period_start, h.tenant_id, COALESCE(f.key, '') AS feature, h.model,
-       COALESCE(p.key, '') AS prompt_template, h.routing_tier,
+       COALESCE(p.key, '') AS prompt_template, h.routing_tier, h.tenant_tier,
        {", ".join(f"h.{k}" for k in _SUMS)}
   FROM hourly h
   LEFT JOIN ingestion_feature f ON f.id = h.feature_id
   LEFT JOIN ingestion_prompttemplate p ON p.id = h.prompt_template_id
 """
 
+# The delta also splits by the tenant's tier (which a tenant may change within an hour):
+# each upsert groups it to its own key first, so no row is hit twice.
 _HOUR_UPSERT_SQL = f"""
 INSERT INTO billing_usagerollup ({_COLUMNS_SQL})
-SELECT 'hour', * FROM {_DELTA}
+SELECT 'hour', period_start, tenant_id, feature, model, prompt_template, routing_tier,
+       {_SUMS_SQL}
+  FROM {_DELTA} GROUP BY 2, 3, 4, 5, 6, 7
 ON CONFLICT {_CONFLICT_SQL} DO UPDATE SET {_ADD_SQL}
 """
 
@@ -200,6 +210,14 @@ SELECT 'day', date_trunc('day', period_start), tenant_id, feature, model, prompt
        routing_tier, {_SUMS_SQL}
   FROM {_DELTA} GROUP BY 2, 3, 4, 5, 6, 7
 ON CONFLICT {_CONFLICT_SQL} DO UPDATE SET {_ADD_SQL}
+"""
+
+_FEATURE_UPSERT_SQL = f"""
+INSERT INTO billing_featurerollup ({_FEATURE_COLUMNS_SQL})
+SELECT %(grain)s, date_trunc(%(grain)s, period_start), feature, model, routing_tier,
+       tenant_tier, {_SUMS_SQL}
+  FROM {_DELTA} GROUP BY 2, 3, 4, 5, 6
+ON CONFLICT {_FEATURE_CONFLICT_SQL} DO UPDATE SET {_FEATURE_ADD_SQL}
 """
 
 
@@ -227,6 +245,9 @@ def _fold_postgresql(mark: RollupWatermark) -> RollupResult:
         rows = cursor.rowcount
         cursor.execute(_DAY_UPSERT_SQL)
         rows += cursor.rowcount
+        for grain in ("hour", "day"):
+            cursor.execute(_FEATURE_UPSERT_SQL, {"grain": grain})
+            rows += cursor.rowcount
         cursor.execute(f"DROP TABLE {_DELTA}")
         cursor.execute(f"DROP TABLE {_FIRSTS}")
     mark.events_position = mark.changes_position = params["high"]
@@ -234,8 +255,6 @@ def _fold_postgresql(mark: RollupWatermark) -> RollupResult:
 
 
 # --- Python, for databases without exact aggregation ----------------------------------
-
-Key = tuple[str, datetime, int, str, str, str, str]
 
 
 def _hour(ts: datetime) -> datetime:
@@ -285,23 +304,28 @@ def _fold_python(mark: RollupWatermark) -> RollupResult:
 
 
 def _fold_python_exact(mark: RollupWatermark) -> RollupResult:
-    sums: dict[Key, list] = {}
+    usage: dict[tuple, list] = {}
+    features: dict[tuple, list] = {}
     result = RollupResult()
 
     def add(key: tuple, values: list) -> None:
-        for grain, start in (("hour", _hour(key[0])), ("day", _hour(key[0]).replace(hour=0))):
-            full = (grain, start, *key[1:])
-            current = sums.get(full)
-            if current is None:
-                sums[full] = list(values)
-            else:
-                for i, v in enumerate(values):
-                    current[i] += v
+        ts, tenant_id, feature, model, prompt, routing_tier, tenant_tier = key
+        for grain, start in (("hour", _hour(ts)), ("day", _hour(ts).replace(hour=0))):
+            for sums, full in (
+                (usage, (grain, start, tenant_id, feature, model, prompt, routing_tier)),
+                (features, (grain, start, feature, model, routing_tier, tenant_tier)),
+            ):
+                current = sums.get(full)
+                if current is None:
+                    sums[full] = list(values)
+                else:
+                    for i, v in enumerate(values):
+                        current[i] += v
 
     events = UsageEvent.objects.values_list(
         "id", "timestamp", "tenant_id", "feature__key", "model", "prompt_template__key",
-        "routing_tier", "price_id", *TOKEN_KINDS, "cost", "chunks_retrieved", "chunks_used",
-        "reranker_changed_order", "outcome", "session", "prompt_hash",
+        "routing_tier", "tenant_tier", "price_id", *TOKEN_KINDS, "cost", "chunks_retrieved",
+        "chunks_used", "reranker_changed_order", "outcome", "session", "prompt_hash",
     )  # fmt: skip
     for rows in _chunks(events, mark.events_position):
         firsts = _firsts(rows)
@@ -315,7 +339,8 @@ def _fold_python_exact(mark: RollupWatermark) -> RollupResult:
             .annotate(priced=Sum("priced_delta"), cost=ExactSum("cost_delta"))
         }
         for row in rows:
-            (event_id, ts, tenant_id, feature, model, prompt, tier, price_id, *rest) = row
+            (event_id, ts, tenant_id, feature, model, prompt, tier, tenant_tier, price_id,
+             *rest) = row  # fmt: skip
             tokens, rest = rest[: len(TOKEN_KINDS)], rest[len(TOKEN_KINDS) :]
             cost, retrieved, used, reranker, outcome, session, prompt_hash = rest
             change_priced, change_cost = changed.get(event_id, (0, Decimal(0)))
@@ -327,52 +352,55 @@ def _fold_python_exact(mark: RollupWatermark) -> RollupResult:
                 cost if session else 0, int(("s", event_id) in firsts), int(bool(prompt_hash)),
                 int(bool(prompt_hash) and ("p", event_id) not in firsts),
             ]  # fmt: skip
-            add((ts, tenant_id, feature or "", model, prompt or "", tier),
+            add((ts, tenant_id, feature or "", model, prompt or "", tier, tenant_tier),
                 [1, priced, *tokens, cost, *metrics])  # fmt: skip
         mark.events_position = rows[-1][0]
         result.events += len(rows)
 
     changes = CostChange.objects.values_list(
         "id", "event__timestamp", "event__tenant_id", "event__feature__key", "event__model",
-        "event__prompt_template__key", "event__routing_tier", "priced_delta", "cost_delta",
-        "event__outcome", "event__session",
+        "event__prompt_template__key", "event__routing_tier", "event__tenant_tier",
+        "priced_delta", "cost_delta", "event__outcome", "event__session",
     )  # fmt: skip
     zeros = [0] * len(TOKEN_KINDS)
     for rows in _chunks(changes, mark.changes_position):
-        for _, ts, tenant_id, feature, model, prompt, tier, priced, cost, outcome, session in rows:
+        for row in rows:
+            _, ts, tenant_id, feature, model, prompt, tier, tenant_tier, priced, cost = row[:10]
+            outcome, session = row[10:]
             metrics = [0] * 6 + [cost if outcome else 0, cost if session else 0, 0, 0, 0]
-            add((ts, tenant_id, feature or "", model, prompt or "", tier),
+            add((ts, tenant_id, feature or "", model, prompt or "", tier, tenant_tier),
                 [0, priced, *zeros, cost, *metrics])  # fmt: skip
         mark.changes_position = rows[-1][0]
         result.changes += len(rows)
 
-    result.rows = _upsert_python(sums)
+    result.rows = _upsert_python(UsageRollup, _USAGE_KEY, usage) + _upsert_python(
+        FeatureRollup, _FEATURE_KEY, features
+    )
     return result
 
 
-def _upsert_python(sums: dict[Key, list]) -> int:
+_USAGE_KEY = ("grain", "period_start", "tenant_id", "feature", "model", "prompt_template",
+              "routing_tier")  # fmt: skip
+_FEATURE_KEY = ("grain", "period_start", "feature", "model", "routing_tier", "tenant_tier")
+
+
+def _upsert_python(model: Any, key_fields: tuple[str, ...], sums: dict[tuple, list]) -> int:
+    """Add `sums` (by `key_fields`) to the rows of `model`, creating the missing ones."""
     if not sums:
         return 0
-    existing: dict[Key, UsageRollup] = {}
+    existing: dict[tuple, Any] = {}
     periods = {(k[0], k[1]) for k in sums}
     for grain in {g for g, _ in periods}:
         starts = [s for g, s in periods if g == grain]
         for i in range(0, len(starts), 500):
-            for row in UsageRollup.objects.filter(
-                grain=grain, period_start__in=starts[i : i + 500]
-            ):
-                key = (row.grain, row.period_start, row.tenant_id, row.feature, row.model,
-                       row.prompt_template, row.routing_tier)  # fmt: skip
-                existing[key] = row
-    to_update: list[UsageRollup] = []
-    to_create: list[UsageRollup] = []
+            for row in model.objects.filter(grain=grain, period_start__in=starts[i : i + 500]):
+                existing[tuple(getattr(row, f) for f in key_fields)] = row
+    to_update: list = []
+    to_create: list = []
     for key, values in sums.items():
         row = existing.get(key)
         if row is None:
-            grain, start, tenant_id, feature, model, prompt, tier = key
-            row = UsageRollup(grain=grain, period_start=start, tenant_id=tenant_id,
-                              feature=feature, model=model, prompt_template=prompt,
-                              routing_tier=tier)  # fmt: skip
+            row = model(**dict(zip(key_fields, key, strict=True)))
             for name, value in zip(_SUMS, values, strict=True):
                 setattr(row, name, value)
             to_create.append(row)
@@ -380,6 +408,6 @@ def _upsert_python(sums: dict[Key, list]) -> int:
             for name, value in zip(_SUMS, values, strict=True):
                 setattr(row, name, getattr(row, name) + value)
             to_update.append(row)
-    UsageRollup.objects.bulk_create(to_create, batch_size=500)
-    UsageRollup.objects.bulk_update(to_update, list(_SUMS), batch_size=500)
+    model.objects.bulk_create(to_create, batch_size=500)
+    model.objects.bulk_update(to_update, list(_SUMS), batch_size=500)
     return len(to_create) + len(to_update)

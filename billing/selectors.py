@@ -8,7 +8,7 @@ from django.db.models import QuerySet
 from finops.fields import ExactSum
 from finops.models import Tenant
 
-from .models import Alert, Budget, UsageRollup
+from .models import Alert, Budget, FeatureRollup, UsageRollup
 
 
 def budget_list() -> QuerySet[Budget]:
@@ -38,8 +38,9 @@ def daily_feature_costs(
 ) -> dict[tuple[date, str], Decimal]:
     """Cost per UTC day and feature for the days `first` to `last` (both included), of one
     tenant or all, from the daily rollups (every rollup run keeps today's current)."""
-    rows = UsageRollup.objects.filter(grain=UsageRollup.Grain.DAY, period_start__gte=first,
-                                      period_start__lte=last)  # fmt: skip
+    model = FeatureRollup if tenant is None else UsageRollup
+    rows = model.objects.filter(grain=model.Grain.DAY, period_start__gte=first,
+                                period_start__lte=last)  # fmt: skip
     if tenant is not None:
         rows = rows.filter(tenant=tenant)
     grouped = rows.values_list("period_start", "feature").annotate(cost=ExactSum("cost"))

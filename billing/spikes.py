@@ -14,7 +14,7 @@ from finops.money import round_money
 from ingestion.models import Feature
 
 from .alerts import alert_raise
-from .models import Alert, UsageRollup
+from .models import Alert, FeatureRollup
 from .periods import DAY, HOUR, period_start
 
 WEEK_HOURS = 7 * 24
@@ -29,7 +29,7 @@ class SpikeCheck:
 
 def _costs(grain: str, start: datetime, end: datetime) -> dict[tuple[str, datetime], Decimal]:
     rows = (
-        UsageRollup.objects.filter(grain=grain, period_start__gte=start, period_start__lt=end)
+        FeatureRollup.objects.filter(grain=grain, period_start__gte=start, period_start__lt=end)
         .exclude(feature="")
         .values_list("feature", "period_start")
         .annotate(cost=ExactSum("cost"))
@@ -53,9 +53,9 @@ def spikes_detect(*, now: datetime) -> SpikeCheck:
     hour = period_start(HOUR, now)
     day = period_start(DAY, now)
     hourly = _costs(
-        UsageRollup.Grain.HOUR, hour - timedelta(hours=WEEK_HOURS + 1), hour + timedelta(hours=1)
+        FeatureRollup.Grain.HOUR, hour - timedelta(hours=WEEK_HOURS + 1), hour + timedelta(hours=1)
     )
-    daily = _costs(UsageRollup.Grain.DAY, day - timedelta(days=8), day + timedelta(days=1))
+    daily = _costs(FeatureRollup.Grain.DAY, day - timedelta(days=8), day + timedelta(days=1))
     min_cost = settings.FINOPS_SPIKE_MIN_COST
     rates: dict[str, tuple[Decimal, Decimal]] = {}
     checks = [

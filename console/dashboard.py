@@ -16,7 +16,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db.models import Sum
 
-from billing.models import UsageRollup
+from billing.models import FeatureRollup
 from billing.periods import DAY, HOUR, period_start
 from billing.selectors import daily_feature_costs
 from finops.charts import (
@@ -116,11 +116,12 @@ def _percent(value: Decimal | None) -> str:
 
 
 def tier_costs(*, first: datetime, last: datetime) -> list[TierCost]:
-    """Calls and cost per tenant tier over the days, every tier listed."""
+    """Calls and cost per tenant tier (the tenants' tier when they made the calls) over the
+    days, every tier listed."""
     rows = (
-        UsageRollup.objects.filter(grain=UsageRollup.Grain.DAY, period_start__gte=first,
-                                   period_start__lte=last)
-        .values_list("tenant__tier")
+        FeatureRollup.objects.filter(grain=FeatureRollup.Grain.DAY, period_start__gte=first,
+                                     period_start__lte=last)
+        .values_list("tenant_tier")
         .annotate(calls=Sum("calls"), cost=ExactSum("cost"))
         .order_by()
     )  # fmt: skip

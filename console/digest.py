@@ -16,7 +16,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Sum
 
 from billing.alerts import DeliveryResult, alert_channels, deliveries_send, webhook_post
-from billing.models import TOKEN_KINDS, UsageRollup
+from billing.models import TOKEN_KINDS, FeatureRollup
 from billing.periods import DAY, period_start
 from finops.fields import ExactSum
 from finops.pricing import PriceBook, TokenVector, token_cost
@@ -43,8 +43,8 @@ def week_bounds(now: datetime) -> tuple[datetime, datetime]:
 
 def _feature_costs(start: datetime, end: datetime) -> dict[str, Decimal]:
     rows = (
-        UsageRollup.objects.filter(grain=UsageRollup.Grain.DAY, period_start__gte=start,
-                                   period_start__lt=end)
+        FeatureRollup.objects.filter(grain=FeatureRollup.Grain.DAY, period_start__gte=start,
+                                     period_start__lt=end)
         .values("feature").annotate(total=ExactSum("cost")).order_by()
     )  # fmt: skip
     return {row["feature"]: row["total"] for row in rows}
@@ -66,8 +66,8 @@ def _fallback_actions(start: datetime, end: datetime, now: datetime) -> list[Act
     if not features:
         return []
     rows = (
-        UsageRollup.objects.filter(grain=UsageRollup.Grain.DAY, period_start__gte=start,
-                                   period_start__lt=end, feature__in=features)
+        FeatureRollup.objects.filter(grain=FeatureRollup.Grain.DAY, period_start__gte=start,
+                                     period_start__lt=end, feature__in=features)
         .values("feature", "model").annotate(**{k: Sum(k) for k in TOKEN_KINDS})
         .annotate(cost_sum=ExactSum("cost")).order_by()
     )  # fmt: skip
@@ -106,8 +106,8 @@ def _fallback_actions(start: datetime, end: datetime, now: datetime) -> list[Act
 def _cache_actions(start: datetime, end: datetime) -> list[Action]:
     """Serve repeated prompts from a cache: the cost of last week's repeats, per month."""
     rows = (
-        UsageRollup.objects.filter(grain=UsageRollup.Grain.DAY, period_start__gte=start,
-                                   period_start__lt=end)
+        FeatureRollup.objects.filter(grain=FeatureRollup.Grain.DAY, period_start__gte=start,
+                                     period_start__lt=end)
         .exclude(feature="")
         .values("feature").annotate(calls_sum=Sum("calls"), repeats=Sum("repeat_calls"),
                                     cost_sum=ExactSum("cost")).order_by()

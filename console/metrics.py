@@ -19,7 +19,7 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Q, Sum
 
-from billing.models import UsageRollup
+from billing.models import FeatureRollup, UsageRollup
 from billing.periods import DAY, period_start
 from finops.fields import ExactSum
 from finops.models import Tenant
@@ -89,9 +89,12 @@ def _rollup_filter(window: Window) -> Q:
 
 
 def rollup_rows(window: Window) -> Any:
-    rows = UsageRollup.objects.filter(_rollup_filter(window))
-    if window.tenant is not None:
-        rows = rows.filter(tenant=window.tenant)
+    """The window's rollup rows: across tenants from `FeatureRollup` (a few rows a day),
+    for one tenant from `UsageRollup`."""
+    if window.tenant is None:
+        rows = FeatureRollup.objects.filter(_rollup_filter(window))
+    else:
+        rows = UsageRollup.objects.filter(_rollup_filter(window), tenant=window.tenant)
     if window.feature is not None:
         rows = rows.filter(feature=window.feature)
     return rows

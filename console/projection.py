@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
-from billing.models import UsageRollup
+from billing.models import FeatureRollup, UsageRollup
 from billing.periods import DAY, MONTH, period_end, period_start
 from finops.fields import ExactSum
 from finops.models import Tenant
@@ -114,9 +114,12 @@ def _daily_costs(
                              (UsageRollup.Grain.HOUR, max(start, today), end)):  # fmt: skip
         if high <= low:
             continue
-        rows = UsageRollup.objects.filter(grain=grain, period_start__gte=low, period_start__lt=high)
-        if tenant is not None:
-            rows = rows.filter(tenant=tenant)
+        if tenant is None:
+            rows = FeatureRollup.objects.filter(grain=grain, period_start__gte=low,
+                                                period_start__lt=high)  # fmt: skip
+        else:
+            rows = UsageRollup.objects.filter(grain=grain, period_start__gte=low,
+                                              period_start__lt=high, tenant=tenant)  # fmt: skip
         if grain == UsageRollup.Grain.DAY:
             grouped = rows.values("feature", "period_start").annotate(total=ExactSum("cost"))
             for row in grouped.order_by():

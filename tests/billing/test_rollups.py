@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from django.db import connection, connections, transaction
 
-from billing.models import TOKEN_KINDS, DailyKey, RollupWatermark, UsageRollup
+from billing.models import TOKEN_KINDS, DailyKey, FeatureRollup, RollupWatermark, UsageRollup
 from billing.rollups import METRIC_SUMS, rollups_rebuild, rollups_update
 from finops.models import ModelPrice
 from ingestion.models import UsageEvent
@@ -79,36 +79,46 @@ def _ledger_oracle() -> dict[tuple, dict]:
         seen |= {("s", e.tenant_id, hour.date(), e.session),
                  ("p", e.tenant_id, hour.date(), e.prompt_hash)}  # fmt: skip
         cost = e.cost or 0
+        feature = e.feature.key if e.feature else ""
         for grain, start in (("hour", hour), ("day", hour.replace(hour=0))):
-            key = (grain, start, e.tenant_id, e.feature.key if e.feature else "", e.model,
-                   e.prompt_template.key if e.prompt_template else "", e.routing_tier)  # fmt: skip
-            sums = expected[key]
-            sums["calls"] += 1
-            sums["priced_calls"] += e.price_id is not None
-            for kind in TOKEN_KINDS:
-                sums[kind] += getattr(e, kind)
-            sums["cost"] += cost
-            sums["chunks_retrieved"] += e.chunks_retrieved or 0
-            sums["chunks_used"] += e.chunks_used or 0
-            sums["reranked_calls"] += e.reranker_changed_order is not None
-            sums["reranker_changed"] += e.reranker_changed_order is True
-            sums["outcome_calls"] += bool(e.outcome)
-            sums["correct_calls"] += e.outcome == "correct"
-            sums["outcome_cost"] += cost if e.outcome else 0
-            sums["session_cost"] += cost if e.session else 0
-            sums["sessions"] += first_session
-            sums["hashed_calls"] += bool(e.prompt_hash)
-            sums["repeat_calls"] += bool(e.prompt_hash) and not first_prompt
+            usage_key = ("usage", grain, start, e.tenant_id, feature, e.model,
+                         e.prompt_template.key if e.prompt_template else "",
+                         e.routing_tier)  # fmt: skip
+            feature_key = ("feature", grain, start, feature, e.model, e.routing_tier,
+                           e.tenant_tier)  # fmt: skip
+            for key in (usage_key, feature_key):
+                sums = expected[key]
+                sums["calls"] += 1
+                sums["priced_calls"] += e.price_id is not None
+                for kind in TOKEN_KINDS:
+                    sums[kind] += getattr(e, kind)
+                sums["cost"] += cost
+                sums["chunks_retrieved"] += e.chunks_retrieved or 0
+                sums["chunks_used"] += e.chunks_used or 0
+                sums["reranked_calls"] += e.reranker_changed_order is not None
+                sums["reranker_changed"] += e.reranker_changed_order is True
+                sums["outcome_calls"] += bool(e.outcome)
+                sums["correct_calls"] += e.outcome == "correct"
+                sums["outcome_cost"] += cost if e.outcome else 0
+                sums["session_cost"] += cost if e.session else 0
+                sums["sessions"] += first_session
+                sums["hashed_calls"] += bool(e.prompt_hash)
+                sums["repeat_calls"] += bool(e.prompt_hash) and not first_prompt
     return {k: dict(v) for k, v in expected.items()}
 
 
 def _rollups() -> dict[tuple, dict]:
+    """Both aggregates: per tenant (`usage`) and across tenants (`feature`)."""
     rows = {}
+    sums = ("calls", "priced_calls", *TOKEN_KINDS, "cost", *METRIC_SUMS)
     for r in UsageRollup.objects.all():
-        key = (r.grain, r.period_start, r.tenant_id, r.feature, r.model, r.prompt_template,
-               r.routing_tier)  # fmt: skip
-        rows[key] = {name: getattr(r, name) for name in ("calls", "priced_calls", *TOKEN_KINDS,
-                                                          "cost", *METRIC_SUMS)}  # fmt: skip
+        key = ("usage", r.grain, r.period_start, r.tenant_id, r.feature, r.model,
+               r.prompt_template, r.routing_tier)  # fmt: skip
+        rows[key] = {name: getattr(r, name) for name in sums}
+    for r in FeatureRollup.objects.all():
+        key = ("feature", r.grain, r.period_start, r.feature, r.model, r.routing_tier,
+               r.tenant_tier)  # fmt: skip
+        rows[key] = {name: getattr(r, name) for name in sums}
     return rows
 
 
