@@ -64,8 +64,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="reuse the folded ledger of a database kept by --keep: migrate, no fill or fold",
     )
+    parser.add_argument(
+        "--refold",
+        action="store_true",
+        help="with --reuse: empty the rollups and fold the whole ledger again, timed "
+        "(after a change to the fold)",
+    )
     parser.add_argument("--no-http", action="store_true", help="skip the HTTP API timings")
     args = parser.parse_args(argv)
+    if args.refold and not args.reuse:
+        parser.error("--refold goes with --reuse")
     if args.tenants < len(ledger.TENANTS):
         parser.error(f"--tenants must be >= {len(ledger.TENANTS)}")
     return args
@@ -158,7 +166,9 @@ def fold(meter: cpu.CpuMeter, url: str) -> dict[str, Any]:
         # Autovacuum may be off: the metrics' plans need the tables' statistics.
         conn.execute("VACUUM ANALYZE billing_usagerollup")
         conn.execute("VACUUM ANALYZE billing_dailykey")
+        conn.execute("VACUUM ANALYZE billing_featurerollup")
         rows = dict(conn.execute("SELECT grain, count(*) FROM billing_usagerollup GROUP BY 1"))
+        across = dict(conn.execute("SELECT grain, count(*) FROM billing_featurerollup GROUP BY 1"))
         keys = dict(conn.execute("SELECT kind, count(*) FROM billing_dailykey GROUP BY 1"))
         sizes = conn.execute(
             "SELECT pg_total_relation_size('billing_usagerollup'), "
@@ -169,6 +179,7 @@ def fold(meter: cpu.CpuMeter, url: str) -> dict[str, Any]:
         "events": result.events,
         "rows_written": result.rows,
         "rollup_rows": rows,
+        "feature_rollup_rows": across,
         "daily_keys": {"sessions": keys.get("s", 0), "prompt_hashes": keys.get("p", 0)},
         "rollup_bytes": sizes[0],
         "dailykey_bytes": sizes[1],
@@ -179,9 +190,15 @@ def fold(meter: cpu.CpuMeter, url: str) -> dict[str, Any]:
 def reused_ledger(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
     ledger.say("database: reusing the kept ledger and its rollups; migrate")
     ledger.manage(env, "migrate", "--no-input")
+    from billing.models import DailyKey, FeatureRollup, RollupWatermark, UsageRollup
     from finops.models import Tenant
     from ingestion.models import UsageEvent
 
+    if args.refold:
+        tables = (UsageRollup, FeatureRollup, DailyKey, RollupWatermark)
+        ledger.say("database: emptying the rollups, daily keys and watermark")
+        with psycopg.connect(args.database_url) as conn:
+            conn.execute(f"TRUNCATE {', '.join(m._meta.db_table for m in tables)}")
     return {"events": UsageEvent.objects.count(), "tenants": Tenant.objects.count()}
 
 
@@ -344,6 +361,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         results["ledger"]["xmin_wait_s"] = round(
             wait_for_xmin(args.database_url, results["ledger"].pop("last_xact")), 1
         )
+    if args.refold or not args.reuse:
         results["fold_quiet"] = wait_for_quiet(meter)
         ledger.say(
             f"fold: rollups_update() over the whole ledger (others use "
@@ -353,8 +371,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         f = results["fold"]
         ledger.say(
             f"  {f['events']:,} events -> {f['rows_written']:,} rows written in "
-            f"{f['seconds']} s; rollups {f['rollup_rows']}, daily keys {f['daily_keys']}; "
-            + cpu.cpu_text(f["cpu"])
+            f"{f['seconds']} s; rollups {f['rollup_rows']}, across tenants "
+            f"{f['feature_rollup_rows']}, daily keys {f['daily_keys']}; " + cpu.cpu_text(f["cpu"])
         )
         if f["events"] != results["ledger"]["events"]:
             raise ledger.BenchError(
@@ -378,7 +396,9 @@ def print_summary(results: dict[str, Any]) -> None:
         rows = f["rollup_rows"]
         print(
             f"fold: {f['seconds']} s for {f['events']:,} events ({rows.get('hour', 0):,} hourly "
-            f"and {rows.get('day', 0):,} daily rollup rows; {f['daily_keys']['sessions']:,} "
+            f"and {rows.get('day', 0):,} daily rollup rows, "
+            f"{sum(f.get('feature_rollup_rows', {}).values()):,} across tenants; "
+            f"{f['daily_keys']['sessions']:,} "
             f"session and {f['daily_keys']['prompt_hashes']:,} prompt hash daily keys kept)  "
             f"target < {FOLD_TARGET_S} s: {ledger.check_flag(f['seconds'] < FOLD_TARGET_S)}"
         )
