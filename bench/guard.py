@@ -60,6 +60,7 @@ from ledger import (
     fill,
     git_revision,
     load_catalog,
+    manage,
     prepare_database,
     relative,
     say,
@@ -516,6 +517,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=1, help="seed of the event contents")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="reuse the ledger of a database kept by --keep: migrate, a new operator key, "
+        "the limits set again; no fill (--events and --tail-events are ignored)",
+    )
     args = parser.parse_args(argv)
     for name in ("events", "clients", "requests", "workers", "threads"):
         if getattr(args, name) < 1:
@@ -573,6 +580,32 @@ def build_ledger(args: argparse.Namespace, results: dict[str, Any]) -> None:
     }
 
 
+def reused_ledger(args: argparse.Namespace, env: dict[str, str]) -> str:
+    """A database kept by --keep, migrated to the current code, with a new operator key;
+    returns the key. The limits of the previous run are deleted (setup_limits sets them
+    again, relative to the spend at this moment)."""
+    say("database: reusing the kept ledger; migrate, a new operator key")
+    manage(env, "migrate", "--no-input")
+    output = manage(env, "createapikey", "--name", "bench").strip().splitlines()
+    if not output or not output[-1].startswith("fo_"):
+        raise BenchError("createapikey printed no key on its last line")
+    return output[-1]
+
+
+def reused_ledger_figures(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    from billing.models import Budget, FeatureCap, UsageRollup
+
+    Budget.objects.all().delete()
+    FeatureCap.objects.all().delete()
+    with psycopg.connect(args.database_url) as conn:
+        row = conn.execute(f"SELECT count(*) FROM {TABLE}").fetchone()
+        sizes = table_size(conn)
+    events = int(row[0]) if row else 0
+    say(f"ledger: {events:,} events (reused)")
+    results["ledger"] = {"events": events, "rollup_rows": UsageRollup.objects.count(), **sizes}
+    results["ledger"]["reused"] = True
+
+
 def run(args: argparse.Namespace) -> int:
     db_name = check_database_url(args.database_url)
     redis_db = check_redis_url(args.redis_url)
@@ -601,7 +634,10 @@ def run(args: argparse.Namespace) -> int:
         "phases": phases,
     }
     try:
-        key = prepare_database(args.database_url, db_name, env)
+        if args.reuse:
+            key = reused_ledger(args, env)
+        else:
+            key = prepare_database(args.database_url, db_name, env)
         os.environ.update(
             {
                 k: env[k]
@@ -619,7 +655,10 @@ def run(args: argparse.Namespace) -> int:
         django.setup()
         from django.conf import settings
 
-        build_ledger(args, results)
+        if args.reuse:
+            reused_ledger_figures(args, results)
+        else:
+            build_ledger(args, results)
         results["limits"] = setup_limits()
         counter_ttl = settings.FINOPS_GUARD_COUNTER_TTL
         results["guard_settings"] = {
@@ -796,9 +835,14 @@ def print_summary(results: dict[str, Any]) -> None:
         "=" * 78,
         f"revision {results['revision']}, {results['cpus']} CPUs, {results['postgresql']}, "
         f"{results['redis']}",
-        f"ledger: {ledger['events']:,} events ({ledger['folded_events']:,} folded into "
-        f"{ledger['rollup_rows']:,} rollup rows, {ledger['tail_events']:,} above the "
-        "watermark)",
+        (
+            f"ledger: {ledger['events']:,} events (reused: a database kept by --keep; "
+            f"{ledger['rollup_rows']:,} rollup rows)"
+            if ledger.get("reused")
+            else f"ledger: {ledger['events']:,} events ({ledger['folded_events']:,} folded "
+            f"into {ledger['rollup_rows']:,} rollup rows, {ledger['tail_events']:,} above "
+            "the watermark)"
+        ),
         f"gunicorn {results['gunicorn']}; {config['clients']} clients",
         phase_line("phase A, closed loop", a),
         phase_line(f"phase B, paced at {b['offered_per_s']:,.0f}/s", b),
