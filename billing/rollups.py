@@ -62,6 +62,12 @@ def rollups_rebuild() -> RollupResult:
     return _fold(rebuild=True)
 
 
+def keys_kept_from() -> date:
+    """No event older than the backfill window can arrive: the session and prompt keys of
+    days before it (with two days to spare) are never looked up again."""
+    return (timezone.now() - timedelta(days=settings.FINOPS_BACKFILL_DAYS + 2)).date()
+
+
 def _fold(*, rebuild: bool) -> RollupResult:
     started = time.perf_counter()
     RollupWatermark.objects.get_or_create(name=WATERMARK)
@@ -78,11 +84,9 @@ def _fold(*, rebuild: bool) -> RollupResult:
             result = _fold_postgresql(mark)
         else:
             result = _fold_python(mark)
-        # No event older than the backfill window can arrive: its days' keys are done.
-        keep_days = settings.FINOPS_BACKFILL_DAYS + 2
-        DailyKey.objects.filter(
-            day__lt=(timezone.now() - timedelta(days=keep_days)).date()
-        ).delete()
+        oldest = DailyKey.objects.order_by("day").values_list("day", flat=True).first()
+        if oldest is not None and oldest < keys_kept_from():
+            DailyKey.objects.filter(day__lt=keys_kept_from()).delete()
         mark.updated_at = timezone.now()
         mark.save()
     result.seconds = time.perf_counter() - started
@@ -126,33 +130,34 @@ _FIRSTS_SEEN_SQL = f"""
 DELETE FROM {_FIRSTS} f USING billing_dailykey d
  WHERE d.kind = f.kind AND d.tenant_id = f.tenant_id AND d.day = f.day AND d.key = f.key
 """
+# In the primary key's order, so the index grows at its end; only days that can still
+# receive events (older ones are pruned anyway).
 _FIRSTS_RECORD_SQL = f"""
-INSERT INTO billing_dailykey (kind, tenant_id, day, key)
-SELECT kind, tenant_id, day, key FROM {_FIRSTS}
+INSERT INTO billing_dailykey (day, tenant_id, kind, key)
+SELECT day, tenant_id, kind, key FROM {_FIRSTS} WHERE day >= %(keep_from)s
+ ORDER BY day, tenant_id, kind, key
 """
 
 # The hours touched since the watermark, grouped by ids (no joins per event), then named.
 # CREATE TABLE AS may run in parallel, which an INSERT with a CTE may not.
 _DELTA_SQL = f"""
 CREATE TEMP TABLE {_DELTA} ON COMMIT DROP AS
-WITH firsts AS (
-    SELECT id, bool_or(kind = 's') AS session, bool_or(kind = 'p') AS prompt
-      FROM {_FIRSTS} GROUP BY id
-),
-events AS (
+WITH events AS (
     -- An event counts as it was inserted: its later cost changes (committed with the
     -- event's update, so this snapshot sees both or neither) are folded on their own.
     SELECT e.*, COALESCE(e.cost, 0) - COALESCE(ch.cost, 0) AS first_cost,
            CASE WHEN e.price_id IS NULL THEN 0 ELSE 1 END - COALESCE(ch.priced, 0)
                AS first_priced,
-           COALESCE(fi.session, false) AS first_session,
-           COALESCE(fi.prompt, false) AS first_prompt
+           fs.id IS NOT NULL AS first_session,
+           fp.id IS NOT NULL AS first_prompt
       FROM ingestion_usageevent e
       LEFT JOIN (
           SELECT event_id, sum(priced_delta) AS priced, sum(cost_delta) AS cost
             FROM ingestion_costchange GROUP BY event_id
       ) ch ON ch.event_id = e.id
-      LEFT JOIN firsts fi ON fi.id = e.id
+      -- An event is the first of at most one session and one prompt hash.
+      LEFT JOIN {_FIRSTS} fs ON fs.id = e.id AND fs.kind = 's'
+      LEFT JOIN {_FIRSTS} fp ON fp.id = e.id AND fp.kind = 'p'
      WHERE e.xact >= %(low_events)s AND e.xact < %(high)s
 ),
 src AS (
@@ -230,8 +235,13 @@ def _fold_postgresql(mark: RollupWatermark) -> RollupResult:
         params["high"] = max(cursor.fetchone()[0], mark.events_position, mark.changes_position)
         cursor.execute("SET LOCAL work_mem = '256MB'")
         cursor.execute(_FIRSTS_SQL, params)
+        # The planner cannot know how many new events there are (their transaction ids
+        # lie past the table's statistics): an index and fresh statistics keep a small
+        # run on index lookups and a large one on hash joins.
+        cursor.execute(f"CREATE INDEX ON {_FIRSTS} (id)")
+        cursor.execute(f"ANALYZE {_FIRSTS}")
         cursor.execute(_FIRSTS_SEEN_SQL)
-        cursor.execute(_FIRSTS_RECORD_SQL)
+        cursor.execute(_FIRSTS_RECORD_SQL, {"keep_from": keys_kept_from()})
         cursor.execute(_DELTA_SQL, params)
         cursor.execute(f"SELECT COALESCE(sum(calls), 0) FROM {_DELTA}")
         events = cursor.fetchone()[0]
