@@ -5,6 +5,10 @@ COPY pyproject.toml README.md ./
 COPY finops ./finops
 COPY ingestion ./ingestion
 COPY billing ./billing
+COPY statements ./statements
+COPY portal ./portal
+COPY console ./console
+COPY finops_client ./finops_client
 RUN pip install --no-cache-dir .
 COPY manage.py ./
 COPY templates ./templates

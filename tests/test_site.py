@@ -55,3 +55,26 @@ def test_the_openapi_schema_is_valid_and_generates_without_warnings(tmp_path) ->
     for path in ("/api/v1/guard", "/api/v1/statements/{statement_id}/pdf", "/api/v1/usage",
                  "/api/v1/exports/focus", "/api/v1/reconciliation"):  # fmt: skip
         assert f"{path}:" in text
+
+
+def test_the_container_image_copies_every_package_and_app() -> None:
+    """The Dockerfile copies each package the project installs and each app Django loads
+    (an app left out of the image would stop it from starting)."""
+    import tomllib
+    from pathlib import Path
+
+    from django.conf import settings
+
+    root = Path(__file__).resolve().parent.parent
+    copied = {
+        line.split()[1]
+        for line in (root / "Dockerfile").read_text().splitlines()
+        if line.startswith("COPY ")
+    }
+    packages = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "packages"
+    ]["find"]["include"]
+    local_apps = {
+        app.split(".")[0] for app in settings.INSTALLED_APPS if (root / app.split(".")[0]).is_dir()
+    }
+    assert {p.rstrip("*") for p in packages} | local_apps <= copied
