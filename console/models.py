@@ -98,6 +98,7 @@ class Digest(models.Model):
 
     class Meta:
         ordering = ["-week_start"]
+        verbose_name = "weekly digest"
 
     def __str__(self) -> str:
         return f"Weekly digest of {self.week_start:%Y-%m-%d}"
