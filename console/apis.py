@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from finops.authentication import HasReadScope, tenant_in_scope
+from finops.queries import TimeRangeQuery
 
 from .metrics import Window, metrics_compute
 from .projection import projection_compute
@@ -19,16 +20,9 @@ from .projection import projection_compute
 MAX_WINDOW = timedelta(days=400)
 
 
-class MetricsQuerySerializer(serializers.Serializer):
-    from_ = serializers.DateTimeField(help_text="Start, inclusive (RFC 3339), on an hour.")
-    to = serializers.DateTimeField(help_text="End, exclusive, on an hour.")
+class MetricsQuerySerializer(TimeRangeQuery):
     tenant = serializers.CharField(required=False)
     feature = serializers.CharField(required=False, max_length=128)
-
-    def get_fields(self) -> dict:
-        fields = super().get_fields()
-        fields["from"] = fields.pop("from_")
-        return fields
 
     @staticmethod
     def _on_the_hour(value: datetime) -> datetime:

@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 from finops.authentication import HasReadScope, IsOperatorKey, tenant_in_scope
 from finops.money import decimal_string
 from finops.pagination import time_keyset_page
+from finops.queries import TimeRangeQuery
 
 from .documents import statement_download, statement_json
 from .focus import focus_csv
@@ -92,17 +93,10 @@ class StatementCsvApi(APIView):
         return statement_download(statement, "csv")
 
 
-class UsageQuerySerializer(serializers.Serializer):
-    from_ = serializers.DateTimeField(help_text="Start, inclusive (RFC 3339).")
-    to = serializers.DateTimeField(help_text="End, exclusive.")
+class UsageQuerySerializer(TimeRangeQuery):
     group_by = serializers.CharField(required=False, allow_blank=True, default="")
     granularity = serializers.ChoiceField(choices=GRANULARITIES, default="day")
     tenant = serializers.CharField(required=False)
-
-    def get_fields(self) -> dict:
-        fields = super().get_fields()
-        fields["from"] = fields.pop("from_")
-        return fields
 
     def validate_group_by(self, value: str) -> list[str]:
         groups = [g.strip() for g in value.split(",") if g.strip()]

@@ -20,7 +20,7 @@ from django.db import connection
 from django.db.models import Sum
 
 from billing import hotstate
-from billing.guard import guard_decide, policy_cache_clear
+from billing.guard import guard_decide
 from billing.models import Budget, FeatureCap
 from billing.periods import HOUR, MONTH, period_end, period_start
 from billing.rollups import rollups_update
@@ -31,7 +31,10 @@ from ingestion.services import events_price_unpriced
 from tests.conftest import event, post_events, run_at_once
 from tests.factories import FeatureFactory, TenantFactory
 
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = [
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.usefixtures("fresh_guard"),
+]
 
 # Each call: 1M uncached input tokens of gpt-4o-2024-08-06 at $2.50 per 1M.
 CALL = Decimal("2.5")
@@ -42,19 +45,6 @@ hot = pytest.mark.skipif(
     not (settings.FINOPS_GUARD_REDIS_URL and connection.vendor == "postgresql"),
     reason="needs PostgreSQL and Redis (hot guard counters)",
 )
-
-
-@pytest.fixture(autouse=True)
-def guard_settings(settings, monkeypatch):
-    settings.FINOPS_GUARD_POLICY_TTL = 0
-    policy_cache_clear()
-    monkeypatch.setattr(hotstate, "_down_until", 0.0)
-    redis_db = hotstate.client() if hotstate.enabled() else None
-    if redis_db:
-        hotstate.flush(redis_db)
-    yield
-    if redis_db:
-        hotstate.flush(redis_db)
 
 
 def now() -> datetime:

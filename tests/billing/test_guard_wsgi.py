@@ -15,29 +15,18 @@ from typing import Any
 import pytest
 from django.test import RequestFactory
 
-from billing import apis, hotstate
-from billing.guard import policy_cache_clear
+from billing import apis
 from billing.guard_wsgi import GuardWsgi
 from finops.models import Tenant
 from finops.wsgi import application, django_application
 
-pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+pytestmark = [
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.usefixtures("fresh_guard"),
+]
 
 MODEL = "gpt-4o-2024-08-06"
 Answer = tuple[str, dict[str, str], bytes]
-
-
-@pytest.fixture(autouse=True)
-def guard_settings(settings, monkeypatch):
-    settings.FINOPS_GUARD_POLICY_TTL = 0
-    policy_cache_clear()
-    monkeypatch.setattr(hotstate, "_down_until", 0.0)
-    redis_db = hotstate.client() if hotstate.enabled() else None
-    if redis_db:
-        hotstate.flush(redis_db)
-    yield
-    if redis_db:
-        hotstate.flush(redis_db)
 
 
 def environ(
