@@ -39,7 +39,7 @@ from ingestion.signals import SpendRow
 
 from . import hotstate
 from .caps import FREE_TIER_WINDOW, cap_overridden
-from .models import Budget, FeatureCap, UsageRollup
+from .models import Budget, FeatureCap, FeatureRollup
 from .periods import MONTH, period_end, period_label, period_start
 
 log = logging.getLogger(__name__)
@@ -370,8 +370,8 @@ def call_estimate(*, feature_key: str, model: str) -> Decimal:
     if hit is not None and hit[0] > now:
         return hit[1]
     since = period_start("day", timezone.now()) - timedelta(days=ESTIMATE_DAYS)
-    rows = UsageRollup.objects.filter(grain=UsageRollup.Grain.DAY, period_start__gte=since,
-                                      model=model)  # fmt: skip
+    rows = FeatureRollup.objects.filter(grain=FeatureRollup.Grain.DAY, period_start__gte=since,
+                                        model=model)  # fmt: skip
     estimate = Decimal(0)
     for scoped in (rows.filter(feature=feature_key), rows):
         totals = scoped.aggregate(cost=ExactSum("cost"), calls=ExactSum("priced_calls"))
