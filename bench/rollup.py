@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import statistics
 import sys
@@ -55,6 +56,47 @@ SELECT count(*) FROM (
 """
 
 
+FILLED = "bench_rollup_filled"
+
+
+class StepTimes(logging.Handler):
+    """The seconds of each statement of a rollup run, from its debug log."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.times: dict[str, float] = {}
+        self._logger = logging.getLogger("billing.rollups")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        step, _, seconds = record.args
+        self.times[step] = round(seconds, 2)
+
+    def __enter__(self) -> StepTimes:
+        self._level = self._logger.level
+        self._logger.setLevel(logging.DEBUG)
+        self._logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._logger.removeHandler(self)
+        self._logger.setLevel(self._level)
+
+
+def forget_incremental_runs(conn: psycopg.Connection) -> None:
+    """Back to the filled ledger: the events of earlier incremental runs deleted, the
+    rollups, the day keys and the watermark emptied."""
+    ledger.say("database: deleting the events of earlier incremental runs; emptying the rollups")
+    conn.execute(f"DELETE FROM {ledger.TABLE} WHERE id > (SELECT last_id FROM {FILLED})")
+    conn.execute(
+        "TRUNCATE billing_usagerollup, billing_featurerollup, billing_dailykey, "
+        "billing_rollupwatermark"
+    )
+    conn.commit()
+    conn.autocommit = True
+    conn.execute("CHECKPOINT")
+    conn.autocommit = False
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL)
@@ -62,13 +104,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--new-events", type=int, default=10_000)
     parser.add_argument("--incremental-runs", type=int, default=5)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="reuse the ledger an earlier run left in the database: migrate, delete the events "
+        "its incremental runs added, empty the rollups; no fill (--events is ignored)",
+    )
     return parser.parse_args(argv)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     name = ledger.check_database_url(args.database_url)
     env = ledger.app_env(args.database_url)
-    ledger.prepare_database(args.database_url, name, env)
+    if args.reuse:
+        ledger.say(f"database: reusing the ledger in {name}; migrate")
+        ledger.manage(env, "migrate", "--no-input")
+    else:
+        ledger.prepare_database(args.database_url, name, env)
     os.environ.update({k: env[k] for k in ("DATABASE_URL", "SECRET_KEY", "DJANGO_SETTINGS_MODULE")})
     sys.path.insert(0, str(ledger.ROOT))
     import django
@@ -82,29 +134,43 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     factory = ledger.EventFactory(seed=args.seed, spread=timedelta(days=30))
     now = datetime.now(UTC)
-    # Features and prompt templates come into being the way the API makes them.
-    seed_items = [ledger.encoder.encode(e) for e in factory.every_combination(now)]
-    events_ingest(key_tenant=None, items=seed_items)
+    if not args.reuse:
+        # Features and prompt templates come into being the way the API makes them.
+        seed_items = [ledger.encoder.encode(e) for e in factory.every_combination(now)]
+        events_ingest(key_tenant=None, items=seed_items)
 
-    results: dict[str, Any] = {"started_at": now.isoformat(), "events": args.events}
+    results: dict[str, Any] = {"started_at": now.isoformat(), "reused": args.reuse}
     with psycopg.connect(args.database_url) as conn:
         catalog = ledger.load_catalog(conn)
         source = ledger.RowSource(factory, catalog, spread=timedelta(days=30), seed=args.seed)
-        ledger.say(f"fill: {args.events:,} events by COPY")
-        results["fill_s"] = round(ledger.fill(conn, source, args.events), 1)
+        if args.reuse:
+            results["fill_s"] = None
+            forget_incremental_runs(conn)
+        else:
+            ledger.say(f"fill: {args.events:,} events by COPY")
+            results["fill_s"] = round(ledger.fill(conn, source, args.events), 1)
+            # Where the filled ledger ends, for --reuse.
+            conn.execute(f"CREATE TABLE {FILLED} AS SELECT max(id) AS last_id FROM {ledger.TABLE}")
+            conn.commit()
         conn.autocommit = True
         ledger.say("fill: VACUUM ANALYZE")
-        conn.execute("VACUUM ANALYZE ingestion_usageevent")
+        conn.execute(f"VACUUM ANALYZE {ledger.TABLE}")
         conn.autocommit = False
+        results["events"] = conn.execute(f"SELECT count(*) FROM {ledger.TABLE}").fetchone()[0]
+        conn.rollback()
 
         ledger.say("first fold: rollups_update() over the whole ledger")
-        first = rollups_update()
+        with StepTimes() as steps:
+            first = rollups_update()
         results["first_fold"] = {
             "seconds": round(first.seconds, 2),
             "events": first.events,
             "rows": first.rows,
             "events_per_s": round(first.events / first.seconds),
+            "steps": steps.times,
         }
+        for step, seconds in steps.times.items():
+            ledger.say(f"    {step}: {seconds} s")
         ledger.say(f"  {first.events:,} events -> {first.rows:,} rows in {first.seconds:.2f} s")
 
         ledger.say("plain SQL GROUP BY (hourly only, no write) over the same rows")

@@ -12,6 +12,7 @@ floating point) the fold runs in Python with `Decimal`.
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from ingestion.models import CostChange, UsageEvent
 from .models import TOKEN_KINDS, DailyKey, FeatureRollup, RollupWatermark, UsageRollup
 
 WATERMARK = "usage"
+logger = logging.getLogger(__name__)
 _CHUNK = 20_000
 
 # Added up per group. The metric columns count what the events report: retrieval chunks,
@@ -107,35 +109,35 @@ _FEATURE_ADD_SQL = ", ".join(f"{k} = billing_featurerollup.{k} + EXCLUDED.{k}" f
 _FEATURE_CONFLICT_SQL = "(grain, period_start, feature, model, routing_tier, tenant_tier)"
 
 _DELTA = "rollup_delta"
-_FIRSTS = "rollup_firsts"
+_FIRSTS = "billing_rollupfirsts"  # an unlogged table (migration 0008), empty between runs
 
-# The sessions and prompt hashes of the new events, each (tenant, UTC day, key) once, with
-# its first event; then those the tenant already used that day are dropped, and the rest
-# recorded. An event named here is the first of its session, or of its prompt, that day.
+# The sessions and prompt hashes of the new events, each (UTC day, key) once with its
+# first event, the key hashing the tenant, the kind and the text; then those already
+# recorded are dropped, and the rest recorded. An event named here is the first of its
+# session, or of its prompt, for its tenant that day. One hash aggregation, in one
+# process: parallel workers would each hash nearly every key, then the leader again.
 _FIRSTS_SQL = f"""
-CREATE TEMP TABLE {_FIRSTS} ON COMMIT DROP AS
-SELECT kind, tenant_id, day, key, min(id) AS id FROM (
-    SELECT 's' AS kind, e.tenant_id, (e.timestamp AT TIME ZONE 'UTC')::date AS day,
-           hashtextextended(e.session, 0) AS key, e.id
+INSERT INTO {_FIRSTS} (day, key, session, id)
+SELECT day, key, session, min(id) FROM (
+    SELECT (e.timestamp AT TIME ZONE 'UTC')::date AS day,
+           hashtextextended(e.session, e.tenant_id * 2) AS key, true AS session, e.id
       FROM ingestion_usageevent e
      WHERE e.xact >= %(low_events)s AND e.xact < %(high)s AND e.session <> ''
     UNION ALL
-    SELECT 'p', e.tenant_id, (e.timestamp AT TIME ZONE 'UTC')::date,
-           hashtextextended(e.prompt_hash, 0), e.id
+    SELECT (e.timestamp AT TIME ZONE 'UTC')::date,
+           hashtextextended(e.prompt_hash, e.tenant_id * 2 + 1), false, e.id
       FROM ingestion_usageevent e
      WHERE e.xact >= %(low_events)s AND e.xact < %(high)s AND e.prompt_hash <> ''
-) k GROUP BY 1, 2, 3, 4
+) k GROUP BY day, key, session
 """
 _FIRSTS_SEEN_SQL = f"""
-DELETE FROM {_FIRSTS} f USING billing_dailykey d
- WHERE d.kind = f.kind AND d.tenant_id = f.tenant_id AND d.day = f.day AND d.key = f.key
+DELETE FROM {_FIRSTS} f USING billing_dailykey d WHERE d.day = f.day AND d.key = f.key
 """
 # In the primary key's order, so the index grows at its end; only days that can still
 # receive events (older ones are pruned anyway).
 _FIRSTS_RECORD_SQL = f"""
-INSERT INTO billing_dailykey (day, tenant_id, kind, key)
-SELECT day, tenant_id, kind, key FROM {_FIRSTS} WHERE day >= %(keep_from)s
- ORDER BY day, tenant_id, kind, key
+INSERT INTO billing_dailykey (day, key)
+SELECT day, key FROM {_FIRSTS} WHERE day >= %(keep_from)s ORDER BY day, key
 """
 
 # The hours touched since the watermark, grouped by ids (no joins per event), then named.
@@ -156,8 +158,8 @@ WITH events AS (
             FROM ingestion_costchange GROUP BY event_id
       ) ch ON ch.event_id = e.id
       -- An event is the first of at most one session and one prompt hash.
-      LEFT JOIN {_FIRSTS} fs ON fs.id = e.id AND fs.kind = 's'
-      LEFT JOIN {_FIRSTS} fp ON fp.id = e.id AND fp.kind = 'p'
+      LEFT JOIN {_FIRSTS} fs ON fs.id = e.id AND fs.session
+      LEFT JOIN {_FIRSTS} fp ON fp.id = e.id AND NOT fp.session
      WHERE e.xact >= %(low_events)s AND e.xact < %(high)s
 ),
 src AS (
@@ -226,23 +228,43 @@ ON CONFLICT {_FEATURE_CONFLICT_SQL} DO UPDATE SET {_FEATURE_ADD_SQL}
 """
 
 
+# Below this many first-of-day keys a run is small: its new events' count is unknown to
+# the planner (their transaction ids lie past the table's statistics, so it expects one
+# row), and an index on the keys' event ids keeps its joins on lookups.
+_SMALL_RUN_KEYS = 200_000
+
+
 def _fold_postgresql(mark: RollupWatermark) -> RollupResult:
     params = {"low_events": mark.events_position, "low_changes": mark.changes_position}
     with connection.cursor() as cursor:
+
+        def run(step: str, sql: str, step_params: dict[str, Any] | None = None) -> int:
+            started = time.perf_counter()
+            cursor.execute(sql, step_params)
+            logger.debug("rollup %s: %d rows, %.3f s", step, cursor.rowcount,
+                         time.perf_counter() - started)  # fmt: skip
+            return cursor.rowcount
+
         # Every transaction below the snapshot's xmin has finished: its rows are all
         # visible now, and no later commit can add rows below it.
         cursor.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
         params["high"] = max(cursor.fetchone()[0], mark.events_position, mark.changes_position)
-        cursor.execute("SET LOCAL work_mem = '256MB'")
-        cursor.execute(_FIRSTS_SQL, params)
-        # The planner cannot know how many new events there are (their transaction ids
-        # lie past the table's statistics): an index and fresh statistics keep a small
-        # run on index lookups and a large one on hash joins.
-        cursor.execute(f"CREATE INDEX ON {_FIRSTS} (id)")
+        # A first fold hashes millions of keys and groups: in memory, not in sorted runs
+        # on disk. A small run uses a few megabytes whatever this says.
+        cursor.execute("SELECT set_config('work_mem', %s, true)", [settings.FINOPS_ROLLUP_WORK_MEM])
+        # A run lost in a crash is folded again by the next (aggregates and watermark
+        # commit together): its commit need not wait for the disk.
+        cursor.execute("SET LOCAL synchronous_commit = off")
+        # Runs take turns on the watermark's lock: the table is this run's alone.
+        cursor.execute(f"TRUNCATE {_FIRSTS}")
+        keys = run("keys", _FIRSTS_SQL, params)
+        if keys < _SMALL_RUN_KEYS:
+            cursor.execute(f"CREATE INDEX rollup_firsts_id ON {_FIRSTS} (id)")
+        # Fresh statistics: the planner joins a few keys by lookups, millions by hashing.
         cursor.execute(f"ANALYZE {_FIRSTS}")
-        cursor.execute(_FIRSTS_SEEN_SQL)
-        cursor.execute(_FIRSTS_RECORD_SQL, {"keep_from": keys_kept_from()})
-        cursor.execute(_DELTA_SQL, params)
+        run("keys seen", _FIRSTS_SEEN_SQL)
+        run("keys recorded", _FIRSTS_RECORD_SQL, {"keep_from": keys_kept_from()})
+        run("delta", _DELTA_SQL, params)
         cursor.execute(f"SELECT COALESCE(sum(calls), 0) FROM {_DELTA}")
         events = cursor.fetchone()[0]
         cursor.execute(
@@ -251,15 +273,13 @@ def _fold_postgresql(mark: RollupWatermark) -> RollupResult:
             params,
         )
         changes = cursor.fetchone()[0]
-        cursor.execute(_HOUR_UPSERT_SQL)
-        rows = cursor.rowcount
-        cursor.execute(_DAY_UPSERT_SQL)
-        rows += cursor.rowcount
-        for grain in ("hour", "day"):
-            cursor.execute(_FEATURE_UPSERT_SQL, {"grain": grain})
-            rows += cursor.rowcount
+        rows = run("hourly rows", _HOUR_UPSERT_SQL)
+        rows += run("daily rows", _DAY_UPSERT_SQL)
+        for grain, label in (("hour", "hourly"), ("day", "daily")):
+            rows += run(f"{label} feature rows", _FEATURE_UPSERT_SQL, {"grain": grain})
         cursor.execute(f"DROP TABLE {_DELTA}")
-        cursor.execute(f"DROP TABLE {_FIRSTS}")
+        cursor.execute("DROP INDEX IF EXISTS rollup_firsts_id")
+        cursor.execute(f"TRUNCATE {_FIRSTS}")
     mark.events_position = mark.changes_position = params["high"]
     return RollupResult(events=int(events), changes=int(changes), rows=rows)
 
@@ -280,32 +300,37 @@ def _chunks(queryset: Any, position: int) -> Iterator[list[tuple]]:
         yield rows
 
 
-def _key_hash(text: str) -> int:
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), signed=True)
+def _key_hash(tenant_id: int, kind: str, text: str) -> int:
+    digest = hashlib.blake2b(f"{tenant_id}:{kind}:{text}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, signed=True)
 
 
 def _firsts(rows: list[tuple]) -> set[tuple[str, int]]:
     """(kind, event id) for each event that is the first of its session or prompt hash
     for its tenant that UTC day, the keys recorded as it goes."""
-    first: dict[tuple[str, int, date, int], int] = {}
+    first: dict[tuple[str, date, int], int] = {}
     for row in rows:
         event_id, ts, tenant_id, session, prompt_hash = row[0], row[1], row[2], row[-2], row[-1]
         day = ts.astimezone(UTC).date()
         for kind, text in (("s", session), ("p", prompt_hash)):
             if text:
-                first.setdefault((kind, tenant_id, day, _key_hash(text)), event_id)
+                first.setdefault((kind, day, _key_hash(tenant_id, kind, text)), event_id)
     keys = list(first)
     for i in range(0, len(keys), 500):
         batch = keys[i : i + 500]
         seen = DailyKey.objects.filter(
-            day__in={k[2] for k in batch}, key__in={k[3] for k in batch}
-        ).values_list("kind", "tenant_id", "day", "key")
-        for key in seen:
-            first.pop(key, None)
+            day__in={day for _, day, _ in batch}, key__in={key for _, _, key in batch}
+        ).values_list("day", "key")
+        seen_keys = set(seen)
+        for key in batch:
+            if key[1:] in seen_keys:
+                del first[key]
+    # Every key, old days too: a later chunk of this run looks them up (the run prunes
+    # them at its end).
     DailyKey.objects.bulk_create(
-        [DailyKey(kind=k, tenant_id=t, day=d, key=h) for k, t, d, h in first], batch_size=500
+        [DailyKey(day=day, key=key) for _, day, key in first], batch_size=500
     )
-    return {(kind, event_id) for (kind, *_), event_id in first.items()}
+    return {(kind, event_id) for (kind, _, _), event_id in first.items()}
 
 
 def _fold_python(mark: RollupWatermark) -> RollupResult:

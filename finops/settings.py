@@ -220,6 +220,9 @@ FINOPS_MAX_FUTURE_SKEW_SECONDS = env.int("FINOPS_MAX_FUTURE_SKEW_SECONDS", defau
 FINOPS_MAX_BATCH_EVENTS = 1000
 FINOPS_AUTO_CREATE_TENANTS = env.bool("FINOPS_AUTO_CREATE_TENANTS", default=True)
 FINOPS_DEFAULT_CURRENCY = "USD"
+# PostgreSQL's work_mem for a rollup run (its transaction only): a first fold of millions
+# of events hashes its keys and groups in memory with this much per step.
+FINOPS_ROLLUP_WORK_MEM = env.str("FINOPS_ROLLUP_WORK_MEM", default="1GB")
 
 # Alerts: a Slack-compatible webhook and/or e-mail recipients; either may be empty.
 FINOPS_ALERT_WEBHOOK_URL = env.str("FINOPS_ALERT_WEBHOOK_URL", default="")

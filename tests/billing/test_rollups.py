@@ -272,8 +272,7 @@ def test_session_and_prompt_keys_are_kept_while_events_can_still_arrive(acme) ->
     today = datetime.now(UTC).date()
     old = today - timedelta(days=38)
     last_open = today - timedelta(days=37)
-    DailyKey.objects.bulk_create([DailyKey(day=day, tenant=acme, kind="s", key=1)
-                                  for day in (old, last_open, today)])  # fmt: skip
+    DailyKey.objects.bulk_create([DailyKey(day=day, key=1) for day in (old, last_open, today)])
 
     rollups_update()
 
