@@ -80,7 +80,12 @@ def _fold(*, rebuild: bool) -> RollupResult:
         if rebuild:
             UsageRollup.objects.all().delete()
             FeatureRollup.objects.all().delete()
-            DailyKey.objects.all().delete()
+            if connection.vendor == "postgresql":
+                # Only the rollups read the keys: no reader waits on this lock.
+                with connection.cursor() as cursor:
+                    cursor.execute("TRUNCATE billing_dailykey")
+            else:
+                DailyKey.objects.all().delete()
             mark.events_position = mark.changes_position = 0
         if connection.vendor == "postgresql":
             result = _fold_postgresql(mark)
@@ -97,8 +102,7 @@ def _fold(*, rebuild: bool) -> RollupResult:
 
 # --- PostgreSQL ----------------------------------------------------------------------
 
-_TOKENS_SQL = ", ".join(f"e.{k}" for k in TOKEN_KINDS)
-_ZEROS_SQL = ", ".join("0" for _ in TOKEN_KINDS)
+_ZEROS_SQL = ", ".join(f"0 AS {k}" for k in TOKEN_KINDS)
 _SUMS_SQL = ", ".join(f"sum({k}) AS {k}" for k in _SUMS)
 _COLUMNS_SQL = ", ".join(("grain", *_GROUP, *_SUMS))
 _ADD_SQL = ", ".join(f"{k} = billing_usagerollup.{k} + EXCLUDED.{k}" for k in _SUMS)
@@ -119,12 +123,12 @@ _FIRSTS = "billing_rollupfirsts"  # an unlogged table (migration 0008), empty be
 _FIRSTS_SQL = f"""
 INSERT INTO {_FIRSTS} (day, key, session, id)
 SELECT day, key, session, min(id) FROM (
-    SELECT (e.timestamp AT TIME ZONE 'UTC')::date AS day,
+    SELECT e.timestamp::date AS day,
            hashtextextended(e.session, e.tenant_id * 2) AS key, true AS session, e.id
       FROM ingestion_usageevent e
      WHERE e.xact >= %(low_events)s AND e.xact < %(high)s AND e.session <> ''
     UNION ALL
-    SELECT (e.timestamp AT TIME ZONE 'UTC')::date,
+    SELECT e.timestamp::date,
            hashtextextended(e.prompt_hash, e.tenant_id * 2 + 1), false, e.id
       FROM ingestion_usageevent e
      WHERE e.xact >= %(low_events)s AND e.xact < %(high)s AND e.prompt_hash <> ''
@@ -139,19 +143,18 @@ _FIRSTS_RECORD_SQL = f"""
 INSERT INTO billing_dailykey (day, key)
 SELECT day, key FROM {_FIRSTS} WHERE day >= %(keep_from)s ORDER BY day, key
 """
+_FIRSTS_BULK_SQL = f"""
+INSERT INTO billing_dailykey (day, key) SELECT day, key FROM {_FIRSTS} WHERE day >= %(keep_from)s
+"""
 
 # The hours touched since the watermark, grouped by ids (no joins per event), then named.
 # CREATE TABLE AS may run in parallel, which an INSERT with a CTE may not.
+_EVENT_TOKENS_SQL = ", ".join(f"sum(e.{k}) AS {k}" for k in TOKEN_KINDS)
 _DELTA_SQL = f"""
 CREATE TEMP TABLE {_DELTA} ON COMMIT DROP AS
 WITH events AS (
-    -- An event counts as it was inserted: its later cost changes (committed with the
-    -- event's update, so this snapshot sees both or neither) are folded on their own.
-    SELECT e.*, COALESCE(e.cost, 0) - COALESCE(ch.cost, 0) AS first_cost,
-           CASE WHEN e.price_id IS NULL THEN 0 ELSE 1 END - COALESCE(ch.priced, 0)
-               AS first_priced,
-           fs.id IS NOT NULL AS first_session,
-           fp.id IS NOT NULL AS first_prompt
+    SELECT e.*, ch.priced AS changed_priced, ch.cost AS changed_cost,
+           fs.id IS NOT NULL AS first_session, fp.id IS NOT NULL AS first_prompt
       FROM ingestion_usageevent e
       LEFT JOIN (
           SELECT event_id, sum(priced_delta) AS priced, sum(cost_delta) AS cost
@@ -162,36 +165,58 @@ WITH events AS (
       LEFT JOIN {_FIRSTS} fp ON fp.id = e.id AND NOT fp.session
      WHERE e.xact >= %(low_events)s AND e.xact < %(high)s
 ),
-src AS (
+-- An event counts as it was inserted: its later cost changes (committed with the event's
+-- update, so this snapshot sees both or neither) are taken off here and folded on their
+-- own below. Sums of what is there rather than sums of per-event differences: most events
+-- have no change, and adding nothing costs nothing.
+event_hours AS (
+    SELECT date_trunc('hour', e.timestamp) AS period_start, e.tenant_id, e.feature_id, e.model,
+           e.prompt_template_id, e.routing_tier, e.tenant_tier, count(*) AS calls,
+           count(e.price_id) - COALESCE(sum(e.changed_priced), 0) AS priced_calls,
+           {_EVENT_TOKENS_SQL},
+           COALESCE(sum(e.cost), 0) - COALESCE(sum(e.changed_cost), 0) AS cost,
+           COALESCE(sum(e.chunks_retrieved), 0) AS chunks_retrieved,
+           COALESCE(sum(e.chunks_used), 0) AS chunks_used,
+           count(e.reranker_changed_order) AS reranked_calls,
+           count(*) FILTER (WHERE e.reranker_changed_order) AS reranker_changed,
+           count(*) FILTER (WHERE e.outcome <> '') AS outcome_calls,
+           count(*) FILTER (WHERE e.outcome = 'correct') AS correct_calls,
+           COALESCE(sum(e.cost) FILTER (WHERE e.outcome <> ''), 0)
+               - COALESCE(sum(e.changed_cost) FILTER (WHERE e.outcome <> ''), 0)
+               AS outcome_cost,
+           COALESCE(sum(e.cost) FILTER (WHERE e.session <> ''), 0)
+               - COALESCE(sum(e.changed_cost) FILTER (WHERE e.session <> ''), 0)
+               AS session_cost,
+           count(*) FILTER (WHERE e.first_session) AS sessions,
+           count(*) FILTER (WHERE e.prompt_hash <> '') AS hashed_calls,
+           count(*) FILTER (WHERE e.prompt_hash <> '' AND NOT e.first_prompt) AS repeat_calls
+      FROM events e GROUP BY 1, 2, 3, 4, 5, 6, 7
+),
+change_rows AS (
     SELECT e.timestamp AS ts, e.tenant_id, e.feature_id, e.model, e.prompt_template_id,
-           e.routing_tier, e.tenant_tier, 1 AS calls, e.first_priced AS priced_calls, {_TOKENS_SQL},
-           e.first_cost AS cost,
-           COALESCE(e.chunks_retrieved, 0) AS chunks_retrieved,
-           COALESCE(e.chunks_used, 0) AS chunks_used,
-           (e.reranker_changed_order IS NOT NULL)::int AS reranked_calls,
-           COALESCE(e.reranker_changed_order, false)::int AS reranker_changed,
-           (e.outcome <> '')::int AS outcome_calls,
-           (e.outcome = 'correct')::int AS correct_calls,
-           CASE WHEN e.outcome <> '' THEN e.first_cost ELSE 0 END AS outcome_cost,
-           CASE WHEN e.session <> '' THEN e.first_cost ELSE 0 END AS session_cost,
-           e.first_session::int AS sessions,
-           (e.prompt_hash <> '')::int AS hashed_calls,
-           (e.prompt_hash <> '' AND NOT e.first_prompt)::int AS repeat_calls
-      FROM events e
-    UNION ALL
-    SELECT e.timestamp, e.tenant_id, e.feature_id, e.model, e.prompt_template_id,
-           e.routing_tier, e.tenant_tier, 0, c.priced_delta, {_ZEROS_SQL}, c.cost_delta,
-           0, 0, 0, 0, 0, 0,
-           CASE WHEN e.outcome <> '' THEN c.cost_delta ELSE 0 END,
-           CASE WHEN e.session <> '' THEN c.cost_delta ELSE 0 END, 0, 0, 0
+           e.routing_tier, e.tenant_tier, 0 AS calls, c.priced_delta AS priced_calls,
+           {_ZEROS_SQL}, c.cost_delta AS cost, 0 AS chunks_retrieved, 0 AS chunks_used,
+           0 AS reranked_calls, 0 AS reranker_changed, 0 AS outcome_calls, 0 AS correct_calls,
+           CASE WHEN e.outcome <> '' THEN c.cost_delta ELSE 0 END AS outcome_cost,
+           CASE WHEN e.session <> '' THEN c.cost_delta ELSE 0 END AS session_cost,
+           0 AS sessions, 0 AS hashed_calls, 0 AS repeat_calls
       FROM ingestion_costchange c
       JOIN ingestion_usageevent e ON e.id = c.event_id
      WHERE c.xact >= %(low_changes)s AND c.xact < %(high)s
 ),
+-- Each part grouped on its own (the events' part by parallel workers on a big run), then
+-- both together.
+parts AS (
+    SELECT * FROM event_hours
+    UNION ALL
+    SELECT date_trunc('hour', ts), tenant_id, feature_id, model, prompt_template_id,
+           routing_tier, tenant_tier, {_SUMS_SQL}
+      FROM change_rows GROUP BY 1, 2, 3, 4, 5, 6, 7
+),
 hourly AS (
-    SELECT date_trunc('hour', ts) AS period_start, tenant_id, feature_id, model,
-           prompt_template_id, routing_tier, tenant_tier, {_SUMS_SQL}
-      FROM src GROUP BY 1, 2, 3, 4, 5, 6, 7
+    SELECT period_start, tenant_id, feature_id, model, prompt_template_id, routing_tier,
+           tenant_tier, {_SUMS_SQL}
+      FROM parts GROUP BY 1, 2, 3, 4, 5, 6, 7
 )
 SELECT h.period_start, h.tenant_id, COALESCE(f.key, '') AS feature, h.model,
        COALESCE(p.key, '') AS prompt_template, h.routing_tier, h.tenant_tier,
@@ -232,19 +257,42 @@ ON CONFLICT {_FEATURE_CONFLICT_SQL} DO UPDATE SET {_FEATURE_ADD_SQL}
 # the planner (their transaction ids lie past the table's statistics, so it expects one
 # row), and an index on the keys' event ids keeps its joins on lookups.
 _SMALL_RUN_KEYS = 200_000
+# From this many keys a run may record them as a bulk load (see _record_keys).
+_BULK_KEYS = 1_000_000
+
+
+def _step(cursor: Any, step: str, sql: str, params: dict[str, Any] | None = None) -> int:
+    """Run one statement of a fold, its time in the debug log; returns its row count."""
+    started = time.perf_counter()
+    cursor.execute(sql, params)
+    logger.debug("rollup %s: %d rows, %.3f s", step, cursor.rowcount,
+                 time.perf_counter() - started)  # fmt: skip
+    return cursor.rowcount
+
+
+def _record_keys(cursor: Any, keys: int) -> None:
+    """Record the run's new keys. Millions of them, more than the table holds, are written
+    as a bulk load: without the primary key's index, which is then built again sorted, in
+    a fraction of the time that inserting each key into it would take."""
+    keep_from = keys_kept_from()
+    if keys >= _BULK_KEYS:
+        cursor.execute("SELECT count(*) FROM (SELECT FROM billing_dailykey LIMIT %s) k", [keys])
+        if cursor.fetchone()[0] < keys:
+            cursor.execute("ALTER TABLE billing_dailykey DROP CONSTRAINT billing_dailykey_pkey")
+            _step(cursor, "keys recorded", _FIRSTS_BULK_SQL, {"keep_from": keep_from})
+            cursor.execute(
+                "SELECT set_config('maintenance_work_mem', %s, true)",
+                [settings.FINOPS_ROLLUP_WORK_MEM],
+            )
+            _step(cursor, "keys indexed", "ALTER TABLE billing_dailykey ADD CONSTRAINT "
+                  "billing_dailykey_pkey PRIMARY KEY (day, key)")  # fmt: skip
+            return
+    _step(cursor, "keys recorded", _FIRSTS_RECORD_SQL, {"keep_from": keep_from})
 
 
 def _fold_postgresql(mark: RollupWatermark) -> RollupResult:
     params = {"low_events": mark.events_position, "low_changes": mark.changes_position}
     with connection.cursor() as cursor:
-
-        def run(step: str, sql: str, step_params: dict[str, Any] | None = None) -> int:
-            started = time.perf_counter()
-            cursor.execute(sql, step_params)
-            logger.debug("rollup %s: %d rows, %.3f s", step, cursor.rowcount,
-                         time.perf_counter() - started)  # fmt: skip
-            return cursor.rowcount
-
         # Every transaction below the snapshot's xmin has finished: its rows are all
         # visible now, and no later commit can add rows below it.
         cursor.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
@@ -255,16 +303,18 @@ def _fold_postgresql(mark: RollupWatermark) -> RollupResult:
         # A run lost in a crash is folded again by the next (aggregates and watermark
         # commit together): its commit need not wait for the disk.
         cursor.execute("SET LOCAL synchronous_commit = off")
+        # Hours and days are UTC's (`timestamp::date`, `date_trunc`).
+        cursor.execute("SET LOCAL TimeZone = 'UTC'")
         # Runs take turns on the watermark's lock: the table is this run's alone.
         cursor.execute(f"TRUNCATE {_FIRSTS}")
-        keys = run("keys", _FIRSTS_SQL, params)
+        keys = _step(cursor, "keys", _FIRSTS_SQL, params)
         if keys < _SMALL_RUN_KEYS:
             cursor.execute(f"CREATE INDEX rollup_firsts_id ON {_FIRSTS} (id)")
         # Fresh statistics: the planner joins a few keys by lookups, millions by hashing.
         cursor.execute(f"ANALYZE {_FIRSTS}")
-        run("keys seen", _FIRSTS_SEEN_SQL)
-        run("keys recorded", _FIRSTS_RECORD_SQL, {"keep_from": keys_kept_from()})
-        run("delta", _DELTA_SQL, params)
+        _step(cursor, "keys seen", _FIRSTS_SEEN_SQL)
+        _record_keys(cursor, keys)
+        _step(cursor, "delta", _DELTA_SQL, params)
         cursor.execute(f"SELECT COALESCE(sum(calls), 0) FROM {_DELTA}")
         events = cursor.fetchone()[0]
         cursor.execute(
@@ -273,10 +323,10 @@ def _fold_postgresql(mark: RollupWatermark) -> RollupResult:
             params,
         )
         changes = cursor.fetchone()[0]
-        rows = run("hourly rows", _HOUR_UPSERT_SQL)
-        rows += run("daily rows", _DAY_UPSERT_SQL)
+        rows = _step(cursor, "hourly rows", _HOUR_UPSERT_SQL)
+        rows += _step(cursor, "daily rows", _DAY_UPSERT_SQL)
         for grain, label in (("hour", "hourly"), ("day", "daily")):
-            rows += run(f"{label} feature rows", _FEATURE_UPSERT_SQL, {"grain": grain})
+            rows += _step(cursor, f"{label} feature rows", _FEATURE_UPSERT_SQL, {"grain": grain})
         cursor.execute(f"DROP TABLE {_DELTA}")
         cursor.execute("DROP INDEX IF EXISTS rollup_firsts_id")
         cursor.execute(f"TRUNCATE {_FIRSTS}")

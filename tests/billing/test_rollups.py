@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import threading
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -8,6 +9,7 @@ from decimal import Decimal
 import pytest
 from django.db import connection, connections, transaction
 
+from billing import rollups
 from billing.models import TOKEN_KINDS, DailyKey, FeatureRollup, RollupWatermark, UsageRollup
 from billing.rollups import METRIC_SUMS, rollups_rebuild, rollups_update
 from finops.models import ModelPrice
@@ -277,3 +279,33 @@ def test_session_and_prompt_keys_are_kept_while_events_can_still_arrive(acme) ->
     rollups_update()
 
     assert sorted(DailyKey.objects.values_list("day", flat=True)) == [last_open, today]
+
+
+@postgres_only
+def test_a_big_run_bulk_loads_its_keys_and_hashes_its_joins(
+    operator, acme, globex, monkeypatch, caplog
+) -> None:
+    """The paths of a first fold of millions of events, on a few: keys recorded as a bulk
+    load (the primary key dropped and built again), joins without the small run's index."""
+    monkeypatch.setattr(rollups, "_BULK_KEYS", 1)
+    monkeypatch.setattr(rollups, "_SMALL_RUN_KEYS", 0)
+    caplog.set_level(logging.DEBUG, logger="billing.rollups")
+    post_events(operator, {"events": _traffic("a", 200)})
+
+    rollups_update()
+
+    assert "rollup keys indexed" in caplog.text
+    assert _rollups() == _ledger_oracle()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conrelid = 'billing_dailykey'::regclass AND contype = 'p'"
+        )
+        assert cursor.fetchall() == [("PRIMARY KEY (day, key)",)]
+    # A later run, with fewer new keys than the table holds, inserts them one by one.
+    caplog.clear()
+    post_events(operator, {"events": _traffic("b", 30, start=BASE + timedelta(hours=2))})
+    rollups_update()
+    assert "rollup keys recorded" in caplog.text
+    assert "rollup keys indexed" not in caplog.text
+    assert _rollups() == _ledger_oracle()
