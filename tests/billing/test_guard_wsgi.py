@@ -7,7 +7,9 @@ whatever the suite runs on; on PostgreSQL with Redis the decisions read hot coun
 
 from __future__ import annotations
 
+import gc
 import json
+import sys
 from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
@@ -155,3 +157,11 @@ def test_an_error_while_deciding_is_answered_as_django_answers_it(acme_client, m
     assert by_django[0].startswith("500")
     assert json.loads(by_django[2]) == {"detail": "Internal server error."}
     assert in_front == by_django
+
+
+def test_a_worker_sets_what_it_loaded_aside_from_the_garbage_collector() -> None:
+    """finops.wsgi freezes the objects loaded with the app (the URLconf and its views
+    included), so the collector's full collections do not walk them during requests."""
+    assert isinstance(application, GuardWsgi)
+    assert "billing.apis" in sys.modules and "console.views" in sys.modules
+    assert gc.get_freeze_count() > 10_000
