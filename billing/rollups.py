@@ -113,26 +113,30 @@ _FEATURE_ADD_SQL = ", ".join(f"{k} = billing_featurerollup.{k} + EXCLUDED.{k}" f
 _FEATURE_CONFLICT_SQL = "(grain, period_start, feature, model, routing_tier, tenant_tier)"
 
 _DELTA = "rollup_delta"
-_FIRSTS = "billing_rollupfirsts"  # an unlogged table (migration 0008), empty between runs
+# The run's first-of-day keys: a plain table rather than a temporary one, which parallel
+# workers could not read; unlogged, created and dropped in the run's transaction.
+_FIRSTS = "rollup_firsts"
 
 # The sessions and prompt hashes of the new events, each (UTC day, key) once with its
 # first event, the key hashing the tenant, the kind and the text; then those already
 # recorded are dropped, and the rest recorded. An event named here is the first of its
-# session, or of its prompt, for its tenant that day. One hash aggregation, in one
-# process: parallel workers would each hash nearly every key, then the leader again.
+# session, or of its prompt, for its tenant that day. Each kind is grouped whole by one
+# process (on a big run the two side by side, in parallel workers): split among workers,
+# each would hash nearly every key, then the leader all of them again.
 _FIRSTS_SQL = f"""
-INSERT INTO {_FIRSTS} (day, key, session, id)
-SELECT day, key, session, min(id) FROM (
-    SELECT e.timestamp::date AS day,
-           hashtextextended(e.session, e.tenant_id * 2) AS key, true AS session, e.id
+CREATE UNLOGGED TABLE {_FIRSTS} AS
+SELECT day, key, true AS session, min(id) AS id FROM (
+    SELECT e.timestamp::date AS day, hashtextextended(e.session, e.tenant_id * 2) AS key, e.id
       FROM ingestion_usageevent e
      WHERE e.xact >= %(low_events)s AND e.xact < %(high)s AND e.session <> ''
-    UNION ALL
-    SELECT e.timestamp::date,
-           hashtextextended(e.prompt_hash, e.tenant_id * 2 + 1), false, e.id
+) s GROUP BY day, key
+UNION ALL
+SELECT day, key, false, min(id) FROM (
+    SELECT e.timestamp::date AS day, hashtextextended(e.prompt_hash, e.tenant_id * 2 + 1) AS key,
+           e.id
       FROM ingestion_usageevent e
      WHERE e.xact >= %(low_events)s AND e.xact < %(high)s AND e.prompt_hash <> ''
-) k GROUP BY day, key, session
+) p GROUP BY day, key
 """
 _FIRSTS_SEEN_SQL = f"""
 DELETE FROM {_FIRSTS} f USING billing_dailykey d WHERE d.day = f.day AND d.key = f.key
@@ -306,10 +310,9 @@ def _fold_postgresql(mark: RollupWatermark) -> RollupResult:
         # Hours and days are UTC's (`timestamp::date`, `date_trunc`).
         cursor.execute("SET LOCAL TimeZone = 'UTC'")
         # Runs take turns on the watermark's lock: the table is this run's alone.
-        cursor.execute(f"TRUNCATE {_FIRSTS}")
         keys = _step(cursor, "keys", _FIRSTS_SQL, params)
         if keys < _SMALL_RUN_KEYS:
-            cursor.execute(f"CREATE INDEX rollup_firsts_id ON {_FIRSTS} (id)")
+            cursor.execute(f"CREATE INDEX ON {_FIRSTS} (id)")
         # Fresh statistics: the planner joins a few keys by lookups, millions by hashing.
         cursor.execute(f"ANALYZE {_FIRSTS}")
         _step(cursor, "keys seen", _FIRSTS_SEEN_SQL)
@@ -328,8 +331,7 @@ def _fold_postgresql(mark: RollupWatermark) -> RollupResult:
         for grain, label in (("hour", "hourly"), ("day", "daily")):
             rows += _step(cursor, f"{label} feature rows", _FEATURE_UPSERT_SQL, {"grain": grain})
         cursor.execute(f"DROP TABLE {_DELTA}")
-        cursor.execute("DROP INDEX IF EXISTS rollup_firsts_id")
-        cursor.execute(f"TRUNCATE {_FIRSTS}")
+        cursor.execute(f"DROP TABLE {_FIRSTS}")
     mark.events_position = mark.changes_position = params["high"]
     return RollupResult(events=int(events), changes=int(changes), rows=rows)
 
