@@ -5,7 +5,7 @@ same transaction as the aggregates, under a row lock: a re-run, a concurrent run
 worker killed midway can neither count twice nor lose anything. Late events land in their
 own hour; a late price reaches the aggregates as a `CostChange`.
 
-PostgreSQL folds in one SQL statement. Elsewhere (the embedded SQLite, whose SUM is
+PostgreSQL folds with a few SQL statements. Elsewhere (the embedded SQLite, whose SUM is
 floating point) the fold runs in Python with `Decimal`.
 """
 
