@@ -365,6 +365,8 @@ def run_phase(
             check=decision_checker(combos, outcomes),
             path=GUARD_PATH,
             pace_s=pace_s,
+            # Sync workers close every connection: a lean client per request.
+            lean=server.threads == 1,
         )
     figures = load_figures(load)
     figures["mix"] = mix(outcomes)
