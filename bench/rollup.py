@@ -72,14 +72,16 @@ class StepTimes(logging.Handler):
         self.times[step] = round(seconds, 2)
 
     def __enter__(self) -> StepTimes:
-        self._level = self._logger.level
+        self._level, self._propagate = self._logger.level, self._logger.propagate
         self._logger.setLevel(logging.DEBUG)
+        self._logger.propagate = False  # printed once, with the result
         self._logger.addHandler(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._logger.removeHandler(self)
         self._logger.setLevel(self._level)
+        self._logger.propagate = self._propagate
 
 
 def forget_incremental_runs(conn: psycopg.Connection) -> None:
