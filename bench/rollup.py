@@ -88,6 +88,8 @@ def forget_incremental_runs(conn: psycopg.Connection) -> None:
     """Back to the filled ledger: the events of earlier incremental runs deleted, the
     rollups, the day keys and the watermark emptied."""
     ledger.say("database: deleting the events of earlier incremental runs; emptying the rollups")
+    if conn.execute("SELECT to_regclass(%s)", [FILLED]).fetchone()[0] is None:
+        raise ledger.BenchError("--reuse needs a database filled by an earlier run of this script")
     conn.execute(f"DELETE FROM {ledger.TABLE} WHERE id > (SELECT last_id FROM {FILLED})")
     conn.execute(
         "TRUNCATE billing_usagerollup, billing_featurerollup, billing_dailykey, "

@@ -141,15 +141,13 @@ SELECT day, key, false, min(id) FROM (
 _FIRSTS_SEEN_SQL = f"""
 DELETE FROM {_FIRSTS} f USING billing_dailykey d WHERE d.day = f.day AND d.key = f.key
 """
-# In the primary key's order, so the index grows at its end; only days that can still
-# receive events (older ones are pruned anyway).
-_FIRSTS_RECORD_SQL = f"""
-INSERT INTO billing_dailykey (day, key)
-SELECT day, key FROM {_FIRSTS} WHERE day >= %(keep_from)s ORDER BY day, key
-"""
+# Only days that can still receive events (older ones are pruned anyway). Into the
+# index in its order, so that each key lands next to the last; as a bulk load (the index
+# built afterwards) in any order.
 _FIRSTS_BULK_SQL = f"""
 INSERT INTO billing_dailykey (day, key) SELECT day, key FROM {_FIRSTS} WHERE day >= %(keep_from)s
 """
+_FIRSTS_RECORD_SQL = _FIRSTS_BULK_SQL + " ORDER BY day, key"
 
 # The hours touched since the watermark, grouped by ids (no joins per event), then named.
 # CREATE TABLE AS may run in parallel, which an INSERT with a CTE may not.
