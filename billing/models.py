@@ -122,7 +122,11 @@ class DailyKey(models.Model):
     their transaction: how they count each session once per day and tell a repeated prompt
     from a first one, without keeping the events' strings. `key` is one 64-bit hash of the
     tenant, the kind (session or prompt hash) and the text: two rows per event at most,
-    16 bytes each, so that ten million events' keys stay cheap to write and to look up."""
+    16 bytes each, so that ten million events' keys stay cheap to write and to look up.
+
+    On PostgreSQL the table is unlogged (migration 0009): its writes skip the write-ahead
+    log, and a crash empties it. The rollups then record the keys of the events already
+    folded again from the ledger (see `billing.rollups.KEYS_WHOLE`)."""
 
     # Day first: old days are pruned by a range of the primary key.
     pk = models.CompositePrimaryKey("day", "key")

@@ -21,7 +21,7 @@ from decimal import Decimal, localcontext
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
@@ -64,6 +64,12 @@ def rollups_rebuild() -> RollupResult:
     return _fold(rebuild=True)
 
 
+# On PostgreSQL, `DailyKey` is unlogged: a crash (or a restore from a base backup, or a
+# promoted replica) leaves it empty. A row on this day, which no event has, says that the
+# keys of every folded event are there; a run that misses it records them again first.
+KEYS_WHOLE = date(9999, 12, 31)
+
+
 def keys_kept_from() -> date:
     """No event older than the backfill window can arrive: the session and prompt keys of
     days before it (with two days to spare) are never looked up again."""
@@ -103,7 +109,12 @@ def _fold(*, rebuild: bool) -> RollupResult:
 # --- PostgreSQL ----------------------------------------------------------------------
 
 _ZEROS_SQL = ", ".join(f"0 AS {k}" for k in TOKEN_KINDS)
-_SUMS_SQL = ", ".join(f"sum({k}) AS {k}" for k in _SUMS)
+_MONEY = ("cost", "outcome_cost", "session_cost")
+# Counts are summed as bigint (PostgreSQL's sum of bigint is numeric): the next sum of
+# them then adds 128-bit integers rather than numerics.
+_SUMS_SQL = ", ".join(
+    f"sum({k}) AS {k}" if k in _MONEY else f"sum({k})::bigint AS {k}" for k in _SUMS
+)
 _COLUMNS_SQL = ", ".join(("grain", *_GROUP, *_SUMS))
 _ADD_SQL = ", ".join(f"{k} = billing_usagerollup.{k} + EXCLUDED.{k}" for k in _SUMS)
 _CONFLICT_SQL = "(grain, tenant_id, period_start, feature, model, prompt_template, routing_tier)"
@@ -151,7 +162,7 @@ _FIRSTS_RECORD_SQL = _FIRSTS_BULK_SQL + " ORDER BY day, key"
 
 # The hours touched since the watermark, grouped by ids (no joins per event), then named.
 # CREATE TABLE AS may run in parallel, which an INSERT with a CTE may not.
-_EVENT_TOKENS_SQL = ", ".join(f"sum(e.{k}) AS {k}" for k in TOKEN_KINDS)
+_EVENT_TOKENS_SQL = ", ".join(f"sum(e.{k})::bigint AS {k}" for k in TOKEN_KINDS)
 _DELTA_SQL = f"""
 CREATE TEMP TABLE {_DELTA} ON COMMIT DROP AS
 WITH events AS (
@@ -174,11 +185,11 @@ WITH events AS (
 event_hours AS (
     SELECT date_trunc('hour', e.timestamp) AS period_start, e.tenant_id, e.feature_id, e.model,
            e.prompt_template_id, e.routing_tier, e.tenant_tier, count(*) AS calls,
-           count(e.price_id) - COALESCE(sum(e.changed_priced), 0) AS priced_calls,
+           (count(e.price_id) - COALESCE(sum(e.changed_priced), 0))::bigint AS priced_calls,
            {_EVENT_TOKENS_SQL},
            COALESCE(sum(e.cost), 0) - COALESCE(sum(e.changed_cost), 0) AS cost,
-           COALESCE(sum(e.chunks_retrieved), 0) AS chunks_retrieved,
-           COALESCE(sum(e.chunks_used), 0) AS chunks_used,
+           COALESCE(sum(e.chunks_retrieved), 0)::bigint AS chunks_retrieved,
+           COALESCE(sum(e.chunks_used), 0)::bigint AS chunks_used,
            count(e.reranker_changed_order) AS reranked_calls,
            count(*) FILTER (WHERE e.reranker_changed_order) AS reranker_changed,
            count(*) FILTER (WHERE e.outcome <> '') AS outcome_calls,
@@ -206,30 +217,26 @@ change_rows AS (
       JOIN ingestion_usageevent e ON e.id = c.event_id
      WHERE c.xact >= %(low_changes)s AND c.xact < %(high)s
 ),
--- Each part grouped on its own (the events' part by parallel workers on a big run), then
--- both together.
+-- Each part grouped on its own (the events' part by parallel workers on a big run); the
+-- upserts add them up, as they group the delta anyway.
 parts AS (
     SELECT * FROM event_hours
     UNION ALL
     SELECT date_trunc('hour', ts), tenant_id, feature_id, model, prompt_template_id,
            routing_tier, tenant_tier, {_SUMS_SQL}
       FROM change_rows GROUP BY 1, 2, 3, 4, 5, 6, 7
-),
-hourly AS (
-    SELECT period_start, tenant_id, feature_id, model, prompt_template_id, routing_tier,
-           tenant_tier, {_SUMS_SQL}
-      FROM parts GROUP BY 1, 2, 3, 4, 5, 6, 7
 )
 SELECT h.period_start, h.tenant_id, COALESCE(f.key, '') AS feature, h.model,
        COALESCE(p.key, '') AS prompt_template, h.routing_tier, h.tenant_tier,
        {", ".join(f"h.{k}" for k in _SUMS)}
-  FROM hourly h
+  FROM parts h
   LEFT JOIN ingestion_feature f ON f.id = h.feature_id
   LEFT JOIN ingestion_prompttemplate p ON p.id = h.prompt_template_id
 """
 
-# The delta also splits by the tenant's tier (which a tenant may change within an hour):
-# each upsert groups it to its own key first, so no row is hit twice.
+# The delta holds the events' part and the cost changes' part apart, and splits by the
+# tenant's tier (which a tenant may change within an hour): each upsert groups it to its
+# own key first, so no row is hit twice.
 _HOUR_UPSERT_SQL = f"""
 INSERT INTO billing_usagerollup ({_COLUMNS_SQL})
 SELECT 'hour', period_start, tenant_id, feature, model, prompt_template, routing_tier,
@@ -292,6 +299,40 @@ def _record_keys(cursor: Any, keys: int) -> None:
     _step(cursor, "keys recorded", _FIRSTS_RECORD_SQL, {"keep_from": keep_from})
 
 
+def _summarize_new_events(cursor: Any) -> None:
+    """Summarize the page ranges of the events' BRIN index on `xact` that it has not yet:
+    the runs find their new events through it, and reading an unsummarized range means
+    reading every page of it. Autovacuum summarizes a range once the inserts have moved
+    past it (`autosummarize`), but later, and not at all where it is off: without this,
+    each run would read every event inserted since, a growing share of the table. The
+    summary lock conflicts with a VACUUM of the table; rather than wait for one, the run
+    goes on without (only slower)."""
+    cursor.execute("SELECT current_setting('lock_timeout')")
+    lock_timeout = cursor.fetchone()[0]
+    cursor.execute("SET LOCAL lock_timeout = '100ms'")
+    try:
+        with transaction.atomic():  # a savepoint: a lock timeout leaves the run as it was
+            _step(cursor, "ranges summarized",
+                  "SELECT brin_summarize_new_values('usage_event_xact_brin')")  # fmt: skip
+    except OperationalError as exc:
+        if getattr(exc.__cause__, "sqlstate", None) != "55P03":  # lock_not_available
+            raise
+        logger.info("rollup: the events' index is locked; its new ranges stay unsummarized")
+    finally:
+        cursor.execute("SELECT set_config('lock_timeout', %s, true)", [lock_timeout])
+
+
+def _restore_keys(cursor: Any, position: int) -> None:
+    """Record again the keys of every event folded before `position` (of the days that
+    can still receive events), as the runs that folded them did: `DailyKey` lost them."""
+    logger.warning("rollup: the session and prompt keys were lost (a crash empties their "
+                   "unlogged table); recording those of the folded events again")  # fmt: skip
+    cursor.execute("TRUNCATE billing_dailykey")
+    keys = _step(cursor, "keys restored", _FIRSTS_SQL, {"low_events": 0, "high": position})
+    _record_keys(cursor, keys)
+    cursor.execute(f"DROP TABLE {_FIRSTS}")
+
+
 def _fold_postgresql(mark: RollupWatermark) -> RollupResult:
     params = {"low_events": mark.events_position, "low_changes": mark.changes_position}
     with connection.cursor() as cursor:
@@ -307,6 +348,14 @@ def _fold_postgresql(mark: RollupWatermark) -> RollupResult:
         cursor.execute("SET LOCAL synchronous_commit = off")
         # Hours and days are UTC's (`timestamp::date`, `date_trunc`).
         cursor.execute("SET LOCAL TimeZone = 'UTC'")
+        # Compiling a big fold's expressions takes each process about a second, more than
+        # the compiled code saves here.
+        cursor.execute("SET LOCAL jit = off")
+        _summarize_new_events(cursor)
+        if mark.events_position:
+            cursor.execute("SELECT FROM billing_dailykey WHERE day = %s AND key = 0", [KEYS_WHOLE])
+            if cursor.fetchone() is None:
+                _restore_keys(cursor, mark.events_position)
         # Runs take turns on the watermark's lock: the table is this run's alone.
         keys = _step(cursor, "keys", _FIRSTS_SQL, params)
         if keys < _SMALL_RUN_KEYS:
@@ -330,6 +379,10 @@ def _fold_postgresql(mark: RollupWatermark) -> RollupResult:
             rows += _step(cursor, f"{label} feature rows", _FEATURE_UPSERT_SQL, {"grain": grain})
         cursor.execute(f"DROP TABLE {_DELTA}")
         cursor.execute(f"DROP TABLE {_FIRSTS}")
+        cursor.execute(
+            "INSERT INTO billing_dailykey (day, key) VALUES (%s, 0) ON CONFLICT DO NOTHING",
+            [KEYS_WHOLE],
+        )
     mark.events_position = mark.changes_position = params["high"]
     return RollupResult(events=int(events), changes=int(changes), rows=rows)
 

@@ -278,7 +278,8 @@ def test_session_and_prompt_keys_are_kept_while_events_can_still_arrive(acme) ->
 
     rollups_update()
 
-    assert sorted(DailyKey.objects.values_list("day", flat=True)) == [last_open, today]
+    kept = DailyKey.objects.exclude(day=rollups.KEYS_WHOLE).values_list("day", flat=True)
+    assert sorted(kept) == [last_open, today]
 
 
 @postgres_only
@@ -308,4 +309,102 @@ def test_a_big_run_bulk_loads_its_keys_and_hashes_its_joins(
     rollups_update()
     assert "rollup keys recorded" in caplog.text
     assert "rollup keys indexed" not in caplog.text
+    assert _rollups() == _ledger_oracle()
+
+
+def _events_past_the_first_range(operator) -> int:
+    """Events posted until the table is longer than one range of the index; their count."""
+    posted = 0
+    while True:
+        post_events(operator, {"events": _traffic(f"r{posted}", 500)})
+        posted += 500
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_relation_size('ingestion_usageevent') / 8192")
+            if cursor.fetchone()[0] > 128:
+                return posted
+
+
+def _unsummarized_ranges() -> int:
+    """How many page ranges of the events' index on `xact` were not summarized. The call
+    summarizes them (a summary is not undone by a rollback): once per test. A range is
+    128 pages; the first is summarized when the table is created or emptied."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT brin_summarize_new_values('usage_event_xact_brin')")
+        return cursor.fetchone()[0]
+
+
+@postgres_only
+def test_a_run_summarizes_the_new_events_index_ranges(operator) -> None:
+    """A run finds its new events through the BRIN index on `xact`; a range it has not
+    summarized would be read whole, every run, until autovacuum got to it."""
+    _events_past_the_first_range(operator)
+
+    rollups_update()
+
+    assert _unsummarized_ranges() == 0
+    post_events(operator, {"events": _traffic("b", 20, start=BASE + timedelta(hours=1))})
+    rollups_update()
+    assert _rollups() == _ledger_oracle()
+
+
+@postgres_only
+def test_a_run_does_not_wait_for_a_vacuum_of_the_events(operator, caplog) -> None:
+    """A VACUUM holds the lock the summary needs; the run goes on without it, and counts
+    all the same."""
+    events = _events_past_the_first_range(operator)
+    locked, release = threading.Event(), threading.Event()
+
+    def vacuum_like() -> None:
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute("LOCK TABLE ingestion_usageevent IN SHARE UPDATE EXCLUSIVE MODE")
+                locked.set()
+                release.wait(10)
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=vacuum_like)
+    holder.start()
+    try:
+        assert locked.wait(10)
+        caplog.set_level(logging.INFO, logger="billing.rollups")
+        result = rollups_update()
+    finally:
+        release.set()
+        holder.join()
+
+    assert result.events == events
+    assert "stay unsummarized" in caplog.text
+    assert _rollups() == _ledger_oracle()
+    assert _unsummarized_ranges() > 0
+
+
+@postgres_only
+def test_keys_lost_in_a_crash_are_recorded_again_before_the_next_fold(
+    operator, caplog
+) -> None:
+    """The keys' table is unlogged: crash recovery empties it. The next run records the
+    folded events' keys again, so a session already counted that day is not counted twice
+    and a prompt already sent stays a repeat."""
+    post_events(operator, {"events": _traffic("a", 120)})
+    rollups_update()
+    before = set(DailyKey.objects.values_list("day", "key"))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT relpersistence FROM pg_class WHERE relname = 'billing_dailykey'")
+        assert cursor.fetchone() == ("u",)
+        cursor.execute("TRUNCATE billing_dailykey")  # what crash recovery does to it
+
+    # The same sessions and prompt hashes, the same days.
+    post_events(operator, {"events": _traffic("b", 120, start=BASE + timedelta(minutes=5))})
+    caplog.set_level(logging.WARNING, logger="billing.rollups")
+    rollups_update()
+
+    assert "recording those of the folded events again" in caplog.text
+    assert before <= set(DailyKey.objects.values_list("day", "key"))
+    assert _rollups() == _ledger_oracle()
+    # Whole again: the next run does not record them again.
+    caplog.clear()
+    post_events(operator, {"events": _traffic("c", 10, start=BASE + timedelta(minutes=9))})
+    rollups_update()
+    assert "recording" not in caplog.text
     assert _rollups() == _ledger_oracle()
