@@ -69,7 +69,7 @@ class StepTimes(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         step, _, seconds = record.args
-        self.times[step] = round(seconds, 2)
+        self.times[step] = round(seconds, 3)
 
     def __enter__(self) -> StepTimes:
         self._level, self._propagate = self._logger.level, self._logger.propagate
@@ -185,18 +185,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         results["plain_group_by"] = {"seconds": round(plain_s, 2), "hourly_groups": groups}
         ledger.say(f"  {groups:,} hourly groups in {plain_s:.2f} s")
 
-        incremental = []
+        incremental, incremental_steps = [], []
         for i in range(args.incremental_runs):
             ledger.copy_rows(conn, source.chunks(args.new_events))
-            result = rollups_update()
+            with StepTimes() as steps:
+                result = rollups_update()
             assert result.events == args.new_events, result
             incremental.append(result.seconds)
+            incremental_steps.append(steps.times)
             ledger.say(
                 f"  incremental {i + 1}: {result.events:,} new events in {result.seconds:.3f} s"
+                f" ({', '.join(f'{step} {s:.2f}' for step, s in steps.times.items())})"
             )
         results["incremental"] = {
             "new_events": args.new_events,
             "seconds": [round(s, 3) for s in incremental],
+            "steps": incremental_steps,
             "median_s": round(statistics.median(incremental), 3),
             "max_s": round(max(incremental), 3),
         }

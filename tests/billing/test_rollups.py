@@ -408,3 +408,18 @@ def test_keys_lost_in_a_crash_are_recorded_again_before_the_next_fold(
     rollups_update()
     assert "recording" not in caplog.text
     assert _rollups() == _ledger_oracle()
+
+
+@postgres_only
+def test_both_rollup_tables_keep_room_for_updates_in_place() -> None:
+    """Every run adds to rows already there: with room on each page PostgreSQL updates
+    them in place (HOT), without a new entry in each index per update."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT relname, reloptions FROM pg_class "
+            "WHERE relname IN ('billing_usagerollup', 'billing_featurerollup') ORDER BY 1"
+        )
+        assert cursor.fetchall() == [
+            ("billing_featurerollup", ["fillfactor=70"]),
+            ("billing_usagerollup", ["fillfactor=70"]),
+        ]
