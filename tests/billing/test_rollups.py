@@ -380,9 +380,7 @@ def test_a_run_does_not_wait_for_a_vacuum_of_the_events(operator, caplog) -> Non
 
 
 @postgres_only
-def test_keys_lost_in_a_crash_are_recorded_again_before_the_next_fold(
-    operator, caplog
-) -> None:
+def test_keys_lost_in_a_crash_are_recorded_again_before_the_next_fold(operator, caplog) -> None:
     """The keys' table is unlogged: crash recovery empties it. The next run records the
     folded events' keys again, so a session already counted that day is not counted twice
     and a prompt already sent stays a repeat."""
