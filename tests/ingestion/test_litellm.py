@@ -41,6 +41,10 @@ def run_litellm(url: str, key: str, log_format: str, calls: list[dict]) -> None:
             await logger.async_send_batch()
         finally:
             litellm.callbacks = []
+            # The logger's pooled connection would keep a live server thread, and its
+            # database connection, open past the test; litellm caches the client.
+            await logger.async_httpx_client.close()
+            litellm.in_memory_llm_clients_cache.flush_cache()
 
     asyncio.run(main())
 
