@@ -102,6 +102,8 @@ def _fold(*, rebuild: bool) -> RollupResult:
             DailyKey.objects.filter(day__lt=keys_kept_from()).delete()
         mark.updated_at = timezone.now()
         mark.save()
+        committing = time.perf_counter()
+    logger.debug("rollup %s: %d rows, %.3f s", "commit", 0, time.perf_counter() - committing)
     result.seconds = time.perf_counter() - started
     return result
 
@@ -359,9 +361,9 @@ def _fold_postgresql(mark: RollupWatermark) -> RollupResult:
         # Runs take turns on the watermark's lock: the table is this run's alone.
         keys = _step(cursor, "keys", _FIRSTS_SQL, params)
         if keys < _SMALL_RUN_KEYS:
-            cursor.execute(f"CREATE INDEX ON {_FIRSTS} (id)")
+            _step(cursor, "keys by event", f"CREATE INDEX ON {_FIRSTS} (id)")
         # Fresh statistics: the planner joins a few keys by lookups, millions by hashing.
-        cursor.execute(f"ANALYZE {_FIRSTS}")
+        _step(cursor, "keys analyzed", f"ANALYZE {_FIRSTS}")
         _step(cursor, "keys seen", _FIRSTS_SEEN_SQL)
         _record_keys(cursor, keys)
         _step(cursor, "delta", _DELTA_SQL, params)
@@ -377,8 +379,8 @@ def _fold_postgresql(mark: RollupWatermark) -> RollupResult:
         rows += _step(cursor, "daily rows", _DAY_UPSERT_SQL)
         for grain, label in (("hour", "hourly"), ("day", "daily")):
             rows += _step(cursor, f"{label} feature rows", _FEATURE_UPSERT_SQL, {"grain": grain})
-        cursor.execute(f"DROP TABLE {_DELTA}")
-        cursor.execute(f"DROP TABLE {_FIRSTS}")
+        _step(cursor, "delta dropped", f"DROP TABLE {_DELTA}")
+        _step(cursor, "keys dropped", f"DROP TABLE {_FIRSTS}")
         cursor.execute(
             "INSERT INTO billing_dailykey (day, key) VALUES (%s, 0) ON CONFLICT DO NOTHING",
             [KEYS_WHOLE],

@@ -10,11 +10,14 @@ def unlogged(apps, schema_editor):
     if schema_editor.connection.vendor != "postgresql":
         return
     schema_editor.execute("ALTER TABLE billing_dailykey SET UNLOGGED")
-    # Whole as it is: the next run need not record the keys again.
-    schema_editor.execute(
-        "INSERT INTO billing_dailykey (day, key) VALUES (%s, 0) ON CONFLICT DO NOTHING",
-        [KEYS_WHOLE],
-    )
+    # Whole as it is: the next run need not record the keys again. (Before a first fold
+    # there is nothing to say, and the marker would only be one more row to look up.)
+    folded = apps.get_model("billing", "RollupWatermark").objects.filter(events_position__gt=0)
+    if folded.exists():
+        schema_editor.execute(
+            "INSERT INTO billing_dailykey (day, key) VALUES (%s, 0) ON CONFLICT DO NOTHING",
+            [KEYS_WHOLE],
+        )
 
 
 def logged(apps, schema_editor):
