@@ -10,7 +10,7 @@ COPY portal ./portal
 COPY console ./console
 COPY finops_client ./finops_client
 RUN pip install --no-cache-dir .
-COPY manage.py ./
+COPY manage.py gunicorn.conf.py ./
 COPY templates ./templates
 RUN SECRET_KEY=build python manage.py collectstatic --noinput -v0
 EXPOSE 8000

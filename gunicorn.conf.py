@@ -1,0 +1,11 @@
+"""gunicorn's settings for finops, read from the working directory by every `gunicorn`
+command started there (the Dockerfile, docker-compose.yml, `make run`, the benchmarks).
+Options given on the command line (`--workers`, `--bind`) take precedence."""
+
+import os
+
+# Each worker touches a file between requests for the arbiter's liveness check. On a
+# disk-backed temporary directory that update can wait behind the filesystem's journal,
+# and the request waits with it; in memory it never does.
+if os.path.isdir("/dev/shm"):
+    worker_tmp_dir = "/dev/shm"
