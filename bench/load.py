@@ -169,8 +169,10 @@ class LoadResult:
     completions: list[tuple[float, int]] = field(default_factory=list)
     failures: int = 0
     failure_samples: list[str] = field(default_factory=list)
-    # paced loads only: how late each request was sent after its scheduled time
+    # paced loads only: how late each request was sent after its scheduled time, and
+    # each request's (scheduled time, answer time) on `time.perf_counter()`'s clock
     send_lags_s: list[float] = field(default_factory=list)
+    spans_s: list[tuple[float, float]] = field(default_factory=list)
 
 
 def run_load(
@@ -219,6 +221,7 @@ def run_load(
         latencies: list[float] = []
         completions: list[tuple[float, int]] = []
         send_lags: list[float] = []
+        spans: list[tuple[float, float]] = []
         events = priced = 0
         try:
             while True:
@@ -244,6 +247,8 @@ def run_load(
                     continue
                 done = time.perf_counter()
                 latencies.append(done - started)
+                if pace_s is not None:
+                    spans.append((started, done))
                 error, n_priced = check(index, response.status, data)
                 if error:
                     fail(f"request {index}: {error}")
@@ -257,6 +262,7 @@ def run_load(
                 result.latencies_s.extend(latencies)
                 result.completions.extend(completions)
                 result.send_lags_s.extend(send_lags)
+                result.spans_s.extend(spans)
                 result.requests += len(latencies)
                 result.events += events
                 result.priced += priced

@@ -1,0 +1,165 @@
+"""The host's own stalls during a timed phase, and which slow requests they touched.
+
+On a shared virtual machine the whole guest can stop running for milliseconds at a time
+(the hypervisor runs something else: steal), and every process waits then, the load
+generator as much as the server; a latency percentile counts that wait as the server's.
+`StallProbe` starts a separate process that asks for real-time priority (SCHED_FIFO,
+else the lowest nice value it may take), sleeps 1 ms again and again, and records each
+wake-up that came more than `STALL_MS` late. At real-time priority nothing in the guest
+is scheduled before it, so a late wake-up is time the guest as a whole did not run, or
+ran the kernel with preemption off; not time the server under test took. The probe
+also reads the steal time in /proc/stat before and after.
+
+    python bench/stalls.py --probe     # the probe itself: stops at end of its stdin
+
+Times are `time.perf_counter()`, CLOCK_MONOTONIC on Linux: one clock for every process,
+so the probe's stalls and the clients' requests can be laid on the same line.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import os
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+STALL_MS = 1.0  # a wake-up later than this is recorded
+SLEEP_S = 0.001
+MAX_STALLS_KEPT = 100_000
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def steal_seconds() -> float:
+    """CPU seconds the hypervisor took from this guest since boot (all CPUs)."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+        return int(fields[8]) / CLOCK_TICKS
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def _raise_priority() -> str:
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+        return "SCHED_FIFO"
+    except (AttributeError, OSError):
+        pass
+    for nice in (-20, -10, -5):
+        try:
+            os.nice(nice - os.nice(0))
+            return f"nice {nice}"
+        except OSError:
+            continue
+    return "normal"
+
+
+def probe_main() -> int:
+    """Sleep `SLEEP_S` until stdin ends; print the late wake-ups as JSON."""
+    policy = _raise_priority()
+    stdin = sys.stdin.fileno()
+    threshold = STALL_MS / 1000
+    stalls: list[tuple[float, float]] = []
+    wakeups = 0
+    worst = 0.0
+    while True:
+        due = time.perf_counter() + SLEEP_S
+        readable, _, _ = select.select([stdin], [], [], SLEEP_S)
+        woke = time.perf_counter()
+        if readable and not os.read(stdin, 4096):
+            break
+        wakeups += 1
+        late = woke - due
+        worst = max(worst, late)
+        if late > threshold and len(stalls) < MAX_STALLS_KEPT:
+            stalls.append((due, late))
+    json.dump({"policy": policy, "wakeups": wakeups, "max_s": worst, "stalls": stalls}, sys.stdout)
+    return 0
+
+
+@dataclass(slots=True)
+class Stalls:
+    policy: str = "not run"
+    wakeups: int = 0
+    max_s: float = 0.0
+    steal_s: float = 0.0
+    # (monotonic time the probe was due to wake, how late it woke), in time order
+    stalls: list[tuple[float, float]] = field(default_factory=list)
+
+    def figures(self) -> dict[str, float | int | str]:
+        lates = [late for _, late in self.stalls]
+        return {
+            "probe": self.policy,
+            "wakeups": self.wakeups,
+            "over_1_ms": sum(1 for late in lates if late > 0.001),
+            "over_5_ms": sum(1 for late in lates if late > 0.005),
+            "stalled_s": round(sum(lates), 3),
+            "max_ms": round(self.max_s * 1000, 2),
+            "steal_s": round(self.steal_s, 2),
+        }
+
+    def touched(self, spans: Sequence[tuple[float, float]]) -> list[bool]:
+        """For each (start, end) span, whether a recorded stall overlapped it."""
+        starts = [due for due, _ in self.stalls]
+        # a stall before `start` reaches into the span if it ended after `start`; stalls
+        # are at most a few hundred ms, so looking back by the longest one is enough
+        reach = max((late for _, late in self.stalls), default=0.0)
+        out = []
+        for start, end in spans:
+            lo = bisect.bisect_left(starts, start - reach)
+            hi = bisect.bisect_right(starts, end)
+            out.append(any(due + late > start for due, late in self.stalls[lo:hi]))
+        return out
+
+
+class StallProbe:
+    """The probe process for the enclosed block; `result` holds what it saw."""
+
+    def __init__(self) -> None:
+        self.result = Stalls()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._steal = 0.0
+
+    def __enter__(self) -> StallProbe:
+        self._steal = steal_seconds()
+        self._process = subprocess.Popen(
+            [sys.executable, __file__, "--probe"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        try:
+            out, _ = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+            return
+        self.result.steal_s = steal_seconds() - self._steal
+        if process.returncode == 0 and out:
+            data = json.loads(out)
+            self.result.policy = data["policy"]
+            self.result.wakeups = data["wakeups"]
+            self.result.max_s = data["max_s"]
+            self.result.stalls = [(due, late) for due, late in data["stalls"]]
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--probe"]:
+        sys.exit("usage: python bench/stalls.py --probe (started by the benchmarks)")
+    sys.exit(probe_main())
