@@ -9,3 +9,7 @@ import os
 # and the request waits with it; in memory it never does.
 if os.path.isdir("/dev/shm"):
     worker_tmp_dir = "/dev/shm"
+
+# gunicorn's sync worker, but each new connection wakes one idle worker, not all of them
+# (finops/gunicorn_worker.py). `--threads` above 1 still selects gthread.
+worker_class = "finops.gunicorn_worker.SyncWorker"

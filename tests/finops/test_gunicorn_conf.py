@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 from gunicorn.app.wsgiapp import WSGIApplication
+from gunicorn.workers.sync import SyncWorker
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,7 +28,8 @@ def test_heartbeat_file_in_memory(monkeypatch):
 
 def test_nothing_else_differs_from_gunicorn_alone(monkeypatch, tmp_path):
     """The documented serving (sync workers, `--workers` and `--bind` from the command
-    line) is what gunicorn does without the file: the heartbeat directory aside."""
+    line) is what gunicorn does without the file: the heartbeat directory and the sync
+    worker's class (finops's, which waits differently) aside."""
     empty = tmp_path / "empty.conf.py"
     empty.write_text("")
     args = ("--workers", "3", "--bind", "127.0.0.1:8123")
@@ -35,7 +37,8 @@ def test_nothing_else_differs_from_gunicorn_alone(monkeypatch, tmp_path):
     with_file = _settings(app)
     without = _settings(_loaded(monkeypatch, *args, "--config", str(empty)))
     differing = {k for k in with_file if with_file[k] != without[k]}
-    assert differing <= {"worker_tmp_dir", "config"}
+    assert differing <= {"worker_tmp_dir", "worker_class", "config"}
     assert with_file["workers"] == 3
     assert with_file["bind"] == ["127.0.0.1:8123"]
-    assert app.cfg.worker_class_str == "sync"
+    assert app.cfg.worker_class_str == "finops.gunicorn_worker.SyncWorker"
+    assert issubclass(app.cfg.worker_class, SyncWorker)
