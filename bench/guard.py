@@ -411,6 +411,8 @@ def stall_figures(stalls: Stalls, load: LoadResult) -> dict[str, Any]:
     (a request is touched when a stall overlapped its span, from its scheduled send to its
     answer). The untouched requests' p99 still counts the queue a stall left behind."""
     figures: dict[str, Any] = stalls.figures()
+    if stalls.policy != "SCHED_FIFO":  # its late wake-ups may be our own contention
+        return figures
     touched = stalls.touched(load.spans_s)
     target_s = TARGET_P99_MS / 1000
     slow = [(start, end) for start, end in load.spans_s if end - start > target_s]
@@ -431,12 +433,17 @@ def stall_figures(stalls: Stalls, load: LoadResult) -> dict[str, Any]:
 def stall_text(figures: dict[str, Any]) -> str:
     if figures["probe"] == "not run":
         return "host stalls: the probe did not run"
-    p99 = figures["untouched_p99_ms"]
-    return (
+    head = (
         f"host stalls (a probe at {figures['probe']} waking every 1 ms): "
         f"{figures['over_1_ms']:,} over 1 ms, {figures['over_5_ms']:,} over 5 ms, "
         f"{figures['stalled_s']:.2f} s in all, longest {figures['max_ms']:.2f} ms; "
-        f"steal {figures['steal_s']:.2f} CPU s. Of {figures['over_target']:,} requests "
+        f"steal {figures['steal_s']:.2f} CPU s"
+    )
+    if "untouched" not in figures:
+        return head + " (not SCHED_FIFO: requests not split by stall)"
+    p99 = figures["untouched_p99_ms"]
+    return (
+        f"{head}. Of {figures['over_target']:,} requests "
         f"over {TARGET_P99_MS:.0f} ms, {figures['over_target_touched']:,} overlapped a stall; "
         f"p99 of the {figures['untouched']:,} requests no stall overlapped: "
         + (f"{p99:.2f} ms" if p99 is not None else "none")

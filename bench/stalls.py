@@ -7,8 +7,10 @@ generator as much as the server; a latency percentile counts that wait as the se
 else the lowest nice value it may take), sleeps 1 ms again and again, and records each
 wake-up that came more than `STALL_MS` late. At real-time priority nothing in the guest
 is scheduled before it, so a late wake-up is time the guest as a whole did not run, or
-ran the kernel with preemption off; not time the server under test took. The probe
-also reads the steal time in /proc/stat before and after.
+ran the kernel with preemption off; not time the server under test took. Without
+SCHED_FIFO a late wake-up may be the benchmark's own CPU contention, so the split of
+requests by stall is then not made. The probe sees its own CPU's stalls, not the
+other's; steal time (/proc/stat, before and after) counts every CPU.
 
     python bench/stalls.py --probe     # the probe itself: stops at end of its stdin
 
@@ -63,6 +65,8 @@ def _raise_priority() -> str:
 def probe_main() -> int:
     """Sleep `SLEEP_S` until stdin ends; print the late wake-ups as JSON."""
     policy = _raise_priority()
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
     stdin = sys.stdin.fileno()
     threshold = STALL_MS / 1000
     stalls: list[tuple[float, float]] = []
@@ -105,11 +109,12 @@ class Stalls:
         }
 
     def touched(self, spans: Sequence[tuple[float, float]]) -> list[bool]:
-        """For each (start, end) span, whether a recorded stall overlapped it."""
-        starts = [due for due, _ in self.stalls]
-        # a stall before `start` reaches into the span if it ended after `start`; stalls
-        # are at most a few hundred ms, so looking back by the longest one is enough
-        reach = max((late for _, late in self.stalls), default=0.0)
+        """For each (start, end) span, whether a recorded stall overlapped it. A stall
+        lies somewhere from the sleep's start (`due - SLEEP_S`) to the late wake-up."""
+        starts = [due - SLEEP_S for due, _ in self.stalls]
+        # a stall before `start` reaches into the span if it ended after `start`; looking
+        # back by the longest one is enough
+        reach = max((late for _, late in self.stalls), default=0.0) + SLEEP_S
         out = []
         for start, end in spans:
             lo = bisect.bisect_left(starts, start - reach)
@@ -133,6 +138,8 @@ class StallProbe:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
+        assert self._process.stdout is not None
+        self._process.stdout.readline()  # started, at its priority: the phase may begin
         return self
 
     def __exit__(

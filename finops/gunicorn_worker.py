@@ -6,8 +6,12 @@ others find nothing (`EAGAIN`), touch their heartbeat file and go back to sleep.
 the guard's many short requests, that is a wake-up of each idle worker for each call.
 Where the kernel has `EPOLLEXCLUSIVE` (Linux 4.5 and later) this worker waits with
 `epoll` instead and asks for that flag on the listening sockets, so the kernel wakes
-one waiting worker per connection. Its own signal pipe is watched as before. Without
-`EPOLLEXCLUSIVE` it is gunicorn's worker unchanged.
+one waiting worker per connection. Its own signal pipe is watched as before. Where
+Python or the kernel lacks `EPOLLEXCLUSIVE` it waits as gunicorn's worker does.
+
+The kernel offers each connection to the idle workers in the same order, so at light
+load one worker takes most requests (`--max-requests` restarts fall on it first); under
+load every worker is busy and takes its share.
 
 The class name ends in `SyncWorker`, so `--threads` above 1 still selects gthread, as
 it does for gunicorn's own.
@@ -31,18 +35,30 @@ class SyncWorker(GunicornSyncWorker):
     _ready: dict[int, Any]
 
     def run(self) -> None:
-        if EXCLUSIVE is not None:
-            self._poller = select.epoll()
-            self._ready = {self.PIPE[0]: self.PIPE[0]}
-            for listener in self.sockets:
-                self._poller.register(listener.fileno(), select.EPOLLIN | EXCLUSIVE)
-                self._ready[listener.fileno()] = listener
-            self._poller.register(self.PIPE[0], select.EPOLLIN)
+        self._poller = self._exclusive_poller()
         try:
             super().run()
         finally:
             if self._poller is not None:
                 self._poller.close()
+
+    def _exclusive_poller(self) -> select.epoll | None:
+        """An epoll on the listeners (exclusive) and the signal pipe; None where the
+        kernel refuses EPOLLEXCLUSIVE (before Linux 4.5: EINVAL), to wait as gunicorn's
+        own worker does."""
+        if EXCLUSIVE is None:
+            return None
+        poller = select.epoll()
+        self._ready = {self.PIPE[0]: self.PIPE[0]}
+        try:
+            for listener in self.sockets:
+                poller.register(listener.fileno(), select.EPOLLIN | EXCLUSIVE)
+                self._ready[listener.fileno()] = listener
+            poller.register(self.PIPE[0], select.EPOLLIN)
+        except OSError:
+            poller.close()
+            return None
+        return poller
 
     def wait(self, timeout: float) -> list[Any] | None:
         """What `SyncWorker.wait` returns (the ready listeners, and the signal pipe
