@@ -69,7 +69,7 @@ from ledger import (
     with_database,
 )
 from load import HOST, Checker, Gunicorn, LoadResult, latency_ms, percentile, run_load
-from stalls import StallProbe, Stalls
+from stalls import StallProbe, stall_figures, stall_text
 
 RESULTS_DIR = ROOT / "bench" / "results"
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/finops_bench_guard"
@@ -384,7 +384,7 @@ def run_phase(
             "max": round(lags[-1] * 1000, 2) if lags else 0.0,
         }
         offered = f" (offered {1 / pace_s:,.0f}/s)"
-        figures["host_stalls"] = stall_figures(probe.result, load)
+        figures["host_stalls"] = stall_figures(probe.result, load.spans_s, TARGET_P99_MS)
     say(
         f"{label}: {load.requests:,} decisions in {load.elapsed_s:.2f} s = "
         f"{figures['decisions_per_s']:,.0f} decisions/s{offered}; latency p50 "
@@ -399,55 +399,11 @@ def run_phase(
             f"  sent after the scheduled time by: p99 {lag['p99']:.2f} ms, "
             f"max {lag['max']:.2f} ms (counted in the latencies)"
         )
-        say(f"  {stall_text(figures['host_stalls'])}")
+        say(f"  {stall_text(figures['host_stalls'], TARGET_P99_MS)}")
     say(f"  {cpu_text(used)}")
     for sample in load.failure_samples:
         say(f"  failure: {sample}")
     return figures
-
-
-def stall_figures(stalls: Stalls, load: LoadResult) -> dict[str, Any]:
-    """What the stall probe saw, and how many of the requests over the target it touched
-    (a request is touched when a stall overlapped its span, from its scheduled send to its
-    answer). The untouched requests' p99 still counts the queue a stall left behind."""
-    figures: dict[str, Any] = stalls.figures()
-    if stalls.policy != "SCHED_FIFO":  # its late wake-ups may be our own contention
-        return figures
-    touched = stalls.touched(load.spans_s)
-    target_s = TARGET_P99_MS / 1000
-    slow = [(start, end) for start, end in load.spans_s if end - start > target_s]
-    figures["over_target"] = len(slow)
-    figures["over_target_touched"] = sum(
-        1
-        for (start, end), hit in zip(load.spans_s, touched, strict=True)
-        if hit and end - start > target_s
-    )
-    clear = sorted(
-        end - start for (start, end), hit in zip(load.spans_s, touched, strict=True) if not hit
-    )
-    figures["untouched"] = len(clear)
-    figures["untouched_p99_ms"] = round(percentile(clear, 99) * 1000, 2) if clear else None
-    return figures
-
-
-def stall_text(figures: dict[str, Any]) -> str:
-    if figures["probe"] == "not run":
-        return "host stalls: the probe did not run"
-    head = (
-        f"host stalls (a probe at {figures['probe']} waking every 1 ms): "
-        f"{figures['over_1_ms']:,} over 1 ms, {figures['over_5_ms']:,} over 5 ms, "
-        f"{figures['stalled_s']:.2f} s in all, longest {figures['max_ms']:.2f} ms; "
-        f"steal {figures['steal_s']:.2f} CPU s"
-    )
-    if "untouched" not in figures:
-        return head + " (not SCHED_FIFO: requests not split by stall)"
-    p99 = figures["untouched_p99_ms"]
-    return (
-        f"{head}. Of {figures['over_target']:,} requests "
-        f"over {TARGET_P99_MS:.0f} ms, {figures['over_target_touched']:,} overlapped a stall; "
-        f"p99 of the {figures['untouched']:,} requests no stall overlapped: "
-        + (f"{p99:.2f} ms" if p99 is not None else "none")
-    )
 
 
 # --- Exactness ------------------------------------------------------------------------

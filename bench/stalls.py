@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 STALL_MS = 1.0  # a wake-up later than this is recorded
 SLEEP_S = 0.001
@@ -121,6 +122,54 @@ class Stalls:
             hi = bisect.bisect_right(starts, end)
             out.append(any(due + late > start for due, late in self.stalls[lo:hi]))
         return out
+
+
+def stall_figures(
+    stalls: Stalls, spans: Sequence[tuple[float, float]], target_ms: float
+) -> dict[str, Any]:
+    """What the probe saw and, at SCHED_FIFO, how many requests over `target_ms` a stall
+    overlapped (from the request's scheduled send to its answer), and the p99 of the
+    requests none overlapped, which still counts the queue a stall left behind."""
+    from load import percentile  # here: the probe process imports this module too
+
+    figures: dict[str, Any] = stalls.figures()
+    if stalls.policy != "SCHED_FIFO":  # its late wake-ups may be our own contention
+        return figures
+    target_s = target_ms / 1000
+    over = over_touched = 0
+    clear = []
+    for (start, end), hit in zip(spans, stalls.touched(spans), strict=True):
+        slow = end - start > target_s
+        over += slow
+        over_touched += slow and hit
+        if not hit:
+            clear.append(end - start)
+    clear.sort()
+    figures["over_target"] = over
+    figures["over_target_touched"] = over_touched
+    figures["untouched"] = len(clear)
+    figures["untouched_p99_ms"] = round(percentile(clear, 99) * 1000, 2) if clear else None
+    return figures
+
+
+def stall_text(figures: dict[str, Any], target_ms: float) -> str:
+    if figures["probe"] == "not run":
+        return "host stalls: the probe did not run"
+    head = (
+        f"host stalls (a probe at {figures['probe']} waking every 1 ms): "
+        f"{figures['over_1_ms']:,} over 1 ms, {figures['over_5_ms']:,} over 5 ms, "
+        f"{figures['stalled_s']:.2f} s in all, longest {figures['max_ms']:.2f} ms; "
+        f"steal {figures['steal_s']:.2f} CPU s"
+    )
+    if "untouched" not in figures:
+        return head + " (not SCHED_FIFO: requests not split by stall)"
+    p99 = figures["untouched_p99_ms"]
+    return (
+        f"{head}. Of {figures['over_target']:,} requests over {target_ms:g} ms, "
+        f"{figures['over_target_touched']:,} overlapped a stall; p99 of the "
+        f"{figures['untouched']:,} requests no stall overlapped: "
+        + (f"{p99:.2f} ms" if p99 is not None else "none")
+    )
 
 
 class StallProbe:

@@ -19,12 +19,10 @@ it does for gunicorn's own.
 
 from __future__ import annotations
 
-import errno
 import os
 import select
 from typing import Any
 
-from gunicorn.workers.sync import StopWaiting
 from gunicorn.workers.sync import SyncWorker as GunicornSyncWorker
 
 EXCLUSIVE = getattr(select, "EPOLLEXCLUSIVE", None)
@@ -65,15 +63,8 @@ class SyncWorker(GunicornSyncWorker):
         drained of one byte), from `epoll`."""
         if self._poller is None:
             return super().wait(timeout)
-        try:
-            self.notify()
-            events = self._poller.poll(timeout)
-        except OSError as exc:
-            if exc.errno == errno.EBADF:
-                if self.nr < 0:
-                    return list(self.sockets)
-                raise StopWaiting from exc
-            raise
+        self.notify()
+        events = self._poller.poll(timeout)  # EINTR: retried by Python (PEP 475)
         ready = [self._ready[fd] for fd, _ in events if fd in self._ready]
         if self.PIPE[0] in ready:
             os.read(self.PIPE[0], 1)
