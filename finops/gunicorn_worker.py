@@ -18,8 +18,14 @@ worker sits idle until the client has been scheduled, read the answer and closed
 the next requests queue. This worker sends its FIN at once as well, and drains what has
 already arrived; if the client has not closed yet, the socket joins the worker's
 `epoll`, which drains it and closes it when the client closes, or after the same 2 s or
-64 KiB, between requests. At most `LINGER_MAX` connections linger at once; beyond that
-the oldest is closed, as gunicorn closes one whose time is up.
+64 KiB. The lingering connections have an `epoll` of their own, served after every
+request and whenever the worker waits, so they are finished under sustained load too.
+At most `LINGER_MAX` connections linger at once; beyond that the oldest is closed, as
+gunicorn closes one whose time is up. A worker on its way out (SIGTERM, a reload,
+`--max-requests`) first gives its lingering connections the rest of their time, at
+most the graceful timeout. One case still closes the blocking way: an app that fails
+after its headers went out, where gunicorn's `handle_request` closes the connection
+itself.
 
 Sending. gunicorn writes the status line and headers, then the body, each at once
 (its sockets are `TCP_NODELAY`), and the FIN follows when the connection is shut down:
@@ -66,10 +72,12 @@ def _corked(app: Any) -> Any:
     so that the status line, headers and body go out as one segment with the FIN."""
 
     def corked_app(environ: dict[str, Any], start_response: Any) -> Any:
-        try:
-            environ["gunicorn.socket"].setsockopt(socket.IPPROTO_TCP, CORK, 1)
-        except (KeyError, OSError):  # not TCP (a Unix socket): sent as written
-            pass
+        sock = environ.get("gunicorn.socket")
+        if sock is not None and sock.family != socket.AF_UNIX:  # a Unix socket: as written
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, CORK, 1)
+            except OSError:
+                pass
         return app(environ, start_response)
 
     return corked_app
@@ -89,6 +97,8 @@ class SyncWorker(GunicornSyncWorker):
     _ready: dict[int, Any]
     _lingering: dict[int, _Lingering]
 
+    _linger_poller: select.epoll
+
     def run(self) -> None:
         self._lingering = {}
         self._poller = self._exclusive_poller()
@@ -97,27 +107,30 @@ class SyncWorker(GunicornSyncWorker):
         try:
             super().run()
         finally:
-            for fd in list(self._lingering):
-                self._close_lingering(fd)
             if self._poller is not None:
+                self._finish_lingering(min(LINGER_S, self.cfg.graceful_timeout))
+                self._linger_poller.close()
                 self._poller.close()
 
     def _exclusive_poller(self) -> select.epoll | None:
-        """An epoll on the listeners (exclusive) and the signal pipe; None where the
-        kernel refuses EPOLLEXCLUSIVE (before Linux 4.5: EINVAL), to wait as gunicorn's
-        own worker does."""
+        """An epoll on the listeners (exclusive), the signal pipe and the lingering
+        connections' own epoll (`_linger_poller`); None where the kernel refuses
+        EPOLLEXCLUSIVE (before Linux 4.5: EINVAL), to wait as gunicorn's own worker does."""
         if EXCLUSIVE is None:
             return None
-        poller = select.epoll()
+        poller, linger_poller = select.epoll(), select.epoll()
         self._ready = {self.PIPE[0]: self.PIPE[0]}
         try:
             for listener in self.sockets:
                 poller.register(listener.fileno(), select.EPOLLIN | EXCLUSIVE)
                 self._ready[listener.fileno()] = listener
             poller.register(self.PIPE[0], select.EPOLLIN)
+            poller.register(linger_poller.fileno(), select.EPOLLIN)
         except OSError:
             poller.close()
+            linger_poller.close()
             return None
+        self._linger_poller = linger_poller
         return poller
 
     def wait(self, timeout: float) -> list[Any] | None:
@@ -131,19 +144,18 @@ class SyncWorker(GunicornSyncWorker):
             oldest = next(iter(self._lingering.values()))
             timeout = max(0.0, min(timeout, oldest.deadline - time.monotonic()))
         events = self._poller.poll(timeout)  # EINTR: retried by Python (PEP 475)
-        ready = self._serve(events)
+        ready = [self._ready[fd] for fd, _ in events if fd in self._ready]
+        if self._lingering:
+            self._serve_lingering()
         if self.PIPE[0] in ready:
             os.read(self.PIPE[0], 1)
         return ready or None
 
-    def _serve(self, events: list[tuple[int, int]]) -> list[Any]:
-        """The ready listeners and pipe among `events`; each lingering connection among
-        them drained, and closed if its client closed; the overdue ones closed."""
-        ready = []
-        for fd, _ in events:
-            if fd in self._ready:
-                ready.append(self._ready[fd])
-            elif fd in self._lingering:
+    def _serve_lingering(self, timeout: float = 0.0) -> None:
+        """Drain each lingering connection with something to read (closing it if its
+        client closed), waiting up to `timeout` for one; then close the overdue ones."""
+        for fd, _ in self._linger_poller.poll(timeout):
+            if fd in self._lingering:
                 self._drain(fd)
         now = time.monotonic()
         while self._lingering:
@@ -151,7 +163,19 @@ class SyncWorker(GunicornSyncWorker):
             if oldest.deadline > now:
                 break
             self._close_lingering(fd)
-        return ready
+
+    def _finish_lingering(self, limit_s: float) -> None:
+        """On the way out: the lingering connections get the rest of their time, at most
+        `limit_s` more, then every one left is closed."""
+        end = time.monotonic() + limit_s
+        while self._lingering:
+            oldest = next(iter(self._lingering.values()))
+            timeout = min(end, oldest.deadline) - time.monotonic()
+            if timeout <= 0:
+                break
+            self._serve_lingering(timeout)
+        for fd in list(self._lingering):
+            self._close_lingering(fd)
 
     # --- One connection -----------------------------------------------------------------
 
@@ -179,6 +203,8 @@ class SyncWorker(GunicornSyncWorker):
             self.handle_error(req, client, addr, exc)
         finally:
             self._linger(client)
+            if self._lingering:  # under load the worker may not wait for a while
+                self._serve_lingering()
 
     def _linger(self, client: socket.socket) -> None:
         """Send the FIN now; close now if the client has closed too, else wait for it
@@ -196,12 +222,14 @@ class SyncWorker(GunicornSyncWorker):
         if not self._drain(fd):
             return
         try:
-            self._poller.register(fd, select.EPOLLIN | select.EPOLLRDHUP)
+            self._linger_poller.register(fd, select.EPOLLIN | select.EPOLLRDHUP)
         except OSError:
             self._close_lingering(fd)
             return
         if len(self._lingering) > LINGER_MAX:
-            self._close_lingering(next(iter(self._lingering)))
+            oldest = next(iter(self._lingering))
+            if self._drain(oldest):  # what it sent so far is read before the close
+                self._close_lingering(oldest)
 
     def _drain(self, fd: int) -> bool:
         """Read what the client sent; True while it may send more (it has not closed,
@@ -222,4 +250,8 @@ class SyncWorker(GunicornSyncWorker):
 
     def _close_lingering(self, fd: int) -> None:
         lingering = self._lingering.pop(fd)
-        lingering.sock.close()  # and out of the epoll, which drops a closed file
+        try:  # explicitly: a copy of the socket (an app's fork) would keep it there
+            self._linger_poller.unregister(fd)
+        except (FileNotFoundError, ValueError):  # not registered yet
+            pass
+        lingering.sock.close()

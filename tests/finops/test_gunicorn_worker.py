@@ -8,6 +8,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -94,8 +95,8 @@ def _skip_without_exclusive(exclusive: bool) -> None:
 def server(request, tmp_path):
     exclusive = request.param
     _skip_without_exclusive(exclusive)
-    with _gunicorn(tmp_path, exclusive=exclusive, workers=WORKERS) as (port, _):
-        yield port, tmp_path, exclusive
+    with _gunicorn(tmp_path, exclusive=exclusive, workers=WORKERS) as (port, pid):
+        yield port, tmp_path, exclusive, pid
 
 
 @pytest.fixture(params=[True, False], ids=["epoll", "select"])
@@ -111,13 +112,38 @@ def _wakeups(count_dir: Path) -> dict[str, int]:
     return {f.name: len(f.read_text().splitlines()) for f in count_dir.iterdir()}
 
 
+def _epoll_flags(pid: int, target_fd: int) -> list[int]:
+    """The event masks with which process `pid`'s epolls watch its fd `target_fd`
+    (/proc/<pid>/fdinfo lists each epoll's `tfd: <fd> events: <hex mask>`)."""
+    flags = []
+    for info in Path(f"/proc/{pid}/fdinfo").iterdir():
+        try:
+            lines = info.read_text().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[:1] == ["tfd:"] and int(fields[1]) == target_fd:
+                flags.append(int(fields[fields.index("events:") + 1], 16))
+    return flags
+
+
 def test_each_connection_wakes_one_idle_worker(server):
-    """With EPOLLEXCLUSIVE one idle worker wakes per connection; without it, as with
-    gunicorn's own sync worker, every idle worker does (the control)."""
-    port, count_dir, exclusive = server
-    if not exclusive and len(os.sched_getaffinity(0)) < 2:
-        pytest.skip("on one CPU the losers of the race recheck before they are counted")
+    """With EPOLLEXCLUSIVE every worker watches the listener with that flag and one idle
+    worker wakes per connection. The control, gunicorn's own wait (`select`), registers
+    no flag; how many of its idle workers are seen to wake depends on how soon the
+    losers of each race run (40 to 80 here), so that count is not asserted."""
+    port, count_dir, exclusive, master_pid = server
     time.sleep(1)  # every worker booted and waiting
+    workers = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
+    listener_fd = 3  # the arbiter's listening socket, inherited by every worker
+    assert os.readlink(f"/proc/{workers[0]}/fd/{listener_fd}").startswith("socket:")
+    for worker in workers:
+        flags = _epoll_flags(int(worker), listener_fd)
+        if exclusive:
+            assert flags and all(f & select.EPOLLEXCLUSIVE for f in flags), flags
+        else:
+            assert flags == []  # no epoll at all: gunicorn's select
     before = sum(_wakeups(count_dir).values())
     for _ in range(CONNECTIONS):
         assert _get(port).startswith(b"HTTP/1.1 200 OK")
@@ -126,15 +152,13 @@ def test_each_connection_wakes_one_idle_worker(server):
     if exclusive:
         assert abs(woken - CONNECTIONS) <= 2  # 40 in every run seen
     else:
-        assert woken >= CONNECTIONS * 1.25  # 78-80 in the runs seen on an idle machine,
-        # 58 on a busy one: idle workers that looked again after another had accepted
-        # went back to sleep uncounted
+        assert woken >= CONNECTIONS
 
 
 def test_answers_and_stops_cleanly(server):
     """Every connection answered; the fixture checks that SIGTERM stops every worker
     without a traceback."""
-    port, _, _ = server
+    port, _, _, _ = server
     assert all(_get(port).endswith(b"\r\n\r\nok") for _ in range(20))
 
 
@@ -172,6 +196,7 @@ def test_kernel_refusing_the_flag_falls_back_to_select(monkeypatch):
         poller = worker._exclusive_poller()
         assert poller is not None
         poller.close()
+        worker._linger_poller.close()
     finally:
         listener.close()
         for fd in pipe:
@@ -241,8 +266,8 @@ TCP_INFO_DATA_SEGS_IN = 152  # offset of tcpi_data_segs_in in struct tcp_info (L
 @pytest.mark.skipif(not hasattr(socket, "TCP_CORK"), reason="Linux only")
 @pytest.mark.parametrize("cork", [True, False], ids=["cork", "control"])
 def test_an_answer_goes_out_as_one_segment(tmp_path, cork):
-    """Status line, headers and body reach the client in one TCP segment, with the FIN;
-    sent as written (the control) they take two: headers, then body."""
+    """Status line, headers and body reach the client in one TCP segment; sent as
+    written (the control) they take two: headers, then body."""
     with _gunicorn(tmp_path, exclusive=hasattr(select, "EPOLLEXCLUSIVE"), workers=1,
                    cork=cork) as (port, _):  # fmt: skip
         with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
@@ -276,6 +301,7 @@ def bare_worker(monkeypatch):
 
     yield worker, connection
     worker._poller.close()
+    worker._linger_poller.close()
     listener.close()
     for fd in pipe:
         os.close(fd)
@@ -320,10 +346,12 @@ def test_at_most_linger_max_connections_linger(bare_worker, monkeypatch):
     assert len(worker._lingering) == 2
 
 
-def test_a_client_sending_without_end_is_closed_after_64_kib(bare_worker):
+def test_a_client_sending_without_end_is_closed_after_64_kib(bare_worker, monkeypatch):
+    from finops import gunicorn_worker
     from finops.gunicorn_worker import LINGER_MAX_DRAIN
 
     worker, connection = bare_worker
+    monkeypatch.setattr(gunicorn_worker, "LINGER_S", 60)  # the cap closes it, not the time
     server_end, client_end = connection()
     worker._linger(server_end)
     client_end.setblocking(False)
@@ -336,3 +364,81 @@ def test_a_client_sending_without_end_is_closed_after_64_kib(bare_worker):
         worker.wait(0)
         assert sent <= LINGER_MAX_DRAIN + 4096 * 64, "still draining past the cap"
     assert worker._lingering == {}
+
+
+def test_a_worker_on_its_way_out_lets_lingering_clients_finish(bare_worker):
+    """The connection stays open (and drained) until its client closes, within the time
+    given; then the worker closes what is left."""
+    worker, connection = bare_worker
+    server_end, client_end = connection()
+    worker._linger(server_end)
+    open_when_client_closed = []
+
+    def client() -> None:
+        time.sleep(0.2)
+        open_when_client_closed.append(server_end.fileno() >= 0)
+        client_end.sendall(b"late bytes")
+        client_end.close()
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    worker._finish_lingering(30)
+    thread.join()
+    assert open_when_client_closed == [True]
+    assert server_end.fileno() == -1 and worker._lingering == {}
+
+    stuck, _client = connection()  # a client that never closes: closed at the limit
+    worker._linger(stuck)
+    started = time.monotonic()
+    worker._finish_lingering(0.3)
+    assert stuck.fileno() == -1 and worker._lingering == {}
+    assert time.monotonic() - started < 10
+
+
+def test_a_closed_lingering_socket_leaves_no_registration(bare_worker):
+    """Closed explicitly out of the epoll: a copy of the socket elsewhere (an app that
+    forked) must not keep reporting it, which would make every wait return at once."""
+    worker, connection = bare_worker
+    server_end, client_end = connection()
+    copy = os.dup(server_end.fileno())
+    try:
+        worker._linger(server_end)
+        client_end.close()
+        worker._serve_lingering()
+        assert server_end.fileno() == -1
+        assert worker._linger_poller.poll(0) == []
+    finally:
+        os.close(copy)
+
+
+_HAMMER = """
+import socket, sys, time
+end = time.monotonic() + float(sys.argv[2])
+while time.monotonic() < end:
+    with socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10) as s:
+        s.sendall(b"GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
+        while s.recv(4096):
+            pass
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc")
+def test_lingering_connections_are_finished_under_sustained_load(one_worker):
+    """Clients that close at once, from 3 processes, keep the one worker busy, so it
+    seldom waits; their connections are still closed as they finish, not left to pile
+    up to LINGER_MAX (256, seen when they were served only while waiting)."""
+    port, master_pid, exclusive = one_worker
+    if not exclusive:
+        pytest.skip("gunicorn's own close does not linger")
+    clients = [subprocess.Popen([sys.executable, "-c", _HAMMER, str(port), "2"]) for _ in range(3)]
+    most = 0
+    try:
+        while any(c.poll() is None for c in clients):
+            most = max(most, _worker_sockets(master_pid))
+            time.sleep(0.02)
+    finally:
+        for c in clients:
+            c.kill()
+            c.wait()
+    assert all(c.returncode == 0 for c in clients)
+    assert most < 64, most
