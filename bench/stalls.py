@@ -12,6 +12,13 @@ SCHED_FIFO a late wake-up may be the benchmark's own CPU contention, so the spli
 requests by stall is then not made. The probe sees its own CPU's stalls, not the
 other's; steal time (/proc/stat, before and after) counts every CPU.
 
+A guest can also keep running, only slower (the host's other tenants share its caches,
+memory bandwidth or cores). So every `WORK_EVERY` wake-ups the probe also times a fixed
+piece of work (`WORK_STEPS` steps of a Python loop): at its priority nothing of the
+guest's runs before it, so a timing far above the median is the CPU running slow, or
+the guest's other CPU, if the two share a core, running the benchmark. Requests whose
+span held such a timing are counted apart, as for stalls.
+
     python bench/stalls.py --probe     # the probe itself: stops at end of its stdin
 
 Times are `time.perf_counter()`, CLOCK_MONOTONIC on Linux: one clock for every process,
@@ -36,6 +43,9 @@ from typing import Any
 STALL_MS = 1.0  # a wake-up later than this is recorded
 SLEEP_S = 0.001
 MAX_STALLS_KEPT = 100_000
+WORK_EVERY = 10  # wake-ups between two timings of the fixed work (about 10 ms)
+WORK_STEPS = 2000
+SLOW_WORK = 2.0  # a timing over this many times the median counts as slow CPU
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -71,6 +81,7 @@ def probe_main() -> int:
     stdin = sys.stdin.fileno()
     threshold = STALL_MS / 1000
     stalls: list[tuple[float, float]] = []
+    work: list[tuple[float, float]] = []
     wakeups = 0
     worst = 0.0
     while True:
@@ -84,7 +95,14 @@ def probe_main() -> int:
         worst = max(worst, late)
         if late > threshold and len(stalls) < MAX_STALLS_KEPT:
             stalls.append((due, late))
-    json.dump({"policy": policy, "wakeups": wakeups, "max_s": worst, "stalls": stalls}, sys.stdout)
+        if wakeups % WORK_EVERY == 0 and len(work) < MAX_STALLS_KEPT:
+            began = time.perf_counter()
+            sum(range(WORK_STEPS))
+            work.append((began, time.perf_counter() - began))
+    json.dump(
+        {"policy": policy, "wakeups": wakeups, "max_s": worst, "stalls": stalls, "work": work},
+        sys.stdout,
+    )
     return 0
 
 
@@ -96,6 +114,29 @@ class Stalls:
     steal_s: float = 0.0
     # (monotonic time the probe was due to wake, how late it woke), in time order
     stalls: list[tuple[float, float]] = field(default_factory=list)
+    # (monotonic time the fixed work began, its seconds), in time order
+    work: list[tuple[float, float]] = field(default_factory=list)
+
+    def work_median(self) -> float:
+        times = sorted(took for _, took in self.work)
+        return times[len(times) // 2] if times else 0.0
+
+    def slow_work(self) -> list[tuple[float, float]]:
+        """The timings over SLOW_WORK times the median, as (start, end) intervals."""
+        limit = self.work_median() * SLOW_WORK
+        return [(began, began + took) for began, took in self.work if took > limit]
+
+    def touched_by_slow_work(self, spans: Sequence[tuple[float, float]]) -> list[bool]:
+        """For each (start, end) span, whether a slow timing of the work overlapped it."""
+        slow = self.slow_work()
+        starts = [began for began, _ in slow]
+        reach = max((end - began for began, end in slow), default=0.0)
+        out = []
+        for start, end in spans:
+            lo = bisect.bisect_left(starts, start - reach)
+            hi = bisect.bisect_right(starts, end)
+            out.append(any(stop > start for _, stop in slow[lo:hi]))
+        return out
 
     def figures(self) -> dict[str, float | int | str]:
         lates = [late for _, late in self.stalls]
@@ -107,6 +148,12 @@ class Stalls:
             "stalled_s": round(sum(lates), 3),
             "max_ms": round(self.max_s * 1000, 2),
             "steal_s": round(self.steal_s, 2),
+            "work_timings": len(self.work),
+            "work_median_us": round(self.work_median() * 1e6, 1),
+            "work_slow": len(self.slow_work()),
+            "work_max_ratio": round(
+                max((took for _, took in self.work), default=0.0) / (self.work_median() or 1), 1
+            ),
         }
 
     def touched(self, spans: Sequence[tuple[float, float]]) -> list[bool]:
@@ -136,19 +183,31 @@ def stall_figures(
     if stalls.policy != "SCHED_FIFO":  # its late wake-ups may be our own contention
         return figures
     target_s = target_ms / 1000
-    over = over_touched = 0
+    over = over_touched = over_slow_cpu = 0
     clear = []
-    for (start, end), hit in zip(spans, stalls.touched(spans), strict=True):
+    clear_of_both = []
+    for (start, end), hit, slow_cpu in zip(
+        spans, stalls.touched(spans), stalls.touched_by_slow_work(spans), strict=True
+    ):
         slow = end - start > target_s
         over += slow
         over_touched += slow and hit
+        over_slow_cpu += slow and slow_cpu
         if not hit:
             clear.append(end - start)
+            if not slow_cpu:
+                clear_of_both.append(end - start)
     clear.sort()
+    clear_of_both.sort()
     figures["over_target"] = over
     figures["over_target_touched"] = over_touched
     figures["untouched"] = len(clear)
     figures["untouched_p99_ms"] = round(percentile(clear, 99) * 1000, 2) if clear else None
+    figures["over_target_slow_cpu"] = over_slow_cpu
+    figures["untouched_by_either"] = len(clear_of_both)
+    figures["untouched_by_either_p99_ms"] = (
+        round(percentile(clear_of_both, 99) * 1000, 2) if clear_of_both else None
+    )
     return figures
 
 
@@ -164,11 +223,20 @@ def stall_text(figures: dict[str, Any], target_ms: float) -> str:
     if "untouched" not in figures:
         return head + " (not SCHED_FIFO: requests not split by stall)"
     p99 = figures["untouched_p99_ms"]
+    both = figures["untouched_by_either_p99_ms"]
     return (
         f"{head}. Of {figures['over_target']:,} requests over {target_ms:g} ms, "
         f"{figures['over_target_touched']:,} overlapped a stall; p99 of the "
         f"{figures['untouched']:,} requests no stall overlapped: "
         + (f"{p99:.2f} ms" if p99 is not None else "none")
+        + f"\n  CPU speed (a fixed {WORK_STEPS:,}-step loop timed every ~{WORK_EVERY} ms at "
+        f"the probe's priority): median {figures['work_median_us']:.1f} us, "
+        f"{figures['work_slow']:,} of {figures['work_timings']:,} timings over "
+        f"{SLOW_WORK:g}x the median, slowest {figures['work_max_ratio']:.1f}x. Of the "
+        f"requests over {target_ms:g} ms, {figures['over_target_slow_cpu']:,} overlapped a "
+        f"slow timing; p99 of the {figures['untouched_by_either']:,} requests that "
+        "overlapped neither a stall nor a slow timing: "
+        + (f"{both:.2f} ms" if both is not None else "none")
     )
 
 
@@ -213,6 +281,7 @@ class StallProbe:
             self.result.wakeups = data["wakeups"]
             self.result.max_s = data["max_s"]
             self.result.stalls = [(due, late) for due, late in data["stalls"]]
+            self.result.work = [(began, took) for began, took in data["work"]]
 
 
 if __name__ == "__main__":
