@@ -96,7 +96,6 @@ class SyncWorker(GunicornSyncWorker):
     _poller: select.epoll | None = None
     _ready: dict[int, Any]
     _lingering: dict[int, _Lingering]
-
     _linger_poller: select.epoll
 
     def run(self) -> None:
