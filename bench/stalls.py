@@ -126,20 +126,9 @@ class Stalls:
         limit = self.work_median() * SLOW_WORK
         return [(began, began + took) for began, took in self.work if took > limit]
 
-    def touched_by_slow_work(self, spans: Sequence[tuple[float, float]]) -> list[bool]:
-        """For each (start, end) span, whether a slow timing of the work overlapped it."""
-        slow = self.slow_work()
-        starts = [began for began, _ in slow]
-        reach = max((end - began for began, end in slow), default=0.0)
-        out = []
-        for start, end in spans:
-            lo = bisect.bisect_left(starts, start - reach)
-            hi = bisect.bisect_right(starts, end)
-            out.append(any(stop > start for _, stop in slow[lo:hi]))
-        return out
-
     def figures(self) -> dict[str, float | int | str]:
         lates = [late for _, late in self.stalls]
+        median = self.work_median()
         return {
             "probe": self.policy,
             "wakeups": self.wakeups,
@@ -149,26 +138,37 @@ class Stalls:
             "max_ms": round(self.max_s * 1000, 2),
             "steal_s": round(self.steal_s, 2),
             "work_timings": len(self.work),
-            "work_median_us": round(self.work_median() * 1e6, 1),
+            "work_median_us": round(median * 1e6, 1),
             "work_slow": len(self.slow_work()),
             "work_max_ratio": round(
-                max((took for _, took in self.work), default=0.0) / (self.work_median() or 1), 1
+                max((took for _, took in self.work), default=0.0) / (median or 1), 1
             ),
         }
 
     def touched(self, spans: Sequence[tuple[float, float]]) -> list[bool]:
         """For each (start, end) span, whether a recorded stall overlapped it. A stall
         lies somewhere from the sleep's start (`due - SLEEP_S`) to the late wake-up."""
-        starts = [due - SLEEP_S for due, _ in self.stalls]
-        # a stall before `start` reaches into the span if it ended after `start`; looking
-        # back by the longest one is enough
-        reach = max((late for _, late in self.stalls), default=0.0) + SLEEP_S
-        out = []
-        for start, end in spans:
-            lo = bisect.bisect_left(starts, start - reach)
-            hi = bisect.bisect_right(starts, end)
-            out.append(any(due + late > start for due, late in self.stalls[lo:hi]))
-        return out
+        return _overlapped([(due - SLEEP_S, due + late) for due, late in self.stalls], spans)
+
+    def touched_by_slow_work(self, spans: Sequence[tuple[float, float]]) -> list[bool]:
+        """For each (start, end) span, whether a slow timing of the work overlapped it."""
+        return _overlapped(self.slow_work(), spans)
+
+
+def _overlapped(
+    intervals: Sequence[tuple[float, float]], spans: Sequence[tuple[float, float]]
+) -> list[bool]:
+    """For each span, whether one of `intervals` (sorted by start) overlapped it."""
+    starts = [began for began, _ in intervals]
+    # an interval that began before the span reaches into it if it ended after the
+    # span's start; looking back by the longest one is enough
+    reach = max((end - began for began, end in intervals), default=0.0)
+    out = []
+    for start, end in spans:
+        lo = bisect.bisect_left(starts, start - reach)
+        hi = bisect.bisect_right(starts, end)
+        out.append(any(stop > start for _, stop in intervals[lo:hi]))
+    return out
 
 
 def stall_figures(

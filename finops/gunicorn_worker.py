@@ -16,10 +16,11 @@ kernel answer with a reset that could destroy the response before the client rea
 gunicorn's worker does that wait itself, in a blocking read: for every request the
 worker sits idle until the client has been scheduled, read the answer and closed, while
 the next requests queue. This worker sends its FIN at once as well, and drains what has
-already arrived; if the client has not closed yet, the socket joins the worker's
-`epoll`, which drains it and closes it when the client closes, or after the same 2 s or
-64 KiB. The lingering connections have an `epoll` of their own, served after every
-request and whenever the worker waits, so they are finished under sustained load too.
+already arrived; if the client has not closed yet, the socket joins an `epoll` of
+lingering connections, which drains it and closes it when the client closes, or after
+the same 2 s or 64 KiB. That `epoll` is watched in the worker's own wait, so at light
+load finishing them costs no extra call; a worker kept busy, which does not wait,
+serves them after a request once `LINGER_SWEEP` linger or the oldest is due.
 At most `LINGER_MAX` connections linger at once; beyond that the oldest is closed, as
 gunicorn closes one whose time is up. A worker on its way out (SIGTERM, a reload,
 `--max-requests`) first gives its lingering connections the rest of their time, at
@@ -62,6 +63,7 @@ EXCLUSIVE = getattr(select, "EPOLLEXCLUSIVE", None)
 LINGER_S = 2.0  # gunicorn's `util.close_graceful`
 LINGER_MAX_DRAIN = 65536  # the same
 LINGER_MAX = 256
+LINGER_SWEEP = 16  # lingering connections that make a busy worker serve them
 CORK = getattr(socket, "TCP_CORK", None)
 _CHUNK = 4096
 _QUIET_ERRNOS = (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN)
@@ -144,11 +146,15 @@ class SyncWorker(GunicornSyncWorker):
             timeout = max(0.0, min(timeout, oldest.deadline - time.monotonic()))
         events = self._poller.poll(timeout)  # EINTR: retried by Python (PEP 475)
         ready = [self._ready[fd] for fd, _ in events if fd in self._ready]
-        if self._lingering:
-            self._serve_lingering()
+        if self._lingering and (len(ready) < len(events) or self._linger_due()):
+            self._serve_lingering()  # its epoll was among the events, or a deadline came
         if self.PIPE[0] in ready:
             os.read(self.PIPE[0], 1)
         return ready or None
+
+    def _linger_due(self) -> bool:
+        """Whether the oldest lingering connection's time is up."""
+        return next(iter(self._lingering.values())).deadline <= time.monotonic()
 
     def _serve_lingering(self, timeout: float = 0.0) -> None:
         """Drain each lingering connection with something to read (closing it if its
@@ -179,8 +185,8 @@ class SyncWorker(GunicornSyncWorker):
     # --- One connection -----------------------------------------------------------------
 
     def handle(self, listener: Any, client: socket.socket, addr: Any) -> None:
-        """gunicorn's `SyncWorker.handle`, but the connection lingers in the worker's
-        `epoll` (`_linger`) rather than in a blocking read."""
+        """gunicorn's `SyncWorker.handle`, but the connection lingers in an `epoll`
+        (`_linger`) rather than in a blocking read."""
         if self._poller is None or self.cfg.is_ssl:
             super().handle(listener, client, addr)
             return
@@ -202,12 +208,13 @@ class SyncWorker(GunicornSyncWorker):
             self.handle_error(req, client, addr, exc)
         finally:
             self._linger(client)
-            if self._lingering:  # under load the worker may not wait for a while
+            # a worker kept busy does not wait, where they are otherwise served
+            if len(self._lingering) >= LINGER_SWEEP or self._lingering and self._linger_due():
                 self._serve_lingering()
 
     def _linger(self, client: socket.socket) -> None:
         """Send the FIN now; close now if the client has closed too, else wait for it
-        in the worker's `epoll`."""
+        in the lingering connections' `epoll`."""
         if client.fileno() < 0:  # closed already (a response that failed midway)
             return
         try:

@@ -30,10 +30,15 @@ def _free_port() -> int:
 
 def _get(port: int) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        data = b""
-        while chunk := sock.recv(4096):
-            data += chunk
+        return _answered(sock)
+
+
+def _answered(sock: socket.socket) -> bytes:
+    """The whole answer to a GET sent on `sock`, read up to the server's FIN."""
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    data = b""
+    while chunk := sock.recv(4096):
+        data += chunk
     return data
 
 
@@ -204,15 +209,6 @@ def test_kernel_refusing_the_flag_falls_back_to_select(monkeypatch):
 
 
 # --- Closing: the lingering close off the worker's path ---------------------------------
-
-
-def _answered(sock: socket.socket) -> bytes:
-    """The whole answer to a GET sent on `sock`, read up to the server's FIN."""
-    sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-    data = b""
-    while chunk := sock.recv(4096):
-        data += chunk
-    return data
 
 
 def _settled(master_pid: int, sockets: int, message: str) -> None:
