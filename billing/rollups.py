@@ -154,13 +154,27 @@ SELECT day, key, false, min(id) FROM (
 _FIRSTS_SEEN_SQL = f"""
 DELETE FROM {_FIRSTS} f USING billing_dailykey d WHERE d.day = f.day AND d.key = f.key
 """
-# Only days that can still receive events (older ones are pruned anyway). Into the
-# index in its order, so that each key lands next to the last; as a bulk load (the index
-# built afterwards) in any order.
-_FIRSTS_BULK_SQL = f"""
+# Only days that can still receive events (older ones are pruned anyway), into the index
+# in its order, so that each key lands next to the last.
+_FIRSTS_RECORD_SQL = f"""
 INSERT INTO billing_dailykey (day, key) SELECT day, key FROM {_FIRSTS} WHERE day >= %(keep_from)s
+ ORDER BY day, key
 """
-_FIRSTS_RECORD_SQL = _FIRSTS_BULK_SQL + " ORDER BY day, key"
+# A bulk load writes the keys kept and the new ones into a new table, which then takes the
+# old one's place: CREATE TABLE AS takes the bulk-insert path, which INSERT ... SELECT does not (7.8
+# million keys: 2.9 s against 6.4-6.9 s).
+_KEYS_LOADED = "rollup_keys_loaded"
+_KEYS_LOAD_SQL = f"""
+CREATE UNLOGGED TABLE {_KEYS_LOADED} AS
+SELECT day, key FROM billing_dailykey
+UNION ALL
+SELECT day, key FROM {_FIRSTS} WHERE day >= %(keep_from)s
+"""
+
+# The memory the primary key's sort gets. Smaller than a run's `work_mem` on purpose: the
+# sort of 7.8 million keys took 5.7-7.8 s with 64-128 MB, against 8.9-10.5 s with 1 GB,
+# whose single in-memory sort misses the CPU caches far more than a merge of sorted runs.
+KEYS_INDEX_MEM = "64MB"
 
 # The hours touched since the watermark, grouped by ids (no joins per event), then named.
 # CREATE TABLE AS may run in parallel, which an INSERT with a CTE may not.
@@ -283,18 +297,20 @@ def _step(cursor: Any, step: str, sql: str, params: dict[str, Any] | None = None
 
 def _record_keys(cursor: Any, keys: int) -> None:
     """Record the run's new keys. Millions of them, more than the table holds, are written
-    as a bulk load: without the primary key's index, which is then built again sorted, in
-    a fraction of the time that inserting each key into it would take."""
+    as a bulk load: into a new table without an index, whose primary key is then built
+    sorted, in a fraction of the time that inserting each key into the index would take.
+    The new table takes the old one's name in the run's transaction (the old one is locked
+    as its constraint would be to drop it; only the rollups read it)."""
     keep_from = keys_kept_from()
     if keys >= _BULK_KEYS:
         cursor.execute("SELECT count(*) FROM (SELECT FROM billing_dailykey LIMIT %s) k", [keys])
         if cursor.fetchone()[0] < keys:
-            cursor.execute("ALTER TABLE billing_dailykey DROP CONSTRAINT billing_dailykey_pkey")
-            _step(cursor, "keys recorded", _FIRSTS_BULK_SQL, {"keep_from": keep_from})
-            cursor.execute(
-                "SELECT set_config('maintenance_work_mem', %s, true)",
-                [settings.FINOPS_ROLLUP_WORK_MEM],
-            )
+            cursor.execute("LOCK TABLE billing_dailykey IN ACCESS EXCLUSIVE MODE")
+            _step(cursor, "keys recorded", _KEYS_LOAD_SQL, {"keep_from": keep_from})
+            cursor.execute("DROP TABLE billing_dailykey")
+            # Its primary key, added next, makes both columns NOT NULL again.
+            cursor.execute(f"ALTER TABLE {_KEYS_LOADED} RENAME TO billing_dailykey")
+            cursor.execute("SELECT set_config('maintenance_work_mem', %s, true)", [KEYS_INDEX_MEM])
             _step(cursor, "keys indexed", "ALTER TABLE billing_dailykey ADD CONSTRAINT "
                   "billing_dailykey_pkey PRIMARY KEY (day, key)")  # fmt: skip
             return

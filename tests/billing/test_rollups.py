@@ -303,6 +303,15 @@ def test_a_big_run_bulk_loads_its_keys_and_hashes_its_joins(
             "WHERE conrelid = 'billing_dailykey'::regclass AND contype = 'p'"
         )
         assert cursor.fetchall() == [("PRIMARY KEY (day, key)",)]
+        # The loaded table took the old one's place as it was: unlogged, no NULLs.
+        cursor.execute(
+            "SELECT relpersistence, (SELECT array_agg(attname::text ORDER BY attnum) "
+            "FROM pg_attribute WHERE attrelid = c.oid AND attnum > 0 AND attnotnull) "
+            "FROM pg_class c WHERE relname = 'billing_dailykey'"
+        )
+        assert cursor.fetchall() == [("u", ["day", "key"])]
+        cursor.execute("SELECT to_regclass('rollup_keys_loaded')")
+        assert cursor.fetchone() == (None,)
     # A later run, with fewer new keys than the table holds, inserts them one by one.
     caplog.clear()
     post_events(operator, {"events": _traffic("b", 30, start=BASE + timedelta(hours=2))})
