@@ -185,9 +185,14 @@ WITH events AS (
     SELECT e.*, ch.priced AS changed_priced, ch.cost AS changed_cost,
            fs.id IS NOT NULL AS first_session, fp.id IS NOT NULL AS first_prompt
       FROM ingestion_usageevent e
+      -- The changes of these events only (by the changes' index on their event): summing
+      -- every change ever written would make each run as slow as the history is long.
       LEFT JOIN (
-          SELECT event_id, sum(priced_delta) AS priced, sum(cost_delta) AS cost
-            FROM ingestion_costchange GROUP BY event_id
+          SELECT c.event_id, sum(c.priced_delta) AS priced, sum(c.cost_delta) AS cost
+            FROM ingestion_costchange c
+            JOIN ingestion_usageevent ce ON ce.id = c.event_id
+           WHERE ce.xact >= %(low_events)s AND ce.xact < %(high)s
+           GROUP BY c.event_id
       ) ch ON ch.event_id = e.id
       -- An event is the first of at most one session and one prompt hash.
       LEFT JOIN {_FIRSTS} fs ON fs.id = e.id AND fs.session
