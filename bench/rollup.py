@@ -93,7 +93,7 @@ def forget_incremental_runs(conn: psycopg.Connection) -> None:
     conn.execute(f"DELETE FROM {ledger.TABLE} WHERE id > (SELECT last_id FROM {FILLED})")
     conn.execute(
         "TRUNCATE billing_usagerollup, billing_featurerollup, billing_dailykey, "
-        "billing_rollupwatermark"
+        "billing_rollupwatermark, ingestion_costchange"
     )
     conn.commit()
     conn.autocommit = True
@@ -108,6 +108,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--new-events", type=int, default=10_000)
     parser.add_argument("--incremental-runs", type=int, default=5)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--cost-changes",
+        type=int,
+        default=0,
+        help="before the first fold, write this many cost changes (the history a re-pricing "
+        "leaves), each of nothing on one of the first events, so that the check stays exact",
+    )
     parser.add_argument(
         "--reuse",
         action="store_true",
@@ -162,6 +169,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         conn.autocommit = False
         results["events"] = conn.execute(f"SELECT count(*) FROM {ledger.TABLE}").fetchone()[0]
         conn.rollback()
+        results["cost_changes"] = args.cost_changes
+        if args.cost_changes:
+            ledger.say(f"history: {args.cost_changes:,} cost changes")
+            conn.execute(
+                "INSERT INTO ingestion_costchange (event_id, cost_delta, priced_delta, reason, "
+                f"created_at) SELECT id, 0, 0, 'repriced', now() FROM {ledger.TABLE} "
+                "ORDER BY id LIMIT %s",
+                [args.cost_changes],
+            )
+            conn.commit()
+            conn.autocommit = True
+            conn.execute("VACUUM ANALYZE ingestion_costchange")
+            conn.autocommit = False
 
         ledger.say("first fold: rollups_update() over the whole ledger")
         with StepTimes() as steps:
@@ -227,7 +247,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = run(args)
     first, inc = results["first_fold"], results["incremental"]
     print()
-    print(f"ledger: {results['events']:,} events (+{inc['new_events']:,} per incremental run)")
+    print(
+        f"ledger: {results['events']:,} events (+{inc['new_events']:,} per incremental run), "
+        f"{results['cost_changes']:,} cost changes"
+    )
     print(
         f"first fold: {first['seconds']} s ({first['events_per_s']:,} events/s, "
         f"{first['rows']:,} aggregate rows)  target < 60 s: "
