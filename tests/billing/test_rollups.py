@@ -287,7 +287,8 @@ def test_a_big_run_bulk_loads_its_keys_and_hashes_its_joins(
     operator, acme, globex, monkeypatch, caplog
 ) -> None:
     """The paths of a first fold of millions of events, on a few: keys recorded as a bulk
-    load (the primary key dropped and built again), joins without the small run's index."""
+    load (a new table in the old one's place, its primary key built after), joins without
+    the small run's index."""
     monkeypatch.setattr(rollups, "_BULK_KEYS", 1)
     monkeypatch.setattr(rollups, "_SMALL_RUN_KEYS", 0)
     caplog.set_level(logging.DEBUG, logger="billing.rollups")
