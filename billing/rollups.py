@@ -161,8 +161,8 @@ INSERT INTO billing_dailykey (day, key) SELECT day, key FROM {_FIRSTS} WHERE day
  ORDER BY day, key
 """
 # A bulk load writes the keys kept and the new ones into a new table, which then takes the
-# old one's place: CREATE TABLE AS takes the bulk-insert path, which INSERT ... SELECT does not (7.8
-# million keys: 2.9 s against 6.4-6.9 s).
+# old one's place: CREATE TABLE AS takes the bulk-insert path, which INSERT ... SELECT does
+# not (7.8 million keys: 2.9 s against 6.4-6.9 s).
 _KEYS_LOADED = "rollup_keys_loaded"
 _KEYS_LOAD_SQL = f"""
 CREATE UNLOGGED TABLE {_KEYS_LOADED} AS
@@ -304,8 +304,8 @@ def _record_keys(cursor: Any, keys: int) -> None:
     """Record the run's new keys. Millions of them, more than the table holds, are written
     as a bulk load: into a new table without an index, whose primary key is then built
     sorted, in a fraction of the time that inserting each key into the index would take.
-    The new table takes the old one's name in the run's transaction (the old one is locked
-    as its constraint would be to drop it; only the rollups read it)."""
+    The new table takes the old one's name in the run's transaction, the old one locked
+    exclusively first (only the rollups read it)."""
     keep_from = keys_kept_from()
     if keys >= _BULK_KEYS:
         cursor.execute("SELECT count(*) FROM (SELECT FROM billing_dailykey LIMIT %s) k", [keys])
