@@ -170,8 +170,10 @@ CHECK = (
 local id, n, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local count = tonumber(ARGV[6])
 local missing = {"seed"}
+local values = {}
 for c = 1, count do
-  if redis.call("EXISTS", "g:s:" .. ARGV[3 + 4 * c]) == 0 then missing[#missing + 1] = c end
+  local v = redis.call("HGET", "g:s:" .. ARGV[3 + 4 * c], "v")
+  if v then values[c] = v else missing[#missing + 1] = c end
 end
 if #missing > 1 then return missing end
 local now = now_ms()
@@ -186,7 +188,7 @@ for c = 1, count do
     redis.call("DECRBY", total, tonumber(string.match(member, ":(%d+)$")))
   end
   if #expired > 0 then redis.call("ZREMRANGEBYSCORE", zset, "-inf", now) end
-  local spend = parse(redis.call("HGET", "g:s:" .. name, "v"))
+  local spend = parse(values[c])
   local reserved = tonumber(redis.call("GET", total) or "0")
   local diff = cmp(add(spend, nanos(reserved), 1), parse(ARGV[base + 1]))
   local hit = diff > 0 or (diff == 0 and ARGV[base + 2] == "0")
@@ -194,7 +196,7 @@ for c = 1, count do
     if ARGV[base + 3] == "1" then blocked = true else downgraded = true end
   end
   out[#out + 1] = hit and 1 or 0
-  out[#out + 1] = fmt(spend)
+  out[#out + 1] = values[c]
   out[#out + 1] = reserved
 end
 if not blocked and n > 0 then
