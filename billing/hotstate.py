@@ -27,12 +27,14 @@ reservations, so concurrent calls cannot all pass a limit that only one of them 
 from __future__ import annotations
 
 import logging
+import os
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_CEILING, Decimal, localcontext
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 import redis
@@ -102,6 +104,7 @@ class Scope:
 _PERIOD_FORMAT = {"hour": "%Y%m%d%H", "day": "%Y%m%d", "month": "%Y%m"}
 
 
+@lru_cache(maxsize=4096)
 def calendar_scope(
     *,
     period: str,
@@ -114,7 +117,8 @@ def calendar_scope(
 ) -> Scope:
     """A counter of one calendar period. Its name is built exactly as the increment
     script builds it from an event (see `lua.APPLY`): shape, period, then the dimensions
-    in the order tenant, feature, prompt template, model (the only free text, last)."""
+    in the order tenant, feature, prompt template, model (the only free text, last).
+    Scopes are immutable, so the guard's repeated ones are built once."""
     dims = "".join(
         flag if value is not None else "-"
         for flag, value in (("t", tenant_id), ("f", feature), ("p", prompt_template), ("m", model))
@@ -134,6 +138,7 @@ def calendar_scope(
     return Scope(name, shape, start, end, grain, tenant_id, feature, prompt_template, model)
 
 
+@lru_cache(maxsize=1024)
 def window_scope(*, tenant_id: int, start: datetime, end: datetime) -> Scope:
     """A tenant's spend in a window that need not align with hours (its free days)."""
     name = f"ltv:{tenant_id}:{int(start.timestamp() * 1_000_000)}:{int(end.timestamp())}"
@@ -321,6 +326,49 @@ def _scripts(url: str) -> _Scripts:
     return _Scripts(_client(url))
 
 
+# The guard's check, on every guarded call, runs on a connection of its own per thread,
+# outside the pool: redis-py's pooled command path (the pool's lock and checks, retry
+# and metrics wrappers) cost as much CPU as the round trip itself.
+_line = threading.local()
+
+
+def _check_connection() -> Any:
+    """This thread's connection for the check, made with the client's settings; it is
+    closed when the thread ends. A new process or Redis URL makes a new one."""
+    url = settings.FINOPS_GUARD_REDIS_URL
+    conn = getattr(_line, "conn", None)
+    if conn is None or _line.key != (url, os.getpid()):
+        pool = client().connection_pool
+        conn = pool.connection_class(**pool.connection_kwargs)
+        _line.conn, _line.key = conn, (url, os.getpid())
+    return conn
+
+
+def _run_check(args: list[Any]) -> Any:
+    """EVALSHA of the check script on this thread's connection. As the pool does before
+    it lends a connection, one the server closed (or with a stray reply) is reconnected
+    first; after any failure but a script's error reply the connection is dropped, so no
+    late reply is read as the next one's."""
+    conn = _check_connection()
+    script = scripts().check
+    try:
+        try:
+            if conn.can_read():
+                raise redis.ConnectionError("a reply nobody asked for")
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            conn.disconnect()
+            conn.connect()
+        conn.send_command("EVALSHA", script.sha, 0, *args)
+        return conn.read_response()
+    except redis.exceptions.NoScriptError:  # the server lost its scripts: load, run again
+        return script(args=args)
+    except redis.ResponseError:
+        raise
+    except BaseException:
+        conn.disconnect()
+        raise
+
+
 def enabled() -> bool:
     """Hot state needs Redis and PostgreSQL's transaction ids; without them the guard
     reads the ledger (exact, without reservations)."""
@@ -416,11 +464,38 @@ class CheckItem:
     blocking: bool
 
 
-@dataclass(frozen=True, slots=True)
 class CheckResult:
-    hit: bool
-    spend: Decimal  # committed spend
-    reserved: Decimal  # in flight
+    """One limit's check: whether it is reached, its committed spend and what is in
+    flight. The figures are read from Redis's reply only when asked for: the guard
+    needs them for the limits that are reached, to say why."""
+
+    __slots__ = ("hit", "_spend", "_reserved")
+
+    def __init__(self, hit: bool, spend: Decimal | bytes, reserved: Decimal | int) -> None:
+        self.hit = hit
+        self._spend = spend  # a Decimal, or limbs as Redis holds them
+        self._reserved = reserved  # a Decimal, or billionths
+
+    @property
+    def spend(self) -> Decimal:
+        """Committed spend."""
+        if not isinstance(self._spend, Decimal):
+            self._spend = from_limbs(self._spend)
+        return self._spend
+
+    @property
+    def reserved(self) -> Decimal:
+        """In flight."""
+        if not isinstance(self._reserved, Decimal):
+            self._reserved = Decimal(self._reserved) * _NANO
+        return self._reserved
+
+    def __repr__(self) -> str:
+        return f"CheckResult(hit={self.hit}, spend={self.spend}, reserved={self.reserved})"
+
+
+# The guard checks the same few limits again and again.
+_limit_limbs = lru_cache(maxsize=1024)(to_limbs)
 
 
 def counters_check(
@@ -437,22 +512,17 @@ def counters_check(
         len(items),
     ]
     for item in items:
-        args += [item.scope.name, to_limbs(item.limit), int(item.strict), int(item.blocking)]
+        args += [item.scope.name, _limit_limbs(item.limit), int(item.strict), int(item.blocking)]
     for _ in range(5):
-        reply = scripts().check(args=args)
+        reply = _run_check(args)
         if reply[0] == b"seed":
             for index in reply[1:]:
                 counter_seed(items[int(index) - 1].scope)
             continue
-        results = [
-            CheckResult(
-                hit=bool(reply[2 + 3 * i]),
-                spend=from_limbs(reply[3 + 3 * i]),
-                reserved=Decimal(int(reply[4 + 3 * i])) * _NANO,
-            )
+        return [
+            CheckResult(reply[2 + 3 * i] == 1, reply[3 + 3 * i], reply[4 + 3 * i])
             for i in range(len(items))
         ]
-        return results
     raise RuntimeError("guard counters kept disappearing while being checked")
 
 

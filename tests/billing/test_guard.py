@@ -415,6 +415,23 @@ def test_the_guard_answers_from_the_ledger_when_redis_is_down(operator, settings
 
 
 @hot
+def test_the_check_survives_its_connection_closed_and_its_script_lost(operator) -> None:
+    """The check runs on a connection the guard holds: one the server closed is made
+    again, and a script the server lost is loaded again, without falling back."""
+    tenant = TenantFactory(slug="steady", monthly_cap=Decimal("100"))
+    scope = month_scope(tenant, now())
+    assert guard(operator, tenant="steady", estimated_cost="1")["decision"] == "allow"
+    assert hotstate.reserved_nanos(scope.name) == 10**9
+    admin = redis.Redis.from_url(settings.FINOPS_GUARD_REDIS_URL)
+    assert admin.client_kill_filter(_type="normal", skipme=True) >= 1
+    assert guard(operator, tenant="steady", estimated_cost="1")["decision"] == "allow"
+    admin.script_flush()
+    assert guard(operator, tenant="steady", estimated_cost="1")["decision"] == "allow"
+    assert hotstate.available()  # Redis was never taken for down
+    assert hotstate.reserved_nanos(scope.name) == 3 * 10**9  # three reservations, none twice
+
+
+@hot
 def test_a_reservation_expires_when_its_event_never_comes(operator, settings) -> None:
     tenant = TenantFactory(slug="ghost", monthly_cap=Decimal("1"))
     settings.FINOPS_GUARD_RESERVATION_TTL = 1
