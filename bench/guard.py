@@ -515,6 +515,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--rate", type=float, default=None, help="phase B offered rate, /s (half of phase A)"
     )
+    parser.add_argument(
+        "--sweep",
+        default="",
+        help="after phase B, one more paced phase per fraction of phase A's throughput, "
+        "e.g. 0.2,0.3,0.4 (none)",
+    )
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (2)")
     parser.add_argument(
         "--threads",
@@ -538,6 +544,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--tail-events must be >= 0")
     if args.rate is not None and args.rate <= 0:
         parser.error("--rate must be positive")
+    try:
+        args.sweep = [float(part) for part in args.sweep.split(",") if part.strip()]
+    except ValueError:
+        parser.error("--sweep takes fractions separated by commas, e.g. 0.2,0.3,0.4")
+    if any(not 0 < fraction <= 1 for fraction in args.sweep):
+        parser.error("--sweep fractions must be in (0, 1]")
     return args
 
 
@@ -774,6 +786,22 @@ def run(args: argparse.Namespace) -> int:
                 pace_s=1 / rate,
             )
             results["phase_b_rate_source"] = rate_source
+            # The latency at lighter loads: where the p99 target holds on this machine.
+            for fraction in args.sweep:
+                rate = phases["A"]["decisions_per_s"] * fraction
+                name = f"sweep {fraction:g}"
+                say(f"{name}: offered rate {rate:,.1f}/s ({fraction:g} of phase A's throughput)")
+                phases[name] = run_phase(  # phase B's requests again: no new counter
+                    label=f"{name} (paced: {args.clients} clients at a fixed total rate)",
+                    server=server,
+                    key=key,
+                    bodies=bodies_b,
+                    combos=combos_b,
+                    clients=args.clients,
+                    cpu=cpu,
+                    admin=admin,
+                    pace_s=1 / rate,
+                )
 
         later, total = counters_seeded_since(rds, warm_end, counter_ttl)
         results["counters_seeded_during_phases"] = {"counters": total, "seeded_later": later}
@@ -853,6 +881,11 @@ def print_summary(results: dict[str, Any]) -> None:
         f"gunicorn {results['gunicorn']}; {config['clients']} clients",
         phase_line("phase A, closed loop", a),
         phase_line(f"phase B, paced at {b['offered_per_s']:,.0f}/s", b),
+        *(
+            phase_line(f"{name}, paced at {phase['offered_per_s']:,.0f}/s", phase)
+            for name, phase in phases.items()
+            if name.startswith("sweep ")
+        ),
         f"phase A {mix_text(a['mix'])}",
         f"phase B {mix_text(b['mix'])}",
         check_text(results["check"]),
