@@ -8,6 +8,10 @@ that Django or DRF would refuse, missing or bad credentials, a key without the i
 scope, and every guard request whose answer is not a decision (400, 404, 413). So those
 answers, and their logging, stay GuardApi's; a decision carries the headers the
 middleware and DRF add to GuardApi's, and the same JSON.
+
+Django's `request_finished` (the database connections' upkeep) is sent after a decision
+that read the database, or failed, as after any request; a decision answered from
+memory and Redis alone touched no connection and sends no request signal.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from django.conf import settings
 from django.core import signals
 from django.core.handlers.exception import response_for_exception
 from django.core.handlers.wsgi import WSGIHandler, WSGIRequest
+from django.db import connection
 from django.http import HttpResponse
 from django.http.request import split_domain_port, validate_host
 from rest_framework import exceptions
@@ -66,17 +71,20 @@ class GuardWsgi:
 
         key, body = None, b""
         status, payload = 0, {}
-        signals.request_started.send(sender=WSGIHandler, environ=environ)
+        queried: list[bool] = []
         try:
-            key = _key(environ.get("HTTP_AUTHORIZATION", ""))
-            if key is not None:
-                body = environ["wsgi.input"].read(length)
-                status, payload = guard_answer(key=key, body=body)
+            with connection.execute_wrapper(_noting(queried)):
+                key = _key(environ.get("HTTP_AUTHORIZATION", ""))
+                if key is not None:
+                    body = environ["wsgi.input"].read(length)
+                    status, payload = guard_answer(key=key, body=body)
         except Exception as exc:  # noqa: BLE001 - answered as Django answers a view's error
+            queried.append(True)
             environ["wsgi.input"] = BytesIO(body)
             return self._respond(response_for_exception(WSGIRequest(environ), exc), start_response)
         finally:
-            signals.request_finished.send(sender=WSGIHandler)
+            if queried:  # the database's upkeep, as after any request that used it
+                signals.request_finished.send(sender=WSGIHandler)
         if status != 200:  # nothing was reserved: GuardApi gives its error, as always
             if key is not None:
                 environ["wsgi.input"] = BytesIO(body)
@@ -93,6 +101,14 @@ class GuardWsgi:
             response.headers.setdefault(name, value)
         start_response(f"{response.status_code} {response.reason_phrase}", list(response.items()))
         return [data]
+
+
+def _noting(queried: list[bool]) -> Callable[..., Any]:
+    def note(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
+        queried.append(True)
+        return execute(sql, params, many, context)
+
+    return note
 
 
 def _key(header: str) -> ApiKey | None:

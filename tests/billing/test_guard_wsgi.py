@@ -14,10 +14,13 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
+import psycopg
 import pytest
+from django.core import signals
+from django.db import connection
 from django.test import RequestFactory
 
-from billing import apis
+from billing import apis, hotstate
 from billing.guard_wsgi import GuardWsgi
 from finops.models import Tenant
 from finops.wsgi import application, django_application
@@ -157,6 +160,46 @@ def test_an_error_while_deciding_is_answered_as_django_answers_it(acme_client, m
     assert by_django[0].startswith("500")
     assert json.loads(by_django[2]) == {"detail": "Internal server error."}
     assert in_front == by_django
+
+
+def test_the_database_upkeep_follows_a_decision_that_read_the_database(
+    acme, acme_client, settings
+) -> None:
+    """Django's request signals (which close a broken or aged connection) are sent after
+    a decision that read the database, and spared a decision answered from memory."""
+    settings.FINOPS_GUARD_POLICY_TTL = 60
+    settings.FINOPS_API_KEY_CACHE_SECONDS = 60
+    finished: list[int] = []
+
+    def count(**kwargs: Any) -> None:
+        finished.append(1)
+
+    front = GuardWsgi(refuse)
+    body = {"feature": "document_summarization", "model": MODEL}
+    signals.request_finished.connect(count)
+    try:
+        assert call(front, environ(body, key=acme_client.key))[0] == "200 OK"
+        assert finished == [1]  # the key, the policies, the counters: read
+        assert call(front, environ(body, key=acme_client.key))[0] == "200 OK"
+    finally:
+        signals.request_finished.disconnect(count)
+    # With hot counters the second decision needed nothing but memory and Redis; without
+    # them the guard reads the ledger every time.
+    assert finished == ([1] if hotstate.enabled() else [1, 1])
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL")
+def test_a_decision_after_the_server_dropped_the_connection_reconnects(acme, acme_client) -> None:
+    front = GuardWsgi(refuse)
+    body = {"feature": "document_summarization", "model": MODEL}
+    assert call(front, environ(body, key=acme_client.key))[0] == "200 OK"
+    if connection.connection is not None:  # kept open (CONN_MAX_AGE): the server drops it
+        backend = connection.connection.info.backend_pid
+        with psycopg.connect(**connection.get_connection_params(), autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", [backend])
+    # Policies are read again (FINOPS_GUARD_POLICY_TTL is 0 here), on a connection the
+    # upkeep after the first decision left to be checked before its next use.
+    assert call(front, environ(body, key=acme_client.key))[0] == "200 OK"
 
 
 def test_a_worker_sets_what_it_loaded_aside_from_the_garbage_collector() -> None:
