@@ -771,27 +771,10 @@ def run(args: argparse.Namespace) -> int:
                 cpu=cpu,
                 admin=admin,
             )
-            rate = args.rate or phases["A"]["decisions_per_s"] / 2
-            rate_source = "--rate" if args.rate else "half of phase A's throughput"
-            say(f"phase B: offered rate {rate:,.1f}/s ({rate_source})")
-            phases["B"] = run_phase(
-                label=f"phase B (paced: {args.clients} clients at a fixed total rate)",
-                server=server,
-                key=key,
-                bodies=bodies_b,
-                combos=combos_b,
-                clients=args.clients,
-                cpu=cpu,
-                admin=admin,
-                pace_s=1 / rate,
-            )
-            results["phase_b_rate_source"] = rate_source
-            # The latency at lighter loads: where the p99 target holds on this machine.
-            for fraction in args.sweep:
-                rate = phases["A"]["decisions_per_s"] * fraction
-                name = f"sweep {fraction:g}"
-                say(f"{name}: offered rate {rate:,.1f}/s ({fraction:g} of phase A's throughput)")
-                phases[name] = run_phase(  # phase B's requests again: no new counter
+
+            def paced(name: str, rate: float) -> dict[str, Any]:
+                # Phase B's requests each time: no counter is new after the warm-up.
+                return run_phase(
                     label=f"{name} (paced: {args.clients} clients at a fixed total rate)",
                     server=server,
                     key=key,
@@ -802,6 +785,18 @@ def run(args: argparse.Namespace) -> int:
                     admin=admin,
                     pace_s=1 / rate,
                 )
+
+            rate = args.rate or phases["A"]["decisions_per_s"] / 2
+            rate_source = "--rate" if args.rate else "half of phase A's throughput"
+            say(f"phase B: offered rate {rate:,.1f}/s ({rate_source})")
+            phases["B"] = paced("phase B", rate)
+            results["phase_b_rate_source"] = rate_source
+            # The latency at lighter loads: where the p99 target holds on this machine.
+            for fraction in args.sweep:
+                rate = phases["A"]["decisions_per_s"] * fraction
+                name = f"sweep {fraction:g}"
+                say(f"{name}: offered rate {rate:,.1f}/s ({fraction:g} of phase A's throughput)")
+                phases[name] = paced(name, rate)
 
         later, total = counters_seeded_since(rds, warm_end, counter_ttl)
         results["counters_seeded_during_phases"] = {"counters": total, "seeded_later": later}
