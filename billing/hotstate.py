@@ -332,15 +332,24 @@ def _scripts(url: str) -> _Scripts:
 _line = threading.local()
 
 
+def _forget_line() -> None:
+    global _line
+    _line = threading.local()
+
+
+# A forked process (a gunicorn worker of a preloaded app) makes its own connections.
+os.register_at_fork(after_in_child=_forget_line)
+
+
 def _check_connection() -> Any:
     """This thread's connection for the check, made with the client's settings; it is
-    closed when the thread ends. A new process or Redis URL makes a new one."""
+    closed when the thread ends. A new Redis URL makes a new one."""
     url = settings.FINOPS_GUARD_REDIS_URL
     conn = getattr(_line, "conn", None)
-    if conn is None or _line.key != (url, os.getpid()):
+    if conn is None or _line.url != url:
         pool = client().connection_pool
         conn = pool.connection_class(**pool.connection_kwargs)
-        _line.conn, _line.key = conn, (url, os.getpid())
+        _line.conn, _line.url = conn, url
     return conn
 
 

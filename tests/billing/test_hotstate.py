@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from decimal import Decimal, localcontext
 
 import pytest
@@ -93,3 +94,22 @@ def test_a_seed_whose_marker_was_flushed_does_not_install(redis_db) -> None:
     assert hotstate.scripts().seed_install(args=[name, token, hotstate.to_limbs(Decimal(1)),
                                                  "5:5:", 60_000]) == 0  # fmt: skip
     assert hotstate.counter_value(name) is None
+
+
+def test_a_forked_process_makes_its_own_check_connection(redis_db) -> None:
+    """A worker forked from a process that already checked (a preloaded app) must not
+    share that socket: two processes reading one connection would take each other's
+    replies."""
+    parent = hotstate._check_connection()
+    assert hotstate._check_connection() is parent  # kept within a thread
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child reports, then leaves without running the parent's teardown
+        ok = hotstate._check_connection() is not parent
+        os.write(write, b"1" if ok else b"0")
+        os._exit(0)
+    os.close(write)
+    answer = os.read(read, 1)
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert answer == b"1"
