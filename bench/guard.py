@@ -761,30 +761,28 @@ def run(args: argparse.Namespace) -> int:
                 f"seeded; then {warm.requests} requests from {args.clients} clients"
             )
 
-            phases["A"] = run_phase(
-                label=f"phase A (closed loop: {args.clients} clients back to back)",
-                server=server,
-                key=key,
-                bodies=bodies_a,
-                combos=combos_a,
-                clients=args.clients,
-                cpu=cpu,
-                admin=admin,
-            )
-
-            def paced(name: str, rate: float) -> dict[str, Any]:
-                # Phase B's requests each time: no counter is new after the warm-up.
+            def timed(label: str, bodies: list[bytes], combos: list[Combo],
+                      rate: float | None = None) -> dict[str, Any]:  # fmt: skip
                 return run_phase(
-                    label=f"{name} (paced: {args.clients} clients at a fixed total rate)",
+                    label=label,
                     server=server,
                     key=key,
-                    bodies=bodies_b,
-                    combos=combos_b,
+                    bodies=bodies,
+                    combos=combos,
                     clients=args.clients,
                     cpu=cpu,
                     admin=admin,
-                    pace_s=1 / rate,
+                    pace_s=None if rate is None else 1 / rate,
                 )
+
+            def paced(name: str, rate: float) -> dict[str, Any]:
+                # Phase B's requests each time: no counter is new after the warm-up.
+                label = f"{name} (paced: {args.clients} clients at a fixed total rate)"
+                return timed(label, bodies_b, combos_b, rate)
+
+            phases["A"] = timed(
+                f"phase A (closed loop: {args.clients} clients back to back)", bodies_a, combos_a
+            )
 
             rate = args.rate or phases["A"]["decisions_per_s"] / 2
             rate_source = "--rate" if args.rate else "half of phase A's throughput"
