@@ -130,23 +130,38 @@ _DELTA = "rollup_delta"
 # workers could not read; unlogged, created and dropped in the run's transaction.
 _FIRSTS = "rollup_firsts"
 
-# The sessions and prompt hashes of the new events, each (UTC day, key) once with its
-# first event, the key hashing the tenant, the kind and the text; then those already
-# recorded are dropped, and the rest recorded. An event named here is the first of its
-# session, or of its prompt, for its tenant that day. Each kind is grouped whole by one
-# process (on a big run the two side by side, in parallel workers): split among workers,
-# each would hash nearly every key, then the leader all of them again.
+# The row (hour, tenant, feature, model, prompt template, routing tier, tenant tier) an
+# event is folded into, as a 64-bit hash: computed on each event below, on each group of
+# the delta later, the same values giving the same hash.
+_CELL = ("tenant_id", "feature_id", "model", "prompt_template_id", "routing_tier", "tenant_tier")
+
+
+def _cell_sql(alias: str, period_start: str) -> str:
+    """The hash of the row of `alias`, whose hour is `period_start`."""
+    columns = ", ".join((period_start, *(f"{alias}.{c}" for c in _CELL)))
+    return f"hash_record_extended(ROW({columns}), 0)"
+
+
+# The sessions and prompt hashes of the new events, each (UTC day, key) once with the
+# row its first event (the lowest id) is folded into, the key hashing the tenant, the
+# kind and the text; then those already recorded are dropped, and the rest recorded. A
+# key left here is the first of its session, or of its prompt, for its tenant that day;
+# the delta counts it on that row, with no join back to the events. Each kind is grouped
+# whole by one process (on a big run the two side by side, in parallel workers): split
+# among workers, each would hash nearly every key, then the leader all of them again.
+_FIRST_CELL = "(min(ARRAY[id, cell]))[2]"
 _FIRSTS_SQL = f"""
 CREATE UNLOGGED TABLE {_FIRSTS} AS
-SELECT day, key, true AS session, min(id) AS id FROM (
-    SELECT e.timestamp::date AS day, hashtextextended(e.session, e.tenant_id * 2) AS key, e.id
+SELECT day, key, true AS session, {_FIRST_CELL} AS cell FROM (
+    SELECT e.timestamp::date AS day, hashtextextended(e.session, e.tenant_id * 2) AS key, e.id,
+           {_cell_sql("e", "date_trunc('hour', e.timestamp)")} AS cell
       FROM ingestion_usageevent e
      WHERE e.xact >= %(low_events)s AND e.xact < %(high)s AND e.session <> ''
 ) s GROUP BY day, key
 UNION ALL
-SELECT day, key, false, min(id) FROM (
+SELECT day, key, false, {_FIRST_CELL} FROM (
     SELECT e.timestamp::date AS day, hashtextextended(e.prompt_hash, e.tenant_id * 2 + 1) AS key,
-           e.id
+           e.id, {_cell_sql("e", "date_trunc('hour', e.timestamp)")} AS cell
       FROM ingestion_usageevent e
      WHERE e.xact >= %(low_events)s AND e.xact < %(high)s AND e.prompt_hash <> ''
 ) p GROUP BY day, key
@@ -172,14 +187,20 @@ SELECT day, key FROM billing_dailykey UNION ALL {_NEW_KEYS_SQL}
 # whose single in-memory sort misses the CPU caches far more than a merge of sorted runs.
 KEYS_INDEX_MEM = "64MB"
 
+_EVENT_HOURS_SUMS_SQL = ", ".join(
+    {
+        "sessions": "COALESCE(f.sessions, 0) AS sessions",
+        "repeat_calls": "g.hashed_calls - COALESCE(f.first_prompts, 0) AS repeat_calls",
+    }.get(k, f"g.{k}")
+    for k in _SUMS
+)
 # The hours touched since the watermark, grouped by ids (no joins per event), then named.
 # CREATE TABLE AS may run in parallel, which an INSERT with a CTE may not.
 _EVENT_TOKENS_SQL = ", ".join(f"sum(e.{k})::bigint AS {k}" for k in TOKEN_KINDS)
 _DELTA_SQL = f"""
 CREATE TEMP TABLE {_DELTA} ON COMMIT DROP AS
 WITH events AS (
-    SELECT e.*, ch.priced AS changed_priced, ch.cost AS changed_cost,
-           fs.id IS NOT NULL AS first_session, fp.id IS NOT NULL AS first_prompt
+    SELECT e.*, ch.priced AS changed_priced, ch.cost AS changed_cost
       FROM ingestion_usageevent e
       -- The changes of these events only (by the changes' index on their event): summing
       -- every change ever written would make each run as slow as the history is long.
@@ -190,16 +211,13 @@ WITH events AS (
            WHERE ce.xact >= %(low_events)s AND ce.xact < %(high)s
            GROUP BY c.event_id
       ) ch ON ch.event_id = e.id
-      -- An event is the first of at most one session and one prompt hash.
-      LEFT JOIN {_FIRSTS} fs ON fs.id = e.id AND fs.session
-      LEFT JOIN {_FIRSTS} fp ON fp.id = e.id AND NOT fp.session
      WHERE e.xact >= %(low_events)s AND e.xact < %(high)s
 ),
 -- An event counts as it was inserted: its later cost changes (committed with the event's
 -- update, so this snapshot sees both or neither) are taken off here and folded on their
 -- own below. Sums of what is there rather than sums of per-event differences: most events
 -- have no change, and adding nothing costs nothing.
-event_hours AS (
+event_groups AS (
     SELECT date_trunc('hour', e.timestamp) AS period_start, e.tenant_id, e.feature_id, e.model,
            e.prompt_template_id, e.routing_tier, e.tenant_tier, count(*) AS calls,
            (count(e.price_id) - COALESCE(sum(e.changed_priced), 0))::bigint AS priced_calls,
@@ -217,10 +235,19 @@ event_hours AS (
            COALESCE(sum(e.cost) FILTER (WHERE e.session <> ''), 0)
                - COALESCE(sum(e.changed_cost) FILTER (WHERE e.session <> ''), 0)
                AS session_cost,
-           count(*) FILTER (WHERE e.first_session) AS sessions,
-           count(*) FILTER (WHERE e.prompt_hash <> '') AS hashed_calls,
-           count(*) FILTER (WHERE e.prompt_hash <> '' AND NOT e.first_prompt) AS repeat_calls
+           count(*) FILTER (WHERE e.prompt_hash <> '') AS hashed_calls
       FROM events e GROUP BY 1, 2, 3, 4, 5, 6, 7
+),
+-- The first-of-day keys counted on the rows of their first events: sessions, and the
+-- prompt hashes' first calls (the others are repeats).
+first_cells AS (
+    SELECT cell, count(*) FILTER (WHERE session) AS sessions,
+           count(*) FILTER (WHERE NOT session) AS first_prompts
+      FROM {_FIRSTS} GROUP BY cell
+),
+event_hours AS (
+    SELECT g.period_start, {", ".join(f"g.{k}" for k in _CELL)}, {_EVENT_HOURS_SUMS_SQL}
+      FROM event_groups g LEFT JOIN first_cells f ON f.cell = {_cell_sql("g", "g.period_start")}
 ),
 change_rows AS (
     SELECT e.timestamp AS ts, e.tenant_id, e.feature_id, e.model, e.prompt_template_id,
@@ -279,10 +306,6 @@ ON CONFLICT {_FEATURE_CONFLICT_SQL} DO UPDATE SET {_FEATURE_ADD_SQL}
 """
 
 
-# Below this many first-of-day keys a run is small: its new events' count is unknown to
-# the planner (their transaction ids lie past the table's statistics, so it expects one
-# row), and an index on the keys' event ids keeps its joins on lookups.
-_SMALL_RUN_KEYS = 200_000
 # From this many keys a run may record them as a bulk load (see _record_keys).
 _BULK_KEYS = 1_000_000
 
@@ -377,8 +400,6 @@ def _fold_postgresql(mark: RollupWatermark) -> RollupResult:
                 _restore_keys(cursor, mark.events_position)
         # Runs take turns on the watermark's lock: the table is this run's alone.
         keys = _step(cursor, "keys", _FIRSTS_SQL, params)
-        if keys < _SMALL_RUN_KEYS:
-            _step(cursor, "keys by event", f"CREATE INDEX ON {_FIRSTS} (id)")
         # Fresh statistics: the planner joins a few keys by lookups, millions by hashing.
         _step(cursor, "keys analyzed", f"ANALYZE {_FIRSTS}")
         _step(cursor, "keys seen", _FIRSTS_SEEN_SQL)
