@@ -131,15 +131,12 @@ _DELTA = "rollup_delta"
 _FIRSTS = "rollup_firsts"
 
 # The row (hour, tenant, feature, model, prompt template, routing tier, tenant tier) an
-# event is folded into, as a 64-bit hash: computed on each event below, on each group of
-# the delta later, the same values giving the same hash.
-_CELL = ("tenant_id", "feature_id", "model", "prompt_template_id", "routing_tier", "tenant_tier")
-
-
-def _cell_sql(alias: str, period_start: str) -> str:
-    """The hash of the row of `alias`, whose hour is `period_start`."""
-    columns = ", ".join((period_start, *(f"{alias}.{c}" for c in _CELL)))
-    return f"hash_record_extended(ROW({columns}), 0)"
+# event is folded into, as a 64-bit hash: computed on each event for the keys, on each
+# group of the delta later, the same values giving the same hash.
+_CELL_SQL = (
+    "hash_record_extended(ROW(date_trunc('hour', e.timestamp), e.tenant_id, e.feature_id, "
+    "e.model, e.prompt_template_id, e.routing_tier, e.tenant_tier), 0)"
+)
 
 
 # The sessions and prompt hashes of the new events, each (UTC day, key) once with the
@@ -154,14 +151,14 @@ _FIRSTS_SQL = f"""
 CREATE UNLOGGED TABLE {_FIRSTS} AS
 SELECT day, key, true AS session, {_FIRST_CELL} AS cell FROM (
     SELECT e.timestamp::date AS day, hashtextextended(e.session, e.tenant_id * 2) AS key, e.id,
-           {_cell_sql("e", "date_trunc('hour', e.timestamp)")} AS cell
+           {_CELL_SQL} AS cell
       FROM ingestion_usageevent e
      WHERE e.xact >= %(low_events)s AND e.xact < %(high)s AND e.session <> ''
 ) s GROUP BY day, key
 UNION ALL
 SELECT day, key, false, {_FIRST_CELL} FROM (
     SELECT e.timestamp::date AS day, hashtextextended(e.prompt_hash, e.tenant_id * 2 + 1) AS key,
-           e.id, {_cell_sql("e", "date_trunc('hour', e.timestamp)")} AS cell
+           e.id, {_CELL_SQL} AS cell
       FROM ingestion_usageevent e
      WHERE e.xact >= %(low_events)s AND e.xact < %(high)s AND e.prompt_hash <> ''
 ) p GROUP BY day, key
@@ -235,7 +232,8 @@ event_groups AS (
            COALESCE(sum(e.cost) FILTER (WHERE e.session <> ''), 0)
                - COALESCE(sum(e.changed_cost) FILTER (WHERE e.session <> ''), 0)
                AS session_cost,
-           count(*) FILTER (WHERE e.prompt_hash <> '') AS hashed_calls
+           count(*) FILTER (WHERE e.prompt_hash <> '') AS hashed_calls,
+           {_CELL_SQL} AS cell
       FROM events e GROUP BY 1, 2, 3, 4, 5, 6, 7
 ),
 -- The first-of-day keys counted on the rows of their first events: sessions, and the
@@ -246,8 +244,9 @@ first_cells AS (
       FROM {_FIRSTS} GROUP BY cell
 ),
 event_hours AS (
-    SELECT g.period_start, {", ".join(f"g.{k}" for k in _CELL)}, {_EVENT_HOURS_SUMS_SQL}
-      FROM event_groups g LEFT JOIN first_cells f ON f.cell = {_cell_sql("g", "g.period_start")}
+    SELECT g.period_start, g.tenant_id, g.feature_id, g.model, g.prompt_template_id,
+           g.routing_tier, g.tenant_tier, {_EVENT_HOURS_SUMS_SQL}
+      FROM event_groups g LEFT JOIN first_cells f ON f.cell = g.cell
 ),
 change_rows AS (
     SELECT e.timestamp AS ts, e.tenant_id, e.feature_id, e.model, e.prompt_template_id,
