@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from functools import lru_cache
 from io import BytesIO
 from types import SimpleNamespace
@@ -52,14 +53,14 @@ class GuardWsgi:
         self._allow = ", ".join(GuardApi().allowed_methods)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        front = _front()
         if (
             environ.get("PATH_INFO") != GUARD_PATH
             or environ.get("REQUEST_METHOD") != "POST"
             or environ.get("QUERY_STRING")
-            or not _host_allowed(environ)
+            or front.secure_redirects
+            or not _host_allowed(environ, front)
             or not _accepts_json(environ.get("HTTP_ACCEPT", "*/*"))
-            or settings.SECURE_SSL_REDIRECT  # the redirect and HSTS: SecurityMiddleware's
-            or settings.SECURE_HSTS_SECONDS
         ):
             return self.django_app(environ, start_response)
         try:
@@ -91,13 +92,13 @@ class GuardWsgi:
             return self.django_app(environ, start_response)
         data = json.dumps(payload).encode()
         headers = [("Content-Type", "application/json"), ("Allow", self._allow)]
-        headers += _middleware_headers(len(data))
+        headers += front.headers(len(data))
         start_response("200 OK", headers)
         return [data]
 
     def _respond(self, response: HttpResponse, start_response: StartResponse) -> list[bytes]:
         data = response.content
-        for name, value in _middleware_headers(len(data)):
+        for name, value in _front().headers(len(data)):
             response.headers.setdefault(name, value)
         start_response(f"{response.status_code} {response.reason_phrase}", list(response.items()))
         return [data]
@@ -122,12 +123,17 @@ def _key(header: str) -> ApiKey | None:
     return key if key.has_scope(ApiKey.Scope.INGEST) else None
 
 
-def _host_allowed(environ: dict[str, Any]) -> bool:
+def _host_allowed(environ: dict[str, Any], front: _Front) -> bool:
     """Whether Django would take the Host header (`HttpRequest.get_host()`, which
     CommonMiddleware calls on every request); the unusual cases are left to it."""
     host = environ.get("HTTP_HOST")
-    if not host or (settings.USE_X_FORWARDED_HOST and "HTTP_X_FORWARDED_HOST" in environ):
+    if not host or (front.use_x_forwarded_host and "HTTP_X_FORWARDED_HOST" in environ):
         return False
+    return _host_valid(host)
+
+
+@lru_cache(maxsize=64)
+def _host_valid(host: str) -> bool:
     allowed = settings.ALLOWED_HOSTS
     if settings.DEBUG and not allowed:
         allowed = [".localhost", "127.0.0.1", "[::1]"]
@@ -147,25 +153,56 @@ def _accepts_json(accept: str) -> bool:
     return True
 
 
-def _middleware_headers(length: int) -> list[tuple[str, str]]:
-    """What the middleware in settings.MIDDLEWARE add to a JSON response of `length`
-    bytes (that sets no cookie and reads no session) on a plain-HTTP request."""
+@dataclass(frozen=True, slots=True)
+class _Front:
+    """What the front reads from the settings on each request, read once: settings do
+    not change while a process serves (tests change them, and `setting_changed` makes
+    the front read them again)."""
+
+    secure_redirects: bool  # the redirect and HSTS: SecurityMiddleware's, left to Django
+    use_x_forwarded_host: bool
+    before_length: tuple[tuple[str, str], ...]
+    length: bool
+    after_length: tuple[tuple[str, str], ...]
+
+    def headers(self, length: int) -> list[tuple[str, str]]:
+        """What the middleware add to a JSON response of `length` bytes."""
+        if not self.length:
+            return [*self.before_length, *self.after_length]
+        return [*self.before_length, ("Content-Length", str(length)), *self.after_length]
+
+
+@lru_cache(maxsize=1)
+def _front() -> _Front:
+    """What the middleware in settings.MIDDLEWARE add to a JSON response (that sets no
+    cookie and reads no session) on a plain-HTTP request, and the settings the front
+    checks."""
     middleware = settings.MIDDLEWARE
-    headers = []
+    before, after = [], []
     if _MIDDLEWARE + "clickjacking.XFrameOptionsMiddleware" in middleware:
-        headers.append(("X-Frame-Options", settings.X_FRAME_OPTIONS.upper()))
-    if _MIDDLEWARE + "common.CommonMiddleware" in middleware:
-        headers.append(("Content-Length", str(length)))
+        before.append(("X-Frame-Options", settings.X_FRAME_OPTIONS.upper()))
     if _MIDDLEWARE + "security.SecurityMiddleware" in middleware:
         if settings.SECURE_CONTENT_TYPE_NOSNIFF:
-            headers.append(("X-Content-Type-Options", "nosniff"))
+            after.append(("X-Content-Type-Options", "nosniff"))
         policy = settings.SECURE_REFERRER_POLICY
         if policy:
             if isinstance(policy, str):
                 policy = policy.split(",")
-            headers.append(("Referrer-Policy", ",".join(v.strip() for v in policy)))
+            after.append(("Referrer-Policy", ",".join(v.strip() for v in policy)))
         if settings.SECURE_CROSS_ORIGIN_OPENER_POLICY:
-            headers.append(
-                ("Cross-Origin-Opener-Policy", settings.SECURE_CROSS_ORIGIN_OPENER_POLICY)
-            )
-    return headers
+            after.append(("Cross-Origin-Opener-Policy", settings.SECURE_CROSS_ORIGIN_OPENER_POLICY))
+    return _Front(
+        secure_redirects=bool(settings.SECURE_SSL_REDIRECT or settings.SECURE_HSTS_SECONDS),
+        use_x_forwarded_host=settings.USE_X_FORWARDED_HOST,
+        before_length=tuple(before),
+        length=_MIDDLEWARE + "common.CommonMiddleware" in middleware,
+        after_length=tuple(after),
+    )
+
+
+def _settings_changed(**kwargs: Any) -> None:
+    _front.cache_clear()
+    _host_valid.cache_clear()
+
+
+signals.setting_changed.connect(_settings_changed)

@@ -150,6 +150,29 @@ def test_every_other_request_is_answered_by_django(acme, globex, make_client) ->
         assert b'"decision"' not in by_django[2], name
 
 
+def test_the_front_reads_changed_settings_again(acme_client, settings) -> None:
+    """The front reads its settings once, and again after a change (`setting_changed`).
+    (Django's SecurityMiddleware reads its own once, when the handler is built.)"""
+
+    def request(host: str = "guard.example") -> dict[str, Any]:
+        return environ({"model": MODEL}, key=acme_client.key, headers={"host": host})
+
+    assert call(GuardWsgi(refuse), request("testserver"))[0] == "200 OK"
+    settings.X_FRAME_OPTIONS = "SAMEORIGIN"
+    settings.ALLOWED_HOSTS = ["guard.example"]
+    by_django = call(django_application, request())
+    in_front = call(GuardWsgi(refuse), request())
+    assert in_front == by_django
+    assert in_front[1]["X-Frame-Options"] == "SAMEORIGIN"
+    recorder = Recorder()
+    call(GuardWsgi(recorder), request("testserver"))  # no longer an allowed host
+    assert recorder.calls == 1
+    settings.SECURE_SSL_REDIRECT = True  # the redirect is SecurityMiddleware's to make
+    recorder = Recorder()
+    assert call(GuardWsgi(recorder), request()) == call(django_application, request())
+    assert recorder.calls == 1
+
+
 def test_an_error_while_deciding_is_answered_as_django_answers_it(acme_client, monkeypatch) -> None:
     def broken(**kwargs: Any) -> None:
         raise RuntimeError("the guard broke")
