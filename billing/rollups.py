@@ -147,22 +147,33 @@ _CELL_SQL = (
 # whole by one process (on a big run the two side by side, in parallel workers): split
 # among workers, each would hash nearly every key, then the leader all of them again.
 _FIRST_CELL = "(min(ARRAY[id, cell]))[2]"
-_FIRSTS_SQL = f"""
+
+
+def _keys_sql(*, cells: bool) -> str:
+    """The statement that makes the keys' table; `cells`: with the row of each key's first
+    event (a fold), or the keys alone (a restore of the recorded keys)."""
+    first = f", {_FIRST_CELL} AS cell" if cells else ""
+    per_event = f", e.id, {_CELL_SQL} AS cell" if cells else ""
+    return f"""
 CREATE UNLOGGED TABLE {_FIRSTS} AS
-SELECT day, key, true AS session, {_FIRST_CELL} AS cell FROM (
-    SELECT e.timestamp::date AS day, hashtextextended(e.session, e.tenant_id * 2) AS key, e.id,
-           {_CELL_SQL} AS cell
+SELECT day, key, true AS session{first} FROM (
+    SELECT e.timestamp::date AS day, hashtextextended(e.session, e.tenant_id * 2) AS key
+           {per_event}
       FROM ingestion_usageevent e
      WHERE e.xact >= %(low_events)s AND e.xact < %(high)s AND e.session <> ''
 ) s GROUP BY day, key
 UNION ALL
-SELECT day, key, false, {_FIRST_CELL} FROM (
-    SELECT e.timestamp::date AS day, hashtextextended(e.prompt_hash, e.tenant_id * 2 + 1) AS key,
-           e.id, {_CELL_SQL} AS cell
+SELECT day, key, false{first} FROM (
+    SELECT e.timestamp::date AS day, hashtextextended(e.prompt_hash, e.tenant_id * 2 + 1) AS key
+           {per_event}
       FROM ingestion_usageevent e
      WHERE e.xact >= %(low_events)s AND e.xact < %(high)s AND e.prompt_hash <> ''
 ) p GROUP BY day, key
 """
+
+
+_FIRSTS_SQL = _keys_sql(cells=True)
+_KEYS_RESTORE_SQL = _keys_sql(cells=False)
 _FIRSTS_SEEN_SQL = f"""
 DELETE FROM {_FIRSTS} f USING billing_dailykey d WHERE d.day = f.day AND d.key = f.key
 """
@@ -369,7 +380,7 @@ def _restore_keys(cursor: Any, position: int) -> None:
     logger.warning("rollup: the session and prompt keys were lost (a crash empties their "
                    "unlogged table); recording those of the folded events again")  # fmt: skip
     cursor.execute("TRUNCATE billing_dailykey")
-    keys = _step(cursor, "keys restored", _FIRSTS_SQL, {"low_events": 0, "high": position})
+    keys = _step(cursor, "keys restored", _KEYS_RESTORE_SQL, {"low_events": 0, "high": position})
     _record_keys(cursor, keys)
     cursor.execute(f"DROP TABLE {_FIRSTS}")
 
