@@ -53,12 +53,15 @@ class GuardWsgi:
         self._allow = ", ".join(GuardApi().allowed_methods)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        front = _front()
         if (
             environ.get("PATH_INFO") != GUARD_PATH
             or environ.get("REQUEST_METHOD") != "POST"
             or environ.get("QUERY_STRING")
-            or front.secure_redirects
+        ):
+            return self.django_app(environ, start_response)
+        front = _front()
+        if (
+            front.secure_redirects
             or not _host_allowed(environ, front)
             or not _accepts_json(environ.get("HTTP_ACCEPT", "*/*"))
         ):
@@ -82,7 +85,8 @@ class GuardWsgi:
         except Exception as exc:  # noqa: BLE001 - answered as Django answers a view's error
             queried.append(True)
             environ["wsgi.input"] = BytesIO(body)
-            return self._respond(response_for_exception(WSGIRequest(environ), exc), start_response)
+            response = response_for_exception(WSGIRequest(environ), exc)
+            return self._respond(response, front, start_response)
         finally:
             if queried:  # the database's upkeep, as after any request that used it
                 signals.request_finished.send(sender=WSGIHandler)
@@ -96,9 +100,11 @@ class GuardWsgi:
         start_response("200 OK", headers)
         return [data]
 
-    def _respond(self, response: HttpResponse, start_response: StartResponse) -> list[bytes]:
+    def _respond(
+        self, response: HttpResponse, front: _Front, start_response: StartResponse
+    ) -> list[bytes]:
         data = response.content
-        for name, value in _front().headers(len(data)):
+        for name, value in front.headers(len(data)):
             response.headers.setdefault(name, value)
         start_response(f"{response.status_code} {response.reason_phrase}", list(response.items()))
         return [data]

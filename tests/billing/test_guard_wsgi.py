@@ -167,7 +167,9 @@ def test_the_front_reads_changed_settings_again(acme_client, settings) -> None:
     recorder = Recorder()
     call(GuardWsgi(recorder), request("testserver"))  # no longer an allowed host
     assert recorder.calls == 1
-    settings.SECURE_SSL_REDIRECT = True  # the redirect is SecurityMiddleware's to make
+    # The redirect is SecurityMiddleware's to make (this handler's was built without it, so
+    # Django answers the decision itself): the front must hand the request over.
+    settings.SECURE_SSL_REDIRECT = True
     recorder = Recorder()
     assert call(GuardWsgi(recorder), request()) == call(django_application, request())
     assert recorder.calls == 1
