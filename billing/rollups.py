@@ -146,13 +146,10 @@ _CELL_SQL = (
 # the delta counts it on that row, with no join back to the events. Each kind is grouped
 # whole by one process (on a big run the two side by side, in parallel workers): split
 # among workers, each would hash nearly every key, then the leader all of them again.
-_FIRST_CELL = "(min(ARRAY[id, cell]))[2]"
-
-
 def _keys_sql(*, cells: bool) -> str:
     """The statement that makes the keys' table; `cells`: with the row of each key's first
     event (a fold), or the keys alone (a restore of the recorded keys)."""
-    first = f", {_FIRST_CELL} AS cell" if cells else ""
+    first = ", (min(ARRAY[id, cell]))[2] AS cell" if cells else ""  # the lowest id's row
     per_event = f", e.id, {_CELL_SQL} AS cell" if cells else ""
     return f"""
 CREATE UNLOGGED TABLE {_FIRSTS} AS
@@ -195,6 +192,10 @@ SELECT day, key FROM billing_dailykey UNION ALL {_NEW_KEYS_SQL}
 # whose single in-memory sort misses the CPU caches far more than a merge of sorted runs.
 KEYS_INDEX_MEM = "64MB"
 
+# The hours touched since the watermark, grouped by ids (no joins per event), then named.
+# CREATE TABLE AS may run in parallel, which an INSERT with a CTE may not.
+_EVENT_TOKENS_SQL = ", ".join(f"sum(e.{k})::bigint AS {k}" for k in TOKEN_KINDS)
+# The events' sums with the first-of-day keys counted in (see first_cells below).
 _EVENT_HOURS_SUMS_SQL = ", ".join(
     {
         "sessions": "COALESCE(f.sessions, 0) AS sessions",
@@ -202,9 +203,6 @@ _EVENT_HOURS_SUMS_SQL = ", ".join(
     }.get(k, f"g.{k}")
     for k in _SUMS
 )
-# The hours touched since the watermark, grouped by ids (no joins per event), then named.
-# CREATE TABLE AS may run in parallel, which an INSERT with a CTE may not.
-_EVENT_TOKENS_SQL = ", ".join(f"sum(e.{k})::bigint AS {k}" for k in TOKEN_KINDS)
 _DELTA_SQL = f"""
 CREATE TEMP TABLE {_DELTA} ON COMMIT DROP AS
 WITH events AS (
