@@ -19,7 +19,7 @@ from billing.alerts import DeliveryResult, alert_channels, deliveries_send, webh
 from billing.models import TOKEN_KINDS, FeatureRollup
 from billing.periods import DAY, period_start
 from finops.fields import ExactSum
-from finops.pricing import PriceBook, TokenVector, token_cost
+from finops.pricing import PriceBook, RateClass, TokenVector, token_cost
 from ingestion.models import Feature
 
 from .metrics import WARNING, Window, metrics_compute
@@ -87,8 +87,10 @@ def _fallback_actions(start: datetime, end: datetime, now: datetime) -> list[Act
             cached_input=row["cached_input_tokens"], cache_write=row["cache_write_tokens"],
             reasoning=row["reasoning_tokens"],
         )  # fmt: skip
-        weekly = token_cost(tokens=tokens, price=now_price) - token_cost(
-            tokens=tokens, price=fallback_price
+        # A week's sum of calls: priced at the base rates, not as one long prompt.
+        base = RateClass()
+        weekly = token_cost(tokens=tokens, price=now_price, rate_class=base) - token_cost(
+            tokens=tokens, price=fallback_price, rate_class=base
         )
         if weekly <= 0:
             continue

@@ -4,13 +4,13 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils import timezone
 
-from .models import ApiKey, ModelPrice, Tenant
+from .models import ApiKey, ModelPrice, PriceRate, Tenant
 from .pricing import parse_price_file, prices_import
 from .services import apikey_create, apikey_revoke
 
@@ -110,26 +110,55 @@ class PriceFileForm(forms.Form):
         return cleaned
 
 
+class PriceRateInline(admin.TabularInline):
+    """The row's other rates: service tiers, long prompts, off-peak hours."""
+
+    model = PriceRate
+    extra = 0
+    fields = ("service_tier", "token_kind", "above_tokens", "off_peak", "per_million")
+
+    def _editable(self, obj: ModelPrice | None) -> bool:
+        return obj is None or not ModelPriceAdmin._is_used(obj)
+
+    def has_add_permission(self, request: HttpRequest, obj: ModelPrice | None = None) -> bool:
+        return self._editable(obj) and super().has_add_permission(request, obj)
+
+    def has_change_permission(self, request: HttpRequest, obj: ModelPrice | None = None) -> bool:
+        return self._editable(obj) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: ModelPrice | None = None) -> bool:
+        return self._editable(obj) and super().has_delete_permission(request, obj)
+
+
 @admin.register(ModelPrice)
 class ModelPriceAdmin(admin.ModelAdmin):
     list_display = (
         "model",
         "provider",
+        "mode",
         "effective_from",
         "currency",
         "input_per_million",
         "cached_input_per_million",
         "cache_write_per_million",
+        "cache_write_1h_per_million",
         "output_per_million",
         "reasoning_per_million",
-        "batch_input_per_million",
-        "batch_output_per_million",
-        "batch_discount_percent",
+        "per_query",
+        "other_rates",
     )
-    list_filter = ("provider", "currency")
+    list_filter = ("provider", "mode", "currency")
+    inlines = (PriceRateInline,)
     search_fields = ("model", "provider")
     date_hierarchy = "effective_from"
     readonly_fields = ("created_at",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ModelPrice]:
+        return super().get_queryset(request).annotate(rate_count=Count("rates"))
+
+    @admin.display(description="Other rates", ordering="rate_count")
+    def other_rates(self, obj: ModelPrice) -> int:
+        return getattr(obj, "rate_count", 0)
 
     def get_readonly_fields(self, request: HttpRequest, obj: ModelPrice | None = None) -> Any:
         # A price that has priced an event is history: a change is a new row.

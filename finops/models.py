@@ -135,29 +135,51 @@ def _per_million(*, optional: bool = False) -> ExactDecimalField:
 
 
 class ModelPrice(models.Model):
-    """Prices of one model from `effective_from` on, per 1M tokens of each kind.
+    """The list prices of one model from `effective_from` on, per 1M tokens of each kind.
 
-    Never edited once it has priced an event: a price change is a new row. Empty
-    optional prices fall back: cached input and cache writes to the input price,
-    reasoning to the output price; batch prices to the base price less
-    `batch_discount_percent` (or the base price when that is empty too).
+    The columns are the standard tier's base rates (prompts of any size, any hour); the
+    rates of other service tiers, of long prompts and of off-peak hours are `PriceRate`
+    rows of this price. Never edited once it has priced an event: a price change is a
+    new row. How a rate the row does not state is found (the vendors' rules) is
+    `finops.pricing.rules`; docs/pricing.md has the whole resolution.
     """
+
+    class Mode(models.TextChoices):
+        CHAT = "chat", "Chat / completion (per token)"
+        EMBEDDING = "embedding", "Embedding (per input token)"
+        RERANK = "rerank", "Rerank / search (per query)"
 
     model = models.CharField(max_length=200)
     provider = models.CharField(max_length=100, blank=True)
+    mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.CHAT)
     currency = models.CharField(max_length=3, default="USD")
     effective_from = models.DateTimeField(default=BEGINNING_OF_TIME)
     input_per_million = _per_million()
     output_per_million = _per_million()
     cached_input_per_million = _per_million(optional=True)
     cache_write_per_million = _per_million(optional=True)
+    cache_write_1h_per_million = _per_million(optional=True)
     reasoning_per_million = _per_million(optional=True)
-    batch_input_per_million = _per_million(optional=True)
-    batch_output_per_million = _per_million(optional=True)
-    batch_cached_input_per_million = _per_million(optional=True)
-    batch_cache_write_per_million = _per_million(optional=True)
+    per_query = ExactDecimalField(
+        max_digits=30,
+        decimal_places=18,
+        null=True,
+        blank=True,
+        help_text="Price of one rerank or search query (unit), not per million.",
+    )
     batch_discount_percent = ExactDecimalField(
-        max_digits=6, decimal_places=3, null=True, blank=True
+        max_digits=6,
+        decimal_places=3,
+        null=True,
+        blank=True,
+        help_text="Batch rates this row states no batch price for: this percent off the "
+        "standard rate (before the vendor's rule).",
+    )
+    off_peak_windows = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Off-peak windows, as LiteLLM writes them: [{"hours_utc": ["16:30-00:30"], '
+        '"weekdays": [1, 2, 3, 4, 5]}] (UTC hours, ISO weekdays; no weekdays: every day).',
     )
     source = models.CharField(max_length=200, blank=True, help_text="Where the price came from.")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -185,3 +207,53 @@ class ModelPrice(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model} from {self.effective_from:%Y-%m-%d %H:%M}"
+
+
+class ServiceTier(models.TextChoices):
+    STANDARD = "standard", "Standard"
+    BATCH = "batch", "Batch"
+    FLEX = "flex", "Flex"
+    PRIORITY = "priority", "Priority"
+
+
+class TokenKind(models.TextChoices):
+    """The parts of a call that carry their own price (the one vocabulary of kinds)."""
+
+    INPUT = "input", "input"
+    CACHED_INPUT = "cached_input", "cached input"
+    CACHE_WRITE = "cache_write", "cache write, 5 min"
+    CACHE_WRITE_1H = "cache_write_1h", "cache write, 1 h"
+    OUTPUT = "output", "output"
+    REASONING = "reasoning", "reasoning"
+
+
+class PriceRate(models.Model):
+    """One rate of a price row beyond its base columns: a service tier's rate, the rate
+    for prompts above `above_tokens` tokens, or an off-peak rate. Per 1M tokens."""
+
+    price = models.ForeignKey(ModelPrice, on_delete=models.CASCADE, related_name="rates")
+    service_tier = models.CharField(max_length=16, choices=ServiceTier.choices)
+    token_kind = models.CharField(max_length=16, choices=TokenKind.choices)
+    above_tokens = models.BigIntegerField(
+        default=0, help_text="Applies to prompts of more than this many tokens (0: any)."
+    )
+    off_peak = models.BooleanField(default=False, help_text="Applies inside off-peak windows.")
+    per_million = _per_million()
+
+    class Meta:
+        ordering = ["price", "service_tier", "above_tokens", "off_peak", "token_kind"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["price", "service_tier", "token_kind", "above_tokens", "off_peak"],
+                name="price_rate_unique",
+            ),
+            models.CheckConstraint(
+                condition=Q(at_least("per_million", 0)) & Q(above_tokens__gte=0),
+                name="price_rate_not_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        band = f" above {self.above_tokens}" if self.above_tokens else ""
+        hours = " off-peak" if self.off_peak else ""
+        return f"{self.service_tier} {self.token_kind}{band}{hours}: {self.per_million}"

@@ -4,7 +4,7 @@ from django.db import models
 from django.db.models import F, Q
 
 from finops.fields import ExactDecimalField, TransactionId
-from finops.models import ModelPrice, Tenant
+from finops.models import ModelPrice, ServiceTier, Tenant
 
 
 class Feature(models.Model):
@@ -101,6 +101,9 @@ class UsageEvent(models.Model):
     output_tokens = models.BigIntegerField()
     cached_input_tokens = models.BigIntegerField(default=0)
     cache_write_tokens = models.BigIntegerField(default=0)
+    cache_write_1h_tokens = models.BigIntegerField(
+        default=0, help_text="The part of cache_write_tokens written with a 1-hour TTL."
+    )
     reasoning_tokens = models.BigIntegerField(default=0)
     grounding_tokens = models.BigIntegerField(default=0)
     wasted_tokens = models.BigIntegerField(default=0)
@@ -110,7 +113,11 @@ class UsageEvent(models.Model):
     latency_ms = models.IntegerField(null=True, blank=True)
     cache_hit = models.BooleanField(null=True, blank=True)
     escalated = models.BooleanField(null=True, blank=True)
-    batch = models.BooleanField(default=False)
+    batch = models.BooleanField(default=False, help_text="service_tier is batch.")
+    service_tier = models.CharField(
+        max_length=16, choices=ServiceTier.choices, default=ServiceTier.STANDARD
+    )
+    queries = models.BigIntegerField(default=0, help_text="Rerank or search units.")
     chunks_retrieved = models.IntegerField(null=True, blank=True)
     chunks_used = models.IntegerField(null=True, blank=True)
     reranker_changed_order = models.BooleanField(null=True, blank=True)
@@ -137,6 +144,12 @@ class UsageEvent(models.Model):
         db_index=False,
     )
     priced_at = models.DateTimeField(null=True, blank=True)
+    # Which of the price row's rates applied (set when priced): statements bill each
+    # class of rate on its own line.
+    above_tokens = models.BigIntegerField(
+        default=0, help_text="The long-context threshold whose rates priced it (0: base)."
+    )
+    off_peak = models.BooleanField(default=False, help_text="Priced at off-peak rates.")
     tenant_tier = models.CharField(max_length=16)
     content_hash = models.CharField(max_length=64)
     # Set by the database: the inserting transaction (see TransactionId). Rollups read
@@ -151,7 +164,9 @@ class UsageEvent(models.Model):
                 condition=Q(output_tokens__gte=F("reasoning_tokens"))
                 & Q(input_tokens__gte=F("cached_input_tokens") + F("cache_write_tokens"))
                 & Q(cached_input_tokens__gte=0)
-                & Q(cache_write_tokens__gte=0)
+                & Q(cache_write_tokens__gte=F("cache_write_1h_tokens"))
+                & Q(cache_write_1h_tokens__gte=0)
+                & Q(queries__gte=0)
                 & Q(reasoning_tokens__gte=0)
                 & Q(grounding_tokens__gte=0)
                 & Q(wasted_tokens__gte=0),

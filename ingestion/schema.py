@@ -54,6 +54,9 @@ class EventIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     cache_hit: bool | None = None
     escalated: bool | None = None
     batch: bool = False
+    service_tier: Literal["standard", "batch", "flex", "priority"] = "standard"
+    cache_write_1h_tokens: NonNegInt = 0
+    queries: NonNegInt = 0
     retrieval: Retrieval | None = None
     reranker_changed_order: bool | None = None
     outcome: Literal["correct", "incorrect", ""] = ""

@@ -67,13 +67,22 @@ class StatementLine(models.Model):
     feature = models.CharField(max_length=128, blank=True)
     model = models.CharField(max_length=200, blank=True)
     token_kind = models.CharField(max_length=32, blank=True)
-    batch = models.BooleanField(default=False)
+    batch = models.BooleanField(default=False, help_text="service_tier is batch.")
+    service_tier = models.CharField(max_length=16, default="standard")
+    above_tokens = models.BigIntegerField(
+        default=0, help_text="The long-context threshold of the line's rate (0: base)."
+    )
+    off_peak = models.BooleanField(default=False)
     price = models.ForeignKey(
         ModelPrice, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     quantity = models.BigIntegerField(null=True, blank=True)
     unit_price = ExactDecimalField(
-        max_digits=38, decimal_places=18, null=True, blank=True, help_text="Per 1M tokens."
+        max_digits=38,
+        decimal_places=18,
+        null=True,
+        blank=True,
+        help_text="Per 1M tokens (per 1M queries for a query line).",
     )
     amount = ExactDecimalField(**Money, help_text="Rounded once, half-up, to the minor unit.")
     amount_exact = ExactDecimalField(**Exact)

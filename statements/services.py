@@ -30,7 +30,7 @@ from django.db.models import F, Sum
 from billing.periods import MONTH, period_end, period_start
 from finops.models import BEGINNING_OF_TIME, ModelPrice, Tenant
 from finops.money import EXACT, ONE_MILLION, decimal_string, round_money
-from finops.pricing import UnitPrices
+from finops.pricing import TOKEN_KIND_LABELS, TOKEN_KINDS, RateCard, RateClass
 from ingestion.models import Feature, UsageEvent
 from ingestion.services.pricing import RepricingResult, events_reprice
 
@@ -39,23 +39,9 @@ from .models import Statement, StatementLine
 ZERO = Decimal(0)
 EXACT_PLACES = Decimal("1e-30")
 
-# Token kinds as statements bill them: the parts of a call that carry their own price.
-TOKEN_KINDS = (
-    ("input", "input tokens"),
-    ("cached_input", "cached input tokens"),
-    ("cache_write", "cache write tokens"),
-    ("output", "output tokens"),
-    ("reasoning", "reasoning tokens"),
-)
-_UNIT_FIELD = {
-    "input": "uncached_input",
-    "cached_input": "cached_input",
-    "cache_write": "cache_write",
-    "output": "output",
-    "reasoning": "reasoning",
-}
-
-LineKey = tuple[str, str, str, int | None, bool]  # feature, model, token kind, price, batch
+# feature, model, token kind, price row, service tier, long-context threshold, off-peak:
+# each class of rate of a price row bills on a line of its own.
+LineKey = tuple[str, str, str, int | None, str, int, bool]
 
 
 @dataclass(slots=True)
@@ -85,15 +71,21 @@ def ledger_lines(
         events = events.filter(tenant_id__in=list(tenant_ids))
     # Token sums only (integers: the amounts come from quantity x unit price), grouped by
     # ids, no join: the one pass over a month of events stays cheap.
-    groups = events.values("tenant_id", "feature_id", "model", "price_id", "batch").annotate(
+    groups = events.values(
+        "tenant_id", "feature_id", "model", "price_id", "service_tier", "above_tokens", "off_peak"
+    ).annotate(
         input=Sum(F("input_tokens") - F("cached_input_tokens") - F("cache_write_tokens")),
         cached_input=Sum("cached_input_tokens"),
-        cache_write=Sum("cache_write_tokens"),
+        cache_write=Sum(F("cache_write_tokens") - F("cache_write_1h_tokens")),
+        cache_write_1h=Sum("cache_write_1h_tokens"),
         output=Sum(F("output_tokens") - F("reasoning_tokens")),
         reasoning=Sum("reasoning_tokens"),
+        query=Sum("queries"),
     )
     groups = list(groups.order_by())
-    prices = ModelPrice.objects.in_bulk({g["price_id"] for g in groups if g["price_id"]})
+    prices = ModelPrice.objects.prefetch_related("rates").in_bulk(
+        {g["price_id"] for g in groups if g["price_id"]}
+    )
     features = dict(
         Feature.objects.filter(
             id__in={g["feature_id"] for g in groups if g["feature_id"]}
@@ -104,17 +96,18 @@ def ledger_lines(
         for g in groups:
             lines = result.setdefault(g["tenant_id"], {})
             price = prices.get(g["price_id"])
-            units = UnitPrices.of(price, batch=g["batch"]) if price else None
-            for kind, _ in TOKEN_KINDS:
+            rate_class = RateClass(g["service_tier"], g["above_tokens"], g["off_peak"])
+            units = RateCard.of(price).unit_prices(rate_class) if price else None
+            for kind in TOKEN_KINDS:
                 quantity = g[kind] or 0
                 if not quantity:
                     continue
                 feature = features.get(g["feature_id"], "")
-                key = (feature, g["model"], kind, g["price_id"], g["batch"])
+                key = (feature, g["model"], kind, g["price_id"], *_class_of(g))
                 if units is None:
                     lines[key] = Amount(quantity, ZERO, None)
                     continue
-                unit = getattr(units, _UNIT_FIELD[kind])
+                unit = units[kind]
                 lines[key] = Amount(quantity, quantity * unit / ONE_MILLION, unit)
     return result
 
@@ -129,12 +122,13 @@ def _billed(tenant_ids: Iterable[int], period: date) -> dict[int, dict[LineKey, 
         period=period,
         kind__in=[StatementLine.Kind.USAGE, StatementLine.Kind.ADJUSTMENT],
     ).exclude(token_kind="")  # rounding lines: no usage of their own
-    columns = ("statement__tenant_id", "feature", "model", "token_kind", "price_id", "batch",
-               "quantity", "amount_exact", "unit_price")  # fmt: skip
+    columns = ("statement__tenant_id", "feature", "model", "token_kind", "price_id",
+               "service_tier", "above_tokens", "off_peak", "quantity", "amount_exact",
+               "unit_price")  # fmt: skip
     lines = lines.values_list(*columns)
     with localcontext(EXACT):
-        for tenant_id, feature, model, kind, price_id, batch, qty, amount, unit in lines:
-            key = (feature, model, kind, price_id, batch)
+        for tenant_id, feature, model, kind, price_id, *rate, qty, amount, unit in lines:
+            key = (feature, model, kind, price_id, *rate)
             current = billed.setdefault(tenant_id, {}).setdefault(key, Amount(0, ZERO, unit))
             current.quantity += qty or 0
             current.amount += amount
@@ -144,12 +138,22 @@ def _billed(tenant_ids: Iterable[int], period: date) -> dict[int, dict[LineKey, 
 # --- Building a statement -------------------------------------------------------------
 
 
+def _class_of(group: dict) -> tuple[str, int, bool]:
+    return (group["service_tier"], group["above_tokens"], group["off_peak"])
+
+
+def rate_label(token_kind: str, service_tier: str, above_tokens: int, off_peak: bool) -> str:
+    """A line's kind of charge: "input, above 200k", "cache write, 1 h", "batch output"."""
+    label = TOKEN_KIND_LABELS[token_kind]
+    if service_tier != "standard":
+        label = f"{service_tier} {label}"
+    rest = RateClass("standard", above_tokens, off_peak).label()
+    return f"{label}, {rest}" if rest else label
+
+
 def _describe(key: LineKey, *, adjustment_for: date | None = None) -> str:
-    feature, model, kind, price_id, batch = key
-    label = dict(TOKEN_KINDS)[kind]
-    text = f"{feature or '(no feature)'} / {model}: {label}"
-    if batch:
-        text += " (batch)"
+    feature, model, kind, price_id, *rate = key
+    text = f"{feature or '(no feature)'} / {model}: {rate_label(kind, *rate)}"
     if price_id is None:
         text += " (no price yet)"
     if adjustment_for is not None:
@@ -158,10 +162,13 @@ def _describe(key: LineKey, *, adjustment_for: date | None = None) -> str:
 
 
 def _sorted(lines: dict[LineKey, Amount]) -> list[tuple[LineKey, Amount]]:
-    order = {kind: i for i, (kind, _) in enumerate(TOKEN_KINDS)}
+    order = {kind: i for i, kind in enumerate(TOKEN_KINDS)}
+    tiers = {"standard": 0, "priority": 1, "flex": 2, "batch": 3}
     return sorted(
-        lines.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][4], kv[0][3] or 0, order[kv[0][2]])
-    )
+        lines.items(),
+        key=lambda kv: (kv[0][0], kv[0][1], tiers.get(kv[0][4], 9), kv[0][5], kv[0][6],
+                        kv[0][3] or 0, order[kv[0][2]]),
+    )  # fmt: skip
 
 
 def _build_lines(
@@ -173,7 +180,15 @@ def _build_lines(
     lines: list[StatementLine] = []
 
     def add(kind: str, period: date, key: LineKey | None, amount: Amount, text: str) -> None:
-        feature, model, token_kind, price_id, batch = key or ("", "", "", None, False)
+        feature, model, token_kind, price_id, tier, above, off_peak = key or (
+            "",
+            "",
+            "",
+            None,
+            "standard",
+            0,
+            False,
+        )
         lines.append(
             StatementLine(
                 statement=statement,
@@ -183,7 +198,10 @@ def _build_lines(
                 feature=feature,
                 model=model,
                 token_kind=token_kind,
-                batch=batch,
+                batch=tier == "batch",
+                service_tier=tier,
+                above_tokens=above,
+                off_peak=off_peak,
                 price_id=price_id,
                 quantity=amount.quantity if key else None,
                 unit_price=amount.unit_price,
@@ -310,12 +328,20 @@ def content_hash(statement: Statement, lines: Iterable[StatementLine]) -> str:
                 decimal_string(ln.unit_price),
                 decimal_string(ln.amount),
                 decimal_string(ln.amount_exact),
+                # Only where a line has them: hashes of earlier statements stay valid.
+                *([ln.service_tier, ln.above_tokens, ln.off_peak] if _has_rate_class(ln) else []),
             ]
             for ln in lines
         ],  # fmt: skip
     }
     text = json.dumps(document, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _has_rate_class(line: StatementLine) -> bool:
+    return (
+        line.service_tier not in ("standard", "batch") or bool(line.above_tokens) or (line.off_peak)
+    )
 
 
 _STATEMENT_FIELDS = [

@@ -15,7 +15,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from finops.models import SLUG_VALIDATOR, Tenant
-from finops.pricing import PriceBook, usage_cost
+from finops.pricing import PriceBook, TokenVector, effective_service_tier, price_tokens
 
 from ..models import Feature, PromptTemplate, UsageEvent
 from ..schema import EventIn, canonical_encoder, event_decoder, field_errors
@@ -71,6 +71,15 @@ def _check_semantics(event: EventIn, *, now: datetime) -> Errors:
             "cached_input_tokens + cache_write_tokens may not exceed input_tokens "
             f"({event.cached_input_tokens} + {event.cache_write_tokens} > {event.input_tokens})."
         ]
+    if event.cache_write_1h_tokens > event.cache_write_tokens:
+        errors["cache_write_1h_tokens"] = [
+            f"cache_write_1h_tokens ({event.cache_write_1h_tokens}) may not exceed "
+            f"cache_write_tokens ({event.cache_write_tokens})."
+        ]
+    if event.batch and event.service_tier not in ("standard", "batch"):
+        errors["service_tier"] = [
+            f"batch: true is the batch tier; it cannot be '{event.service_tier}' too."
+        ]
     if event.reasoning_tokens > event.output_tokens:
         errors["reasoning_tokens"] = [
             f"reasoning_tokens ({event.reasoning_tokens}) may not exceed output_tokens "
@@ -102,9 +111,13 @@ def _check_semantics(event: EventIn, *, now: datetime) -> Errors:
 
 def _content_hash(event: EventIn, tenant_slug: str) -> str:
     # The same event is the same content whatever its timestamp's offset or tag order.
+    # `service_tier: "batch"` is written as `batch: true`, as events were before tiers.
+    batch = effective_service_tier(event) == "batch"
     canonical = msgspec.structs.replace(
         event,
         tenant=tenant_slug,
+        batch=batch,
+        service_tier="standard" if batch else event.service_tier,
         timestamp=event.timestamp.astimezone(UTC),
         tags=dict(sorted(event.tags.items())),
     )
@@ -344,8 +357,15 @@ def _columns(
     c = columns
     for item in items:
         e = item.event
-        price = book.find(model=e.model, provider=e.provider, at=e.timestamp)
-        cost = None if price is None else usage_cost(usage=e, price=price)
+        card = book.find(model=e.model, provider=e.provider, at=e.timestamp)
+        tier = effective_service_tier(e)
+        priced = None
+        if card is not None:
+            priced = price_tokens(
+                card=card, tokens=TokenVector.of(e), service_tier=tier, at=e.timestamp
+            )
+        price = card.price if priced is not None else None
+        cost = priced.cost if priced is not None else None
         costs.append((cost, price is not None))
         retrieval = e.retrieval
         c["tenant_id"].append(item.tenant.id)
@@ -361,6 +381,9 @@ def _columns(
         c["output_tokens"].append(e.output_tokens)
         c["cached_input_tokens"].append(e.cached_input_tokens)
         c["cache_write_tokens"].append(e.cache_write_tokens)
+        c["cache_write_1h_tokens"].append(e.cache_write_1h_tokens)
+        c["queries"].append(e.queries)
+        c["service_tier"].append(tier)
         c["reasoning_tokens"].append(e.reasoning_tokens)
         c["grounding_tokens"].append(e.grounding_tokens)
         c["wasted_tokens"].append(e.wasted_tokens)
@@ -370,7 +393,7 @@ def _columns(
         c["latency_ms"].append(e.latency_ms)
         c["cache_hit"].append(e.cache_hit)
         c["escalated"].append(e.escalated)
-        c["batch"].append(e.batch)
+        c["batch"].append(tier == "batch")
         c["chunks_retrieved"].append(retrieval.chunks_retrieved if retrieval else None)
         c["chunks_used"].append(retrieval.chunks_used if retrieval else None)
         c["reranker_changed_order"].append(e.reranker_changed_order)
@@ -382,6 +405,8 @@ def _columns(
         c["currency"].append(price.currency if price else "")
         c["price_id"].append(price.id if price else None)
         c["priced_at"].append(now if price else None)
+        c["above_tokens"].append(priced.rate_class.above_tokens if priced else 0)
+        c["off_peak"].append(priced.rate_class.off_peak if priced else False)
         c["tenant_tier"].append(item.tenant.tier)
         c["content_hash"].append(item.content_hash)
     return columns, costs

@@ -8,13 +8,18 @@ from decimal import Decimal
 
 from django.db import transaction
 
-from finops.models import ModelPrice, Tenant
-from finops.pricing import PriceBook, usage_cost
+from finops.models import Tenant
+from finops.pricing import PriceBook, Priced, RateCard, usage_priced
 
 from ..models import CostChange, UsageEvent
 from ..signals import SpendRow, spend_recorded
 
 CHUNK = 2000
+# What pricing reads of an event.
+PRICING_FIELDS = ("id", "tenant_id", "feature_id", "prompt_template_id", "model", "provider",
+                  "timestamp", "batch", "service_tier", "input_tokens", "output_tokens",
+                  "cached_input_tokens", "cache_write_tokens", "cache_write_1h_tokens",
+                  "reasoning_tokens", "queries")  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -44,37 +49,24 @@ def events_price_unpriced(*, now: datetime | None = None, chunk: int = CHUNK) ->
         batch = list(
             UsageEvent.objects.filter(price__isnull=True, model__in=priceable, id__gt=last_id)
             .order_by("id")
-            .only(
-                "id",
-                "tenant_id",
-                "feature_id",
-                "prompt_template_id",
-                "model",
-                "provider",
-                "timestamp",
-                "batch",
-                "input_tokens",
-                "output_tokens",
-                "cached_input_tokens",
-                "cache_write_tokens",
-                "reasoning_tokens",
-            )[:chunk]
+            .only(*PRICING_FIELDS)[:chunk]
         )
         if not batch:
             break
         last_id = batch[-1].id
         updates: list[UsageEvent] = []
         for event in batch:
-            price: ModelPrice | None = book.find(
-                model=event.model, provider=event.provider, at=event.timestamp
-            )
-            if price is None:
+            card = book.find(model=event.model, provider=event.provider, at=event.timestamp)
+            priced = None if card is None else usage_priced(usage=event, price=card)
+            if priced is None:
                 result.still_unpriced += 1
                 continue
-            event.cost = usage_cost(usage=event, price=price)
-            event.price_id = price.id
-            event.currency = price.currency
+            event.cost = priced.cost
+            event.price_id = card.price.id
+            event.currency = card.price.currency
             event.priced_at = now
+            event.above_tokens = priced.rate_class.above_tokens
+            event.off_peak = priced.rate_class.off_peak
             updates.append(event)
         with transaction.atomic():
             # Only rows still unpriced are touched, so a concurrent run cannot price twice.
@@ -85,6 +77,8 @@ def events_price_unpriced(*, now: datetime | None = None, chunk: int = CHUNK) ->
                     price_id=event.price_id,
                     currency=event.currency,
                     priced_at=event.priced_at,
+                    above_tokens=event.above_tokens,
+                    off_peak=event.off_peak,
                 )
                 if updated:
                     result.priced += 1
@@ -157,34 +151,41 @@ def events_reprice(
         batch = list(
             UsageEvent.objects.filter(model__in=models, timestamp__gte=earliest, id__gt=last_id)
             .order_by("id")
-            .only("id", "tenant_id", "feature_id", "prompt_template_id", "model", "provider",
-                  "timestamp", "batch", "input_tokens", "output_tokens", "cached_input_tokens",
-                  "cache_write_tokens", "reasoning_tokens", "cost", "price_id")[:chunk]
-        )  # fmt: skip
+            .only(*PRICING_FIELDS, "cost", "price_id", "above_tokens", "off_peak")[:chunk]
+        )
         if not batch:
             break
         last_id = batch[-1].id
-        changed: list[tuple[UsageEvent, Decimal, Decimal | None, ModelPrice]] = []
+        changed: list[tuple[UsageEvent, Decimal, Decimal | None, Priced, RateCard]] = []
         for event in batch:
             if event.timestamp < open_from.get(event.tenant_id, default_open_from):
                 continue
-            price = book.find(model=event.model, provider=event.provider, at=event.timestamp)
-            if price is None:
+            card = book.find(model=event.model, provider=event.provider, at=event.timestamp)
+            priced = None if card is None else usage_priced(usage=event, price=card)
+            if priced is None:
                 continue
-            cost = usage_cost(usage=event, price=price)
-            if cost == event.cost and price.id == event.price_id:
+            rate_class = (event.above_tokens, event.off_peak)
+            new_class = (priced.rate_class.above_tokens, priced.rate_class.off_peak)
+            if (priced.cost, card.price.id, new_class) == (event.cost, event.price_id, rate_class):
                 continue
-            changed.append((event, cost, event.cost, price))
+            changed.append((event, priced.cost, event.cost, priced, card))
         if not changed:
             continue
         with transaction.atomic():
             changes: list[CostChange] = []
             moved: list[UsageEvent] = []
-            for event, cost, old_cost, price in changed:
+            for event, cost, old_cost, priced, card in changed:
                 # Only if the row is as read: a concurrent pricing run wins, this one skips.
                 updated = UsageEvent.objects.filter(
                     id=event.id, price_id=event.price_id, cost=old_cost
-                ).update(cost=cost, price_id=price.id, priced_at=now, currency=price.currency)
+                ).update(
+                    cost=cost,
+                    price_id=card.price.id,
+                    priced_at=now,
+                    currency=card.price.currency,
+                    above_tokens=priced.rate_class.above_tokens,
+                    off_peak=priced.rate_class.off_peak,
+                )
                 if not updated:
                     continue
                 delta = cost - (old_cost or Decimal(0))

@@ -12,11 +12,12 @@ from django.core.management import CommandError, call_command
 from finops.models import BEGINNING_OF_TIME, ModelPrice
 from finops.pricing import (
     DEFAULT_PRICE_FILE,
-    TOKEN_PRICED_MODES,
+    RateCard,
     load_price_file,
     parse_litellm_prices,
     prices_import,
 )
+from finops.pricing.litellm_map import TAKEN_MODES
 
 pytestmark = pytest.mark.django_db
 
@@ -33,16 +34,21 @@ def test_every_entry_of_litellms_real_map_is_imported_or_skipped_with_a_reason(
     assert set(parsed.prices) | set(parsed.skipped) == set(data)
     assert not set(parsed.prices) & set(parsed.skipped)
     assert all(reason for reason in parsed.skipped.values())
-    for name in parsed.skipped:
+    for name, reason in parsed.skipped.items():
         entry = data[name]
-        if isinstance(entry, dict) and entry.get("mode") in TOKEN_PRICED_MODES:
-            assert (
-                "input_cost_per_token" not in entry
-                or "output_cost_per_token" not in entry
-                or "finer" in parsed.skipped[name]
-            )
-    assert "mode 'embedding' is not priced per token" in parsed.skipped.values()
-    assert len(parsed.prices) > 2500
+        if isinstance(entry, dict) and entry.get("mode") in TAKEN_MODES:
+            # A skipped entry of a priced mode really lacks a usable price, and says which.
+            assert "is not priced per token or per query" not in reason
+            assert "input_cost_per_token" not in entry or "output_cost_per_token" not in entry \
+                or "finer" in reason, (name, reason)  # fmt: skip
+    reasons = set(parsed.skipped.values())
+    assert "mode 'image_generation' is not priced per token or per query" in reasons
+    assert "priced per second, not per token" in reasons
+    # Embeddings, rerank models and ranges-only (tiered) models are priced now.
+    modes = {p.fields["mode"] for p in parsed.prices.values()}
+    assert modes == {"chat", "embedding", "rerank"}
+    assert "dashscope/qwen-flash" in parsed.prices
+    assert len(parsed.prices) > 3000
 
 
 def test_import_of_the_real_map_stores_exact_per_million_prices(
@@ -55,17 +61,50 @@ def test_import_of_the_real_map_stores_exact_per_million_prices(
     assert gpt4o.input_per_million == Decimal("2.5")
     assert gpt4o.cached_input_per_million == Decimal("1.25")
     assert gpt4o.output_per_million == Decimal("10")
-    assert gpt4o.batch_input_per_million == Decimal("1.25")
-    assert gpt4o.batch_output_per_million == Decimal("5")
+    batch = {r.token_kind: r.per_million for r in gpt4o.rates.filter(service_tier="batch")}
+    assert batch == {"input": Decimal("1.25"), "output": Decimal("5")}
+    gemini = RateCard.of(ModelPrice.objects.get(model="gemini/gemini-2.5-pro"))
+    assert gemini.explicit[("standard", "input", 200_000, False)] == Decimal("2.5")
+    assert gemini.explicit[("standard", "output", 200_000, False)] == Decimal("15")
+    opus = ModelPrice.objects.get(model="claude-opus-4-5")
+    assert opus.cache_write_1h_per_million == Decimal("10")
+    rerank = ModelPrice.objects.get(model="azure_ai/cohere-rerank-v3-english")
+    assert (rerank.mode, rerank.per_query) == ("rerank", Decimal("0.002"))
+    deepseek = RateCard.of(ModelPrice.objects.get(model="deepseek-v4-flash"))
+    assert deepseek.explicit[("standard", "input", 0, True)] == Decimal("0.15")
+    assert deepseek.windows
     sonnet = ModelPrice.objects.get(model="anthropic.claude-3-5-sonnet-20241022-v2:0")
     assert sonnet.cache_write_per_million == Decimal("3.75")
     assert sonnet.cached_input_per_million == Decimal("0.3")
     # Every stored price equals the file's per-token price times 1M, digit for digit.
     data = load_price_file(litellm_price_file)
-    for row in ModelPrice.objects.filter(source="litellm"):
-        assert row.input_per_million == data[row.model]["input_cost_per_token"] * 1_000_000
-        assert row.output_per_million == data[row.model]["output_cost_per_token"] * 1_000_000
+    tiered = [name for name, entry in data.items() if "tiered_pricing" in entry]
+    for row in ModelPrice.objects.filter(source="litellm").exclude(model__in=tiered):
+        entry = data[row.model]
+        assert row.input_per_million == entry.get("input_cost_per_token", 0) * 1_000_000
+        assert row.output_per_million == entry.get("output_cost_per_token", 0) * 1_000_000
+        for rate in row.rates.all():
+            assert rate.per_million == rate_in_file(entry, rate) * 1_000_000, (row.model, rate)
     assert "4242 entries" in out.getvalue()
+
+
+_STEM = {"input": "input_cost_per_token", "output": "output_cost_per_token",
+         "cached_input": "cache_read_input_token_cost",
+         "cache_write": "cache_creation_input_token_cost",
+         "cache_write_1h": "cache_creation_input_token_cost_above_1hr",
+         "reasoning": "output_cost_per_reasoning_token"}  # fmt: skip
+_SUFFIX = {"standard": "", "batch": "_batches", "priority": "_priority", "flex": "_flex"}
+
+
+def rate_in_file(entry: dict, rate) -> Decimal:
+    """The map's own per-token figure for a stored rate, by LiteLLM's key names."""
+    if rate.off_peak:
+        return entry["off_peak_pricing"][_STEM[rate.token_kind]]
+    band = ""
+    if rate.above_tokens:
+        n = rate.above_tokens
+        band = f"_above_{n // 1000}k_tokens" if n % 1000 == 0 else f"_above_{n}_tokens"
+    return entry[_STEM[rate.token_kind] + band + _SUFFIX[rate.service_tier]]
 
 
 def test_reimporting_unchanged_prices_adds_nothing(litellm_price_file: Path) -> None:

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from finops.models import BEGINNING_OF_TIME, ModelPrice
-from finops.pricing import PriceBook, TokenVector, token_cost
+from finops.models import BEGINNING_OF_TIME, ModelPrice, PriceRate
+from finops.pricing import PriceBook, RateCard, TokenVector, token_cost
 
 pytestmark = pytest.mark.django_db
 
@@ -47,15 +47,26 @@ def test_missing_optional_prices_fall_back_to_input_and_output() -> None:
     assert token_cost(tokens=tokens, price=price) == Decimal("0.0025") + Decimal("0.0005")
 
 
+def _batch_rates(input_: Decimal | None, output: Decimal | None) -> list[PriceRate]:
+    return [
+        PriceRate(service_tier="batch", token_kind=kind, per_million=value)
+        for kind, value in (("input", input_), ("output", output))
+        if value is not None
+    ]
+
+
 def test_batch_uses_batch_prices_then_the_discount() -> None:
-    explicit = _price(batch_input_per_million="1.25", batch_output_per_million="5")
-    tokens = TokenVector(input=1_000_000, output=1_000_000)
-    assert token_cost(tokens=tokens, price=explicit, batch=True) == Decimal("6.25")
-    assert token_cost(tokens=tokens, price=explicit, batch=False) == Decimal("12.5")
+    explicit = RateCard(_price(), _batch_rates(Decimal("1.25"), Decimal("5")))
+    tokens = TokenVector(input=1_000_000, output=1_000_000, cached_input=200_000)
+    # 800k x 1.25 + 200k cached (no cached price: billed as input, at the batch input rate)
+    # + 1M x 5, per 1M
+    assert token_cost(tokens=tokens, price=explicit, service_tier="batch") == Decimal("6.25")
+    assert token_cost(tokens=tokens, price=explicit) == Decimal("12.5")
     discounted = _price(batch_discount_percent="50")
-    assert token_cost(tokens=tokens, price=discounted, batch=True) == Decimal("6.25")
+    assert token_cost(tokens=tokens, price=discounted, service_tier="batch") == Decimal("6.25")
+    # No batch price, no discount and no vendor rule for an unnamed provider: full price.
     no_batch_price = _price()
-    assert token_cost(tokens=tokens, price=no_batch_price, batch=True) == Decimal("12.5")
+    assert token_cost(tokens=tokens, price=no_batch_price, service_tier="batch") == Decimal("12.5")
 
 
 def test_zero_tokens_cost_nothing() -> None:
@@ -96,16 +107,17 @@ def test_cost_equals_exact_rational_arithmetic(
     write = data.draw(st.integers(0, input_tokens - cached))
     output_tokens = data.draw(st.integers(0, 10**9))
     reasoning = data.draw(st.integers(0, output_tokens))
-    price = ModelPrice(
-        model="m",
-        input_per_million=input_price,
-        output_per_million=output_price,
-        cached_input_per_million=cached_price,
-        cache_write_per_million=write_price,
-        reasoning_per_million=reasoning_price,
-        batch_input_per_million=batch_input,
-        batch_output_per_million=batch_output,
-        batch_discount_percent=discount,
+    price = RateCard(
+        ModelPrice(
+            model="m",
+            input_per_million=input_price,
+            output_per_million=output_price,
+            cached_input_per_million=cached_price,
+            cache_write_per_million=write_price,
+            reasoning_per_million=reasoning_price,
+            batch_discount_percent=discount,
+        ),
+        _batch_rates(batch_input, batch_output),
     )
     tokens = TokenVector(
         input=input_tokens,
@@ -116,15 +128,24 @@ def test_cost_equals_exact_rational_arithmetic(
     )
 
     f = Fraction
-    keep = f(1) if not batch or discount is None else (100 - f(discount)) / 100
     p_in, p_out = f(input_price), f(output_price)
     p_cached = f(cached_price) if cached_price is not None else p_in
     p_write = f(write_price) if write_price is not None else p_in
     p_reason = f(reasoning_price) if reasoning_price is not None else None
     if batch:
+        # The row's discount; else the ratio its own batch rates share; else none.
+        keep = f(1)
+        if discount is not None:
+            keep = (100 - f(discount)) / 100
+        elif None not in (batch_input, batch_output) and input_price and output_price:
+            ratios = {f(batch_input) / p_in, f(batch_output) / p_out}
+            exact = all(Decimal(r.numerator) / Decimal(r.denominator) == r for r in ratios)
+            keep = ratios.pop() if len(ratios) == 1 and exact else f(1)
         u_in = f(batch_input) if batch_input is not None else p_in * keep
         u_out = f(batch_output) if batch_output is not None else p_out * keep
-        u_cached, u_write = p_cached * keep, p_write * keep
+        # A kind without a price of its own is billed as input (output), at its tier rate.
+        u_cached = p_cached * keep if cached_price is not None else u_in
+        u_write = p_write * keep if write_price is not None else u_in
         u_reason = p_reason * keep if p_reason is not None else u_out
     else:
         u_in, u_out, u_cached, u_write = p_in, p_out, p_cached, p_write
@@ -137,7 +158,8 @@ def test_cost_equals_exact_rational_arithmetic(
         + reasoning * u_reason
     ) / 1_000_000
 
-    assert Fraction(token_cost(tokens=tokens, price=price, batch=batch)) == expected
+    tier = "batch" if batch else "standard"
+    assert Fraction(token_cost(tokens=tokens, price=price, service_tier=tier)) == expected
 
 
 def test_price_book_finds_the_row_in_force_at_the_event_time() -> None:
@@ -147,20 +169,44 @@ def test_price_book_finds_the_row_in_force_at_the_event_time() -> None:
         model="m1", effective_from=change, input_per_million=3, output_per_million=4
     )
     book = PriceBook.for_models({"m1"})
-    assert book.find(model="m1", provider="", at=change - timedelta(seconds=1)) == old
-    assert book.find(model="m1", provider="", at=change) == new
-    assert book.find(model="m1", provider="", at=BEGINNING_OF_TIME) == old
+    assert book.find(model="m1", provider="", at=change - timedelta(seconds=1)).price == old
+    assert book.find(model="m1", provider="", at=change).price == new
+    assert book.find(model="m1", provider="", at=BEGINNING_OF_TIME).price == old
     assert book.find(model="unknown", provider="", at=change) is None
 
 
-def test_price_book_falls_back_to_the_provider_prefixed_name() -> None:
+def test_price_book_finds_the_provider_prefixed_name() -> None:
     row = ModelPrice.objects.create(
         model="acme-ai/small-latest", input_per_million=1, output_per_million=3
     )
     book = PriceBook.for_models({"small-latest"}, {"acme-ai"})
     now = datetime.now(UTC)
-    assert book.find(model="small-latest", provider="acme-ai", at=now) == row
+    assert book.find(model="small-latest", provider="acme-ai", at=now).price == row
     assert book.find(model="small-latest", provider="", at=now) is None
+
+
+def test_a_named_provider_is_priced_at_its_own_row_before_the_bare_name() -> None:
+    # gpt-4-turbo-2024-04-09 on Azure costs Azure's price, not OpenAI's.
+    openai = ModelPrice.objects.create(
+        model="gpt-4-turbo-x", provider="openai", input_per_million=10, output_per_million=30
+    )
+    azure = ModelPrice.objects.create(
+        model="azure/gpt-4-turbo-x", provider="azure", input_per_million=11, output_per_million=33
+    )
+    mistral = ModelPrice.objects.create(
+        model="mistral/small-x", provider="mistral", input_per_million=1, output_per_million=3
+    )
+    now = datetime.now(UTC)
+    book = PriceBook.for_models(
+        {"gpt-4-turbo-x", "small-x"}, {"azure", "azure.ai.openai", "openai", "mistral_ai"}
+    )
+    assert book.find(model="gpt-4-turbo-x", provider="azure", at=now).price == azure
+    # OpenTelemetry's provider names are aliases of the price map's.
+    assert book.find(model="gpt-4-turbo-x", provider="azure.ai.openai", at=now).price == azure
+    assert book.find(model="small-x", provider="mistral_ai", at=now).price == mistral
+    # A provider without a row of its own: the bare name.
+    assert book.find(model="gpt-4-turbo-x", provider="openai", at=now).price == openai
+    assert book.find(model="gpt-4-turbo-x", provider="", at=now).price == openai
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,62 @@
+"""Pricing: the cost of a call under a price row, finding the row, importing prices."""
+
+from .book import PROVIDER_ALIASES, PriceBook, candidate_names, provider_names
+from .cost import (
+    SERVICE_TIERS,
+    TOKEN_KIND_LABELS,
+    TOKEN_KINDS,
+    Priced,
+    RateCard,
+    RateClass,
+    TokenVector,
+    effective_service_tier,
+    parse_off_peak_windows,
+    price_tokens,
+    token_cost,
+    usage_priced,
+)
+from .litellm_map import (
+    DEFAULT_PRICE_FILE,
+    PRICE_DECIMAL_PLACES,
+    ParsedPrice,
+    ParsedPrices,
+    PriceImportResult,
+    load_price_file,
+    parse_litellm_prices,
+    parse_price_file,
+    price_rows_create,
+    prices_import,
+)
+from .rules import VENDOR_RULES, VendorRule, rules_for
+
+__all__ = [
+    "DEFAULT_PRICE_FILE",
+    "PRICE_DECIMAL_PLACES",
+    "PROVIDER_ALIASES",
+    "SERVICE_TIERS",
+    "TOKEN_KINDS",
+    "TOKEN_KIND_LABELS",
+    "VENDOR_RULES",
+    "ParsedPrice",
+    "ParsedPrices",
+    "PriceBook",
+    "PriceImportResult",
+    "Priced",
+    "RateCard",
+    "RateClass",
+    "TokenVector",
+    "VendorRule",
+    "candidate_names",
+    "effective_service_tier",
+    "load_price_file",
+    "parse_litellm_prices",
+    "parse_off_peak_windows",
+    "parse_price_file",
+    "price_rows_create",
+    "price_tokens",
+    "prices_import",
+    "provider_names",
+    "rules_for",
+    "token_cost",
+    "usage_priced",
+]
