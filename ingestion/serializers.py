@@ -47,6 +47,7 @@ def event_as_posted(event: UsageEvent) -> dict[str, Any]:
         "output_tokens": event.output_tokens,
         "cached_input_tokens": event.cached_input_tokens,
         "cache_write_tokens": event.cache_write_tokens,
+        "cache_write_1h_tokens": event.cache_write_1h_tokens,
         "reasoning_tokens": event.reasoning_tokens,
         "grounding_tokens": event.grounding_tokens,
         "wasted_tokens": event.wasted_tokens,
@@ -57,6 +58,8 @@ def event_as_posted(event: UsageEvent) -> dict[str, Any]:
         "cache_hit": event.cache_hit,
         "escalated": event.escalated,
         "batch": event.batch,
+        "service_tier": event.service_tier,
+        "queries": event.queries,
         "retrieval": None
         if event.chunks_retrieved is None
         else {"chunks_retrieved": event.chunks_retrieved, "chunks_used": event.chunks_used},
