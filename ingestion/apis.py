@@ -200,9 +200,9 @@ class OtlpTracesApi(APIView):
         try:
             body = request._request.body
         except RequestDataTooBig:
-            return HttpResponse(status=413)
+            return self._too_large(f"Request body is larger than {limit} bytes.")
         if len(body) > limit:
-            return HttpResponse(status=413)
+            return self._too_large(f"Request body is larger than {limit} bytes.")
         try:
             export = otlp.decode_request(
                 body,
@@ -211,7 +211,7 @@ class OtlpTracesApi(APIView):
                 limit=limit,
             )
         except otlp.TooLarge:
-            return HttpResponse(status=413)
+            return self._too_large(f"Request body is larger than {limit} bytes once decompressed.")
         except otlp.OtlpError as exc:
             return HttpResponse(str(exc), status=400, content_type="text/plain")
         try:
@@ -231,6 +231,11 @@ class OtlpTracesApi(APIView):
         response["X-Finops-Spans"] = str(result.spans)
         response["X-Finops-Skipped-Spans"] = str(result.skipped)
         return response
+
+    @staticmethod
+    def _too_large(message: str) -> HttpResponse:
+        # Exporters show the body of a failed export: it names the limit.
+        return HttpResponse(message, status=413, content_type="text/plain")
 
 
 class LiteLLMApi(APIView):

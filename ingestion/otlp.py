@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -74,11 +75,15 @@ def decode_request(
         document = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise OtlpError(f"Malformed JSON: {exc}") from None
+    except RecursionError:
+        raise OtlpError("Malformed JSON: nested too deeply.") from None
     try:
         _hex_ids_to_base64(document)
         json_format.ParseDict(document, request, ignore_unknown_fields=True)
     except (json_format.ParseError, ValueError, TypeError, AttributeError) as exc:
         raise OtlpError(f"Body is not an OTLP/JSON export request: {exc}") from None
+    except RecursionError:
+        raise OtlpError("Body is not an OTLP/JSON export request: nested too deeply.") from None
     return request
 
 
@@ -104,6 +109,16 @@ def encode_response(response: ExportTraceServiceResponse, *, content_type: str) 
     return json.dumps(json_format.MessageToDict(response)).encode()
 
 
+class Unreadable:
+    """An attribute value of a kind no mapping reads (array, map, bytes)."""
+
+    def __init__(self, kind: str | None) -> None:
+        self.kind = kind or "empty"
+
+    def __repr__(self) -> str:
+        return f"an {self.kind}" if self.kind[0] in "aeiou" else f"a {self.kind}"
+
+
 def _value(value: AnyValue) -> Any:
     kind = value.WhichOneof("value")
     if kind == "string_value":
@@ -114,26 +129,41 @@ def _value(value: AnyValue) -> Any:
         return value.double_value
     if kind == "bool_value":
         return value.bool_value
-    return None  # arrays, maps and bytes carry nothing this mapping reads
+    return Unreadable(kind)
 
 
 def _attributes(pairs: list[KeyValue]) -> dict[str, Any]:
     return {kv.key: _value(kv.value) for kv in pairs}
 
 
-def _int(attrs: dict[str, Any], *names: str) -> int | None:
+class SpanRejected(Exception):
+    """A span whose attributes cannot be billed as they are (counted as rejected)."""
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, str):
+        return f"the string {value[:40]!r}"
+    return repr(value)
+
+
+def _tokens(attrs: dict[str, Any], *names: str) -> int | None:
+    """The first of `names` present, as a token count. Present but not a count (a
+    string, a boolean, a fraction, NaN, negative) rejects the span: billed as zero it
+    would go unnoticed. An integral double (1200.0) is read as 1200."""
     for name in names:
-        value = attrs.get(name)
-        if value is None or isinstance(value, bool):
+        if name not in attrs:
             continue
-        if isinstance(value, float):
-            if value.is_integer():
-                return int(value)
-            continue
-        try:
-            return int(value)
-        except (TypeError, ValueError):
-            continue
+        value = attrs[name]
+        if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise SpanRejected(
+                f"attribute {name} must be a non-negative integer token count, "
+                f"not {_describe(value)}"
+            )
+        return value
     return None
 
 
@@ -142,6 +172,44 @@ def _text(attrs: dict[str, Any], *names: str) -> str | None:
         value = attrs.get(name)
         if isinstance(value, str) and value:
             return value
+    return None
+
+
+# Token attributes, each under its current OTel GenAI name first, then the deprecated
+# ones and the names OpenLLMetry writes.
+INPUT_TOKENS = ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens")
+OUTPUT_TOKENS = ("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens")
+CACHE_READ_TOKENS = ("gen_ai.usage.cache_read.input_tokens", "gen_ai.usage.cache_read_input_tokens")
+CACHE_WRITE_TOKENS = (
+    "gen_ai.usage.cache_creation.input_tokens",
+    "gen_ai.usage.cache_creation_input_tokens",
+)
+REASONING_TOKENS = ("gen_ai.usage.reasoning.output_tokens", "gen_ai.usage.reasoning_tokens")
+# The tier that served the call, else the one asked for; OpenAI's "default", "auto" and
+# "scale" are billed at the standard rates.
+SERVICE_TIER = (
+    "gen_ai.openai.response.service_tier",
+    "openai.response.service_tier",
+    "gen_ai.openai.request.service_tier",
+    "openai.request.service_tier",
+)
+SERVICE_TIERS = {"default": "standard", "auto": "standard", "scale": "standard",
+                 "standard": "standard", "flex": "flex", "priority": "priority",
+                 "batch": "batch"}  # fmt: skip
+
+
+def _service_tier(attrs: dict[str, Any]) -> str | None:
+    for name in SERVICE_TIER:
+        if name not in attrs:
+            continue
+        value = attrs[name]
+        tier = SERVICE_TIERS.get(value) if isinstance(value, str) else None
+        if tier is None:
+            raise SpanRejected(
+                f"attribute {name} must be one of {', '.join(SERVICE_TIERS)}, "
+                f"not {_describe(value)}"
+            )
+        return tier
     return None
 
 
@@ -158,20 +226,22 @@ class SpanResult:
 def span_event(
     span: Any, attrs: dict[str, Any], feature_models: dict[str, str]
 ) -> dict[str, Any] | None:
-    """The event a span stands for, or None when it carries no token usage."""
-    decorator = span.name == DECORATOR_SPAN and "gen_ai.usage.input_tokens" not in attrs
+    """The event a span stands for, or None when it carries no token usage. Raises
+    `SpanRejected` when its attributes cannot be billed as they are."""
+    decorator = span.name == DECORATOR_SPAN and not any(n in attrs for n in INPUT_TOKENS)
     if decorator:
-        input_tokens = _int(attrs, "input_tokens")
-        output_tokens = _int(attrs, "output_tokens")
+        input_tokens = _tokens(attrs, "input_tokens")
+        output_tokens = _tokens(attrs, "output_tokens")
     else:
-        input_tokens = _int(attrs, "gen_ai.usage.input_tokens")
-        output_tokens = _int(attrs, "gen_ai.usage.output_tokens")
+        input_tokens = _tokens(attrs, *INPUT_TOKENS)
+        output_tokens = _tokens(attrs, *OUTPUT_TOKENS)
     if input_tokens is None and output_tokens is None:
         return None
     feature = _text(attrs, "finops.feature", "feature")
     model = _text(attrs, "gen_ai.response.model", "gen_ai.request.model")
     if model is None and feature is not None:
         model = feature_models.get(feature)  # the decorator names no model
+    # fixed64 nanoseconds reach only the year 2554: no overflow; the ingest judges it.
     end = span.end_time_unix_nano or span.start_time_unix_nano
     event: dict[str, Any] = {
         "event_id": f"{span.trace_id.hex()}{span.span_id.hex()}",
@@ -179,18 +249,21 @@ def span_event(
         "model": model or "",
         "input_tokens": input_tokens or 0,
         "output_tokens": output_tokens or 0,
-        "cached_input_tokens": _int(attrs, "gen_ai.usage.cache_read.input_tokens") or 0,
-        "cache_write_tokens": _int(attrs, "gen_ai.usage.cache_creation.input_tokens") or 0,
-        "reasoning_tokens": _int(attrs, "gen_ai.usage.reasoning.output_tokens") or 0,
+        "cached_input_tokens": _tokens(attrs, *CACHE_READ_TOKENS) or 0,
+        "cache_write_tokens": _tokens(attrs, *CACHE_WRITE_TOKENS) or 0,
+        "reasoning_tokens": _tokens(attrs, *REASONING_TOKENS) or 0,
     }
     optional = {
         "tenant": _text(attrs, "finops.tenant"),
         "feature": feature,
         "prompt_template": _text(attrs, "finops.prompt_template"),
+        # OTel's provider names (`gcp.gemini`, `aws.bedrock`) pass through; the price
+        # lookup knows them.
         "provider": _text(attrs, "gen_ai.provider.name", "gen_ai.system"),
         "user": _text(attrs, "user.id", "enduser.id"),
         "session": _text(attrs, "session.id"),
         "routing_tier": _text(attrs, "model_tier") if decorator else None,
+        "service_tier": _service_tier(attrs),
     }
     event.update({k: v for k, v in optional.items() if v is not None})
     if span.start_time_unix_nano and span.end_time_unix_nano >= span.start_time_unix_nano:
@@ -199,9 +272,11 @@ def span_event(
     estimate = attrs.get("estimated_cost_usd") if decorator else None
     if isinstance(estimate, (int, float, str)) and not isinstance(estimate, bool):
         try:
-            event["cost_usd"] = Decimal(str(estimate)).quantize(Decimal("1e-18"))
+            cost = Decimal(str(estimate)).quantize(Decimal("1e-18"))
         except InvalidOperation:
-            pass
+            cost = None
+        if cost is not None and cost.is_finite():
+            event["cost_usd"] = cost
     return event
 
 
@@ -217,7 +292,14 @@ def spans_ingest(*, key_tenant: Tenant | None, request: ExportTraceServiceReques
             for span in scope_spans.spans:
                 result.spans += 1
                 attrs = {**defaults, **_attributes(span.attributes)}
-                event = span_event(span, attrs, feature_models)
+                try:
+                    event = span_event(span, attrs, feature_models)
+                except SpanRejected as exc:
+                    result.rejected += 1
+                    if len(result.errors) < 5:
+                        span_id = f"{span.trace_id.hex()}{span.span_id.hex()}"
+                        result.errors.append(f"span {span_id}: {exc}")
+                    continue
                 if event is None:
                     result.skipped += 1
                     continue

@@ -170,3 +170,111 @@ def _protobuf(spans: list) -> bytes:
     from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
     return encode_spans(spans).SerializeToString()
+
+
+def _answer(response) -> ExportTraceServiceResponse:
+    answer = ExportTraceServiceResponse()
+    answer.ParseFromString(response.content)
+    return answer
+
+
+def test_deprecated_names_cache_writes_reasoning_and_the_service_tier_are_stored(
+    operator, acme
+) -> None:
+    spans = recorded_spans(
+        {"gen_ai.system": "openai", "gen_ai.request.model": "gpt-4o-2024-08-06",
+         "gen_ai.usage.prompt_tokens": 1200, "gen_ai.usage.completion_tokens": 300,
+         "gen_ai.usage.cache_read_input_tokens": 200,
+         "gen_ai.openai.response.service_tier": "default", "finops.tenant": "acme"},
+        {"gen_ai.provider.name": "aws.bedrock",
+         "gen_ai.response.model": "anthropic.claude-sonnet-4-5-20250929-v1:0",
+         "gen_ai.usage.input_tokens": 13050, "gen_ai.usage.output_tokens": 400,
+         "gen_ai.usage.cache_read.input_tokens": 10000,
+         "gen_ai.usage.cache_creation.input_tokens": 3000,
+         "gen_ai.usage.reasoning.output_tokens": 120, "finops.tenant": "acme"},
+        {"gen_ai.provider.name": "openai", "gen_ai.response.model": "o3-2025-04-16",
+         "gen_ai.usage.input_tokens": 1000, "gen_ai.usage.output_tokens": 500,
+         "openai.response.service_tier": "flex", "finops.tenant": "acme"},
+    )  # fmt: skip
+    response = operator.post("/v1/traces", _protobuf(spans), content_type="application/x-protobuf")
+    assert response.status_code == 200 and _answer(response).partial_success.rejected_spans == 0
+    fields = ("provider", "input_tokens", "output_tokens", "cached_input_tokens",
+              "cache_write_tokens", "reasoning_tokens", "service_tier")  # fmt: skip
+    stored = {e["model"]: tuple(e[f] for f in fields)
+              for e in UsageEvent.objects.values("model", *fields)}  # fmt: skip
+    assert stored == {
+        "gpt-4o-2024-08-06": ("openai", 1200, 300, 200, 0, 0, "standard"),
+        "anthropic.claude-sonnet-4-5-20250929-v1:0": ("aws.bedrock", 13050, 400, 10000, 3000,
+                                                      120, "standard"),
+        "o3-2025-04-16": ("openai", 1000, 500, 0, 0, 0, "flex"),
+    }  # fmt: skip
+    # The deprecated names are billed: 1000 uncached, 200 cached, 300 output.
+    assert UsageEvent.objects.get(model="gpt-4o-2024-08-06").cost == Decimal("0.00575")
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("gen_ai.usage.input_tokens", "1200"), ("gen_ai.usage.input_tokens", 1.5),
+     ("gen_ai.usage.output_tokens", True), ("gen_ai.usage.output_tokens", float("nan")),
+     ("gen_ai.usage.prompt_tokens", -5), ("gen_ai.usage.cache_read.input_tokens", float("inf"))],
+)  # fmt: skip
+def test_a_token_attribute_that_is_not_a_count_rejects_only_its_span(
+    operator, acme, name, value
+) -> None:
+    usage = {"gen_ai.response.model": "gpt-4o-2024-08-06", "finops.tenant": "acme",
+             "gen_ai.usage.input_tokens": 1200, "gen_ai.usage.output_tokens": 300}  # fmt: skip
+    bad = {**usage, name: value}
+    if name == "gen_ai.usage.prompt_tokens":
+        del bad["gen_ai.usage.input_tokens"]
+    spans = recorded_spans(bad, {**usage, "gen_ai.usage.input_tokens": 1000.0})
+    response = operator.post("/v1/traces", _protobuf(spans), content_type="application/x-protobuf")
+    answer = _answer(response)
+    assert response.status_code == 200 and answer.partial_success.rejected_spans == 1
+    assert name in answer.partial_success.error_message
+    event = UsageEvent.objects.get()  # the good neighbour, its integral double read as 1000
+    assert event.event_id.endswith(f"{spans[1].context.span_id:016x}")
+    assert event.input_tokens == 1000
+
+
+def test_no_body_gives_a_5xx_and_a_413_names_the_limit(operator, acme, settings) -> None:
+    deep = b"[" * 100_000
+    response = operator.post("/v1/traces", deep, content_type="application/json")
+    assert response.status_code == 400 and b"nested too deeply" in response.content
+    nested_attribute = {"resourceSpans": [{"scopeSpans": [{"spans": [{"attributes": [
+        {"key": "x", "value": {"kvlistValue": {"values": []}}}]}]}]}]}  # fmt: skip
+    value = nested_attribute["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["attributes"][0]
+    for _ in range(150):  # deeper than protobuf's JSON parser goes (100 levels)
+        value = value["value"]["kvlistValue"]["values"]
+        value.append({"key": "x", "value": {"kvlistValue": {"values": []}}})
+        value = value[0]
+    response = operator.post("/v1/traces", json.dumps(nested_attribute),
+                             content_type="application/json")  # fmt: skip
+    assert response.status_code == 400
+    bad_time = {"resourceSpans": [{"scopeSpans": [{"spans": [{
+        "traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174",
+        "endTimeUnixNano": "yesterday"}]}]}]}  # fmt: skip
+    response = operator.post("/v1/traces", json.dumps(bad_time), content_type="application/json")
+    assert response.status_code == 400
+    far = recorded_spans({**GENAI, "finops.tenant": "acme"})
+    body = encode_far_future(far)
+    answer = _answer(operator.post("/v1/traces", body, content_type="application/x-protobuf"))
+    assert answer.partial_success.rejected_spans == 1
+    assert "timestamp" in answer.partial_success.error_message
+    settings.FINOPS_MAX_BODY_BYTES = 100
+    response = operator.post("/v1/traces", b"x" * 101, content_type="application/x-protobuf")
+    assert response.status_code == 413 and b"100 bytes" in response.content
+    import gzip
+
+    response = operator.post("/v1/traces", gzip.compress(b"\0" * 1000),
+                             content_type="application/x-protobuf",
+                             headers={"Content-Encoding": "gzip"})  # fmt: skip
+    assert response.status_code == 413 and b"100 bytes once decompressed" in response.content
+    assert not UsageEvent.objects.exists()
+
+
+def encode_far_future(spans: list) -> bytes:
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+    request = encode_spans(spans)
+    request.resource_spans[0].scope_spans[0].spans[0].end_time_unix_nano = 2**64 - 1
+    return request.SerializeToString()
