@@ -76,8 +76,8 @@ def test_litellm_calls_arrive_priced_for_the_tagged_tenant(live_server, acme, lo
 
 
 def _payload(**fields) -> dict:
-    if "endTime" in fields:
-        fields.setdefault("startTime", fields["endTime"] - 1.25)
+    if "endTime" in fields and "startTime" not in fields:
+        fields["startTime"] = fields["endTime"] - 1.25
     base = {
         "id": "chatcmpl-1", "status": "success", "model": "gpt-4o", "custom_llm_provider": "openai",
         "prompt_tokens": 1200, "completion_tokens": 300, "startTime": 1795000000.0,
@@ -150,3 +150,110 @@ def test_a_tenant_key_cannot_post_litellm_events_for_another_tenant(make_client,
                            content_type="application/json")  # fmt: skip
     assert response.status_code == 207
     assert not UsageEvent.objects.exists()
+
+
+def _post(client, body: str | bytes):
+    return client.post("/api/v1/integrations/litellm", body, content_type="application/json")
+
+
+def _now() -> float:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).timestamp()
+
+
+# What LiteLLM 1.106.2 logs for an Anthropic call with 5m and 1h cache writes on the
+# priority tier: `response.usage` as its AnthropicConfig.calculate_usage builds it.
+ANTHROPIC_USAGE = {
+    "prompt_tokens": 13050, "completion_tokens": 400, "total_tokens": 13450,
+    "prompt_tokens_details": {
+        "cached_tokens": 10000, "text_tokens": 50, "cache_creation_tokens": 3000,
+        "cache_write_tokens": 3000,
+        "cache_creation_token_details": {"ephemeral_5m_input_tokens": 1000,
+                                         "ephemeral_1h_input_tokens": 2000},
+    },
+    "completion_tokens_details": {"reasoning_tokens": 0, "text_tokens": 400},
+    "cache_creation_input_tokens": 3000, "cache_read_input_tokens": 10000,
+    "service_tier": "priority",
+}  # fmt: skip
+
+
+def test_cache_writes_their_1h_part_tiers_and_batches_are_stored(operator, acme) -> None:
+    now = _now()
+    body = [
+        _payload(id="msg_01", endTime=now, model="claude-sonnet-4-5",
+                 custom_llm_provider="anthropic", prompt_tokens=13050, completion_tokens=400,
+                 response={"model": "claude-sonnet-4-5", "usage": ANTHROPIC_USAGE}),
+        _payload(id="chatcmpl-flex", endTime=now, cost_breakdown={"service_tier": "flex"},
+                 response={"model": "gpt-4o-2024-08-06", "service_tier": "flex",
+                           "usage": {"prompt_tokens": 1200, "completion_tokens": 300,
+                                     "prompt_tokens_details": {"cached_tokens": 200,
+                                                               "cache_write_tokens": 500}}}),
+        _payload(id="batch_abc", endTime=now, call_type="aretrieve_batch", model="",
+                 hidden_params={"batch_models": ["gpt-4o-2024-08-06"]},
+                 response={"id": "batch_abc", "object": "batch", "status": "completed",
+                           "usage": {"prompt_tokens": 1200, "completion_tokens": 300}}),
+    ]  # fmt: skip
+    response = _post(operator, json.dumps(body))
+    assert response.status_code == 202, response.json()
+    fields = ("model", "input_tokens", "cached_input_tokens", "cache_write_tokens",
+              "cache_write_1h_tokens", "service_tier", "batch")  # fmt: skip
+    stored = {e["event_id"]: tuple(e[f] for f in fields)
+              for e in UsageEvent.objects.values("event_id", *fields)}  # fmt: skip
+    assert stored == {
+        "msg_01": ("claude-sonnet-4-5", 13050, 10000, 3000, 2000, "priority", False),
+        "chatcmpl-flex": ("gpt-4o-2024-08-06", 1200, 200, 500, 0, "flex", False),
+        "batch_abc": ("gpt-4o-2024-08-06", 1200, 0, 0, 0, "batch", True),
+    }
+
+
+@pytest.mark.parametrize(
+    ("literal", "field"),
+    [("1.5", "prompt_tokens"), ("-3", "prompt_tokens"), ("NaN", "prompt_tokens"),
+     ("Infinity", "completion_tokens"), ("true", "completion_tokens"),
+     ('"1200"', "prompt_tokens")],
+)  # fmt: skip
+def test_a_bad_count_rejects_its_payload_with_a_field_error_and_keeps_the_rest(
+    operator, acme, literal, field
+) -> None:
+    now = _now()
+    good = json.dumps(_payload(id="good", endTime=now))
+    bad = json.dumps(_payload(id="bad", endTime=now, **{field: 0})).replace(
+        f'"{field}": 0', f'"{field}": {literal}'
+    )
+    response = _post(operator, f"[{bad}, {good}]")
+    assert response.status_code == 207
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == ["rejected", "accepted"]
+    assert list(results[0]["errors"]) == [field] and results[0]["event_id"] == "bad"
+    assert list(UsageEvent.objects.values_list("event_id", flat=True)) == ["good"]
+
+
+def test_no_body_gives_a_5xx(operator, acme, settings) -> None:
+    now = _now()
+    good = json.dumps(_payload(id="good", endTime=now))
+    deep = "[" * 100_000 + "]" * 100_000
+    response = _post(operator, f"[{good}, {deep}]")
+    assert response.status_code == 207
+    assert [r["status"] for r in response.json()["results"]] == ["accepted", "rejected"]
+    assert _post(operator, "[" * 100_000).status_code == 400
+    odd = [
+        _payload(id="tags", endTime=now, request_tags="tenant:acme"),
+        _payload(id="meta-tags", endTime=now, metadata={"tags": 5}),
+        _payload(id="nan-time", endTime=float("nan"), startTime=now),
+        _payload(id="far-time", endTime=1e300, startTime=now),
+        _payload(id="text-time", endTime="yesterday", startTime=now),
+        _payload(id="nan-cost", endTime=now, response_cost=float("nan")),
+    ]
+    response = _post(operator, json.dumps(odd))  # Python writes NaN as a bare literal
+    assert response.status_code == 207
+    results = {r["index"]: r for r in response.json()["results"]}
+    assert [results[i]["status"] for i in range(6)] == ["rejected"] * 5 + ["accepted"], results
+    assert list(results[0]["errors"]) == ["request_tags"]
+    assert list(results[1]["errors"]) == ["metadata.tags"]
+    assert list(results[2]["errors"]) == ["endTime"] == list(results[3]["errors"])
+    assert "timestamp" in results[4]["errors"]
+    assert UsageEvent.objects.get(event_id="nan-cost").client_cost_usd is None
+    settings.FINOPS_LITELLM_MAX_BODY_BYTES = 10
+    too_large = _post(operator, json.dumps([good]))
+    assert too_large.status_code == 413 and "10 bytes" in too_large.json()["detail"]
