@@ -295,7 +295,7 @@ COPY_COLUMNS = tuple(
     reasoning_tokens grounding_tokens wasted_tokens user session routing_tier latency_ms
     cache_hit escalated batch chunks_retrieved chunks_used reranker_changed_order outcome
     prompt_hash tags client_cost_usd cost currency price_id priced_at tenant_tier
-    content_hash
+    content_hash cache_write_1h_tokens service_tier queries above_tokens off_peak
     """.split()
 )
 COPY_NULL = "\\N"
@@ -408,6 +408,11 @@ def row_template(event: dict[str, Any], catalog: Catalog, *, priced_at: str) -> 
         priced_at,
         tier,
         f"{random.getrandbits(256):064x}",  # content_hash
+        0,  # cache_write_1h_tokens
+        "standard",  # service_tier
+        0,  # queries
+        0,  # above_tokens
+        False,  # off_peak
     )
     return f"{tenant_id}\t", "\t" + "\t".join(_copy_text(v) for v in rest) + "\n"
 

@@ -200,8 +200,12 @@ def wide_templates(
                     fields = suffix[1:-1].split("\t")
                     price = prices[catalog.prices[model].id]
                     fields[index["cache_write_tokens"]] = str(tokens.cache_write)
+                    tier = "batch" if batch else "standard"
                     fields[index["batch"]] = "t" if batch else "f"
-                    fields[index["cost"]] = str(token_cost(tokens=tokens, price=price, batch=batch))
+                    fields[index["service_tier"]] = tier
+                    fields[index["cost"]] = str(
+                        token_cost(tokens=tokens, price=price, service_tier=tier, at=priced_at)
+                    )
                     suffixes.append("\t" + "\t".join(fields) + "\n")
     return suffixes
 
