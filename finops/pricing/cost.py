@@ -298,6 +298,12 @@ class RateCard:
         own = self.explicit.get((tier, kind, band, False))
         if own is not None:
             return own
+        if kind == "reasoning":
+            # Reasoning is output: a tier that prices its output prices its reasoning
+            # (Gemini's flex and priority rows state no reasoning rate of their own).
+            output = self.explicit.get((tier, "output", band, False))
+            if output is not None:
+                return output
         stated = any((STANDARD, kind, b, False) in self.explicit for b in {0, band})
         if not stated:
             # Billed as another kind (reasoning as output): at that kind's tier rate.

@@ -146,7 +146,11 @@ def test_cost_equals_exact_rational_arithmetic(
         # A kind without a price of its own is billed as input (output), at its tier rate.
         u_cached = p_cached * keep if cached_price is not None else u_in
         u_write = p_write * keep if write_price is not None else u_in
-        u_reason = p_reason * keep if p_reason is not None else u_out
+        # Reasoning is output: the tier's own output rate, where the row states one.
+        if batch_output is not None or p_reason is None:
+            u_reason = u_out
+        else:
+            u_reason = p_reason * keep
     else:
         u_in, u_out, u_cached, u_write = p_in, p_out, p_cached, p_write
         u_reason = p_reason if p_reason is not None else p_out
