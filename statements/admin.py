@@ -14,7 +14,7 @@ from django.utils.html import format_html
 from finops.models import ModelPrice
 from finops.money import round_money
 
-from .documents import statement_download
+from .documents import line_rate, statement_download
 from .models import Statement, StatementLine, VendorBill
 from .reconciliation import reconciliation
 from .services import reprice_open_periods, statement_verify
@@ -22,8 +22,8 @@ from .services import reprice_open_periods, statement_verify
 
 class StatementLineInline(admin.TabularInline):
     model = StatementLine
-    fields = ("position", "kind", "period", "description", "quantity", "unit_price", "amount",
-              "amount_exact")  # fmt: skip
+    fields = ("position", "kind", "period", "description", "rate", "service_tier", "quantity",
+              "unit_price", "amount", "amount_exact")  # fmt: skip
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -31,6 +31,10 @@ class StatementLineInline(admin.TabularInline):
 
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+    @admin.display(description="Rate")
+    def rate(self, obj: StatementLine) -> str:
+        return line_rate(obj) or "-"
 
 
 @admin.register(Statement)

@@ -19,6 +19,7 @@ from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, Tabl
 from finops.money import decimal_string, round_money
 
 from .models import Statement, StatementLine
+from .services import rate_label
 
 
 def statement_download(statement: Statement, kind: str) -> HttpResponse:
@@ -37,12 +38,31 @@ def csv_text(value: str) -> str:
     return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
+def line_rate(line: StatementLine) -> str | None:
+    """What a line charges for, readably ("batch output", "input, above 200k"); None for
+    the lines of no token kind (markup, rounding)."""
+    if not line.token_kind:
+        return None
+    return rate_label(line.token_kind, line.service_tier, line.above_tokens, line.off_peak)
+
+
+def csv_amount(amount: Decimal, currency: str) -> str:
+    """A rounded amount with every place of the currency's minor unit: `17.00`, JPY
+    `1700`, KWD `1.250` (a spreadsheet reads `17` as a count, not money)."""
+    rounded = round_money(amount, currency)
+    return format(rounded.copy_abs() if not rounded else rounded, "f")  # never "-0.00"
+
+
 def line_json(line: StatementLine) -> dict[str, Any]:
     return {
         "kind": line.kind,
         "feature": line.feature or None,
         "model": line.model or None,
         "token_kind": line.token_kind or None,
+        "rate": line_rate(line),
+        "service_tier": line.service_tier,
+        "above_tokens": line.above_tokens,
+        "off_peak": line.off_peak,
         "batch": line.batch,
         "quantity": line.quantity,
         "unit_price": decimal_string(line.unit_price),
@@ -75,29 +95,46 @@ def statement_json(statement: Statement, *, lines: bool = True) -> dict[str, Any
 
 
 CSV_COLUMNS = ("number", "tenant", "statement_period", "position", "kind", "period", "feature",
-               "model", "token_kind", "batch", "quantity", "unit_price_per_million", "amount",
-               "amount_exact", "currency", "description")  # fmt: skip
+               "model", "token_kind", "batch", "service_tier", "above_tokens", "off_peak",
+               "rate", "quantity", "unit_price_per_million", "amount", "amount_exact",
+               "currency", "description")  # fmt: skip
+
+
+def _flag(value: bool) -> str:
+    return "true" if value else "false"
 
 
 def statement_csv(statement: Statement) -> str:
-    """One row per line, then one `total` row: the amounts above it add up to it."""
+    """One row per line, then one `total` row: the amounts above it add up to it.
+
+    `amount` is rounded to the currency's minor unit and written with all its places;
+    `unit_price_per_million` (per 1M queries on a query line) and `amount_exact` stay
+    exact."""
+    currency = statement.currency
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
-    head = [statement.number, statement.tenant.slug, statement.period_label]
+    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, restval="", lineterminator="\r\n")
+    writer.writeheader()
+    head = {"number": statement.number, "tenant": statement.tenant.slug,
+            "statement_period": statement.period_label, "currency": currency}  # fmt: skip
     for line in statement.lines.order_by("position"):
         writer.writerow(
-            [*head, line.position, line.kind, f"{line.period:%Y-%m}", csv_text(line.feature),
-             csv_text(line.model), line.token_kind, "true" if line.batch else "false",
-             "" if line.quantity is None else line.quantity,
-             decimal_string(line.unit_price) or "", decimal_string(line.amount),
-             decimal_string(line.amount_exact), statement.currency,
-             csv_text(line.description)]
+            {**head, "position": line.position, "kind": line.kind,
+             "period": f"{line.period:%Y-%m}", "feature": csv_text(line.feature),
+             "model": csv_text(line.model), "token_kind": line.token_kind,
+             "batch": _flag(line.batch), "service_tier": line.service_tier,
+             "above_tokens": line.above_tokens, "off_peak": _flag(line.off_peak),
+             "rate": line_rate(line) or "",
+             "quantity": "" if line.quantity is None else line.quantity,
+             "unit_price_per_million": decimal_string(line.unit_price) or "",
+             "amount": csv_amount(line.amount, currency),
+             "amount_exact": decimal_string(line.amount_exact),
+             "description": csv_text(line.description)}
         )  # fmt: skip
     writer.writerow(
-        [*head, "", "total", statement.period_label, "", "", "", "", "", "",
-         decimal_string(statement.total), decimal_string(statement.total_exact),
-         statement.currency, f"Total ({statement.status})"]
+        {**head, "kind": "total", "period": statement.period_label,
+         "amount": csv_amount(statement.total, currency),
+         "amount_exact": decimal_string(statement.total_exact),
+         "description": f"Total ({statement.status})"}
     )  # fmt: skip
     return out.getvalue()
 
@@ -166,7 +203,10 @@ def statement_pdf(statement: Statement) -> bytes:
             ]
         )
     )
-    story += [table, Spacer(1, 5 * mm)]
+    story.append(table)
+    if any(line.token_kind == "query" for line in lines):
+        story.append(Paragraph("Unit prices are per 1M tokens; queries, per 1M queries.", small))
+    story.append(Spacer(1, 5 * mm))
     totals = [
         ["Usage", _money(statement.subtotal, currency)],
         ["Adjustments (earlier months)", _money(statement.adjustments, currency)],
