@@ -1,10 +1,11 @@
 """FOCUS export: a month's statements as a FinOps FOCUS cost and usage dataset (CSV).
 
-One row per statement line, so one per tenant, feature, model and token kind (and price
-row, when a price changed within the month): what was billed, the same figures the
-statements carry. Columns are FOCUS 1.2's, in the specification's alphabetical order,
-with 1.3's `ServiceProviderName` and `HostProviderName` added beside 1.2's
-`ProviderName` and `PublisherName`; columns that do not apply are empty (null).
+One row per statement line, so one per tenant, feature, model, token kind and class of
+rate (service tier, long-prompt threshold, off-peak; and price row, when a price changed
+within the month): what was billed, the same figures the statements carry. Columns are
+FOCUS 1.2's, in the specification's alphabetical order, with 1.3's `ServiceProviderName`
+and `HostProviderName` added beside 1.2's `ProviderName` and `PublisherName`; columns
+that do not apply are empty (null).
 The mapping is in docs/statements.md.
 """
 
@@ -46,9 +47,46 @@ _METER = {
     "input": "Input tokens",
     "cached_input": "Cached input tokens",
     "cache_write": "Cache write tokens",
+    "cache_write_1h": "Cache write tokens (1 h)",
     "output": "Output tokens",
     "reasoning": "Reasoning tokens",
+    "query": "Queries",
 }
+
+
+def _units(token_kind: str) -> tuple[str, str]:
+    """ConsumedUnit and PricingUnit: unit prices are per 1M tokens, or per 1M queries."""
+    return ("Queries", "1M Queries") if token_kind == "query" else ("Tokens", "1M Tokens")
+
+
+def sku_id(line: StatementLine) -> str:
+    """The SKU: a model's token kind, in a service tier (batch, flex and priority calls
+    are the vendors' separate offerings; the standard tier keeps the bare form)."""
+    tier = "" if line.service_tier == "standard" else f":{line.service_tier}"
+    return f"{line.model}:{line.token_kind}{tier}"
+
+
+def sku_price_id(line: StatementLine) -> str:
+    """One id per unit price of a price row: `<price>:<tier>:<above>:<peak|off_peak>:<kind>`
+    (empty for a line no price row priced yet)."""
+    if not line.price_id:
+        return ""
+    hours = "off_peak" if line.off_peak else "peak"
+    return (f"{line.price_id}:{line.service_tier}:{line.above_tokens}:{hours}:"
+            f"{line.token_kind}")  # fmt: skip
+
+
+def sku_price_details(line: StatementLine) -> str:
+    """FOCUS 1.2 wants keys it does not define prefixed `x_` (and PascalCase)."""
+    if not line.price_id:
+        return ""  # null with SkuPriceId
+    details = {
+        "x_ServiceTier": line.service_tier,
+        "x_AboveTokens": line.above_tokens,
+        "x_OffPeak": line.off_peak,
+        "x_Per": "1M queries" if line.token_kind == "query" else "1M tokens",
+    }
+    return json.dumps(details, sort_keys=True)
 
 
 def _instant(d: date | datetime) -> str:
@@ -108,13 +146,19 @@ def focus_rows(period: date) -> list[dict[str, str]]:
             continue
         provider = line.price.provider if line.price_id else ""
         quantity = line.quantity or 0
+        consumed_unit, pricing_unit = _units(line.token_kind)
         row.update(
             ChargeCategory="Usage",
             ChargeClass="Correction" if line.kind == StatementLine.Kind.ADJUSTMENT else "",
             ConsumedQuantity=str(quantity),
-            ConsumedUnit="Tokens",
+            ConsumedUnit=consumed_unit,
             PricingQuantity=decimal_string(Decimal(quantity) / ONE_MILLION),
-            PricingUnit="1M Tokens",
+            PricingUnit=pricing_unit,
+            # Every rate of a price row is a list price known before the call: a service
+            # tier's, a long prompt's, an off-peak hour's. FOCUS calls that "Standard"
+            # ("predetermined at the agreed upon rate"); "Dynamic" is for prices the
+            # provider may change over time (spot), which off-peak windows are not. The
+            # rate class is told apart by SkuPriceId and SkuPriceDetails instead.
             PricingCategory="Standard" if line.price_id else "",
             ListUnitPrice=decimal_string(line.unit_price) or "",
             ContractedUnitPrice=decimal_string(line.unit_price) or "",
@@ -134,10 +178,10 @@ def focus_rows(period: date) -> list[dict[str, str]]:
             ResourceId=f"{tenant.slug}/{line.feature or '-'}/{line.model}",
             ResourceName=f"{line.feature or '(no feature)'} on {line.model}",
             ResourceType="LLM feature",
-            SkuId=f"{line.model}:{line.token_kind}{':batch' if line.batch else ''}",
+            SkuId=sku_id(line),
             SkuMeter=_METER.get(line.token_kind, line.token_kind),
-            SkuPriceId=str(line.price_id or ""),
-            SkuPriceDetails=json.dumps({"batch": line.batch, "per": "1M tokens"}),
+            SkuPriceId=sku_price_id(line),
+            SkuPriceDetails=sku_price_details(line),
         )
         rows.append(row)
     return rows
