@@ -88,7 +88,8 @@ def test_the_pdf_holds_the_lines_and_the_total(acme_client, statements) -> None:
     text = "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(response.content)).pages)
     assert statement.number in text and "FINAL" in text
     assert f"{statement.total:,.2f} USD" in text
-    assert "document_summarization / gpt-4o-2024-08-06: input tokens" in text
+    assert "document_summarization / gpt-4o-2024-08-06: input\n" in text
+    assert "document_summarization / gpt-4o-2024-08-06: cached input\n" in text
     assert "Cost by feature" in text and statement.content_hash in text
 
 
