@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
@@ -207,6 +208,14 @@ class ModelPrice(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model} from {self.effective_from:%Y-%m-%d %H:%M}"
+
+    def clean(self) -> None:
+        from .pricing.cost import parse_off_peak_windows
+
+        try:
+            parse_off_peak_windows(self.off_peak_windows)
+        except ValueError as exc:
+            raise ValidationError({"off_peak_windows": str(exc)}) from None
 
 
 class ServiceTier(models.TextChoices):

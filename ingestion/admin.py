@@ -60,12 +60,13 @@ class UsageEventAdmin(admin.ModelAdmin):
         "timestamp",
         "feature",
         "model",
+        "service_tier",
         "input_tokens",
         "output_tokens",
         "cost",
         "priced",
     )
-    list_filter = (PricedFilter, "tenant_tier", "batch", "provider")
+    list_filter = (PricedFilter, "tenant_tier", "service_tier", "off_peak", "provider")
     search_fields = ("event_id", "model", "tenant__slug", "feature__key", "user", "session")
     date_hierarchy = "timestamp"
     list_select_related = ("tenant", "feature")

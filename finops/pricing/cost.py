@@ -335,15 +335,6 @@ class RateCard:
                 return ratios.pop()
         return Decimal(1)
 
-    def rule_names(self, rate_class: RateClass) -> list[str]:
-        """The vendor rules that may apply to a class of rates (for display)."""
-        names = [name for _, _, name in self.rules.kinds.values()]
-        if rate_class.service_tier != STANDARD:
-            rule = self.rules.tiers.get(rate_class.service_tier)
-            if rule is not None:
-                names.append(rule[1])
-        return sorted(set(names))
-
     def cost(self, tokens: TokenVector, rate_class: RateClass) -> Decimal:
         """The exact cost; `Inexact` trapped, so a result that cannot be exact raises
         instead of being rounded silently."""

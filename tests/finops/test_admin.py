@@ -51,6 +51,8 @@ def staff() -> Client:
         "/admin/portal/tenantuser/",
         "/admin/portal/tenantuser/add/",
         "/admin/finops/modelprice/import/",
+        "/admin/finops/modelprice/add/",
+        "/admin/ingestion/usageevent/?service_tier__exact=batch",
         "/admin/statements/vendorbill/",
         "/admin/statements/vendorbill/add/",
         "/admin/statements/vendorbill/reconciliation/",
@@ -92,9 +94,44 @@ def test_a_price_that_priced_an_event_cannot_be_edited_or_deleted(staff, operato
     assert 'name="input_per_million"' not in page
     staff.post(f"/admin/finops/modelprice/{used.pk}/delete/", {"post": "yes"})
     assert ModelPrice.objects.filter(pk=used.pk).exists()
+    # Its rates (batch, flex, priority here) are shown and read-only too.
+    assert used.rates.exists() and 'name="rates-0-per_million"' not in page
+    assert "batch" in page
     unused = ModelPrice.objects.get(model="gpt-4o-mini")
     page = staff.get(f"/admin/finops/modelprice/{unused.pk}/change/").content.decode()
     assert 'name="input_per_million"' in page
+    assert 'name="rates-0-per_million"' in page
+
+
+def _price_form(**extra: str) -> dict[str, str]:
+    return {
+        "model": "staff-model-1", "provider": "openai", "mode": "chat", "currency": "USD",
+        "effective_from_0": "2026-01-01", "effective_from_1": "00:00:00",
+        "input_per_million": "2", "output_per_million": "8", "off_peak_windows": "[]",
+        "rates-TOTAL_FORMS": "1", "rates-INITIAL_FORMS": "0",
+        "rates-MIN_NUM_FORMS": "0", "rates-MAX_NUM_FORMS": "1000",
+        "rates-0-service_tier": "batch", "rates-0-token_kind": "output",
+        "rates-0-above_tokens": "0", "rates-0-per_million": "3",
+        **extra,
+    }  # fmt: skip
+
+
+def test_staff_add_a_price_with_its_rates_and_bad_windows_are_refused(staff) -> None:
+    bad = staff.post(
+        "/admin/finops/modelprice/add/",
+        _price_form(off_peak_windows='[{"hours_utc": "25h", "weekdays": [8]}]'),
+    )
+    assert bad.status_code == 200  # the form again, with the error
+    assert "weekdays are ISO numbers" in bad.content.decode()
+    assert not ModelPrice.objects.filter(model="staff-model-1").exists()
+
+    windows = '[{"hours_utc": ["16:30-00:30"], "weekdays": [1, 2, 3, 4, 5]}]'
+    response = staff.post("/admin/finops/modelprice/add/", _price_form(off_peak_windows=windows))
+    assert response.status_code == 302, response.content.decode()[:2000]
+    price = ModelPrice.objects.get(model="staff-model-1")
+    (rate,) = price.rates.all()
+    assert (rate.service_tier, rate.token_kind, rate.per_million) == ("batch", "output", 3)
+    assert price.off_peak_windows == [{"hours_utc": ["16:30-00:30"], "weekdays": [1, 2, 3, 4, 5]}]
 
 
 def test_events_are_read_only_in_the_admin(staff, operator, acme) -> None:
