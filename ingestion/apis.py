@@ -27,6 +27,7 @@ from .serializers import EventQuerySerializer, event_as_posted
 from .services import ACCEPTED, CONFLICT, DUPLICATE, REJECTED, ItemResult, events_ingest
 
 ENVELOPE_HELP = 'Post one event object, or {"events": [...]} with 1 to %d events.'
+TOO_DEEP = "Malformed JSON: nested too deeply."
 
 
 def _too_large() -> Response:
@@ -46,6 +47,8 @@ def _split_items(body: bytes) -> tuple[list[bytes], bool]:
         raise ValidationError({"non_field_errors": [f"Malformed JSON: {exc}"]}) from None
     except msgspec.ValidationError:
         raise ValidationError({"non_field_errors": [ENVELOPE_HELP % max_events]}) from None
+    except RecursionError:
+        raise ValidationError({"non_field_errors": [TOO_DEEP]}) from None
     if "events" not in top:
         return [body], False
     extra = sorted(top.keys() - {"events"})
@@ -55,6 +58,8 @@ def _split_items(body: bytes) -> tuple[list[bytes], bool]:
         items = raw_list_decoder.decode(top["events"])
     except msgspec.ValidationError:
         raise ValidationError({"events": ["Expected a list of event objects."]}) from None
+    except RecursionError:
+        raise ValidationError({"events": [TOO_DEEP]}) from None
     if not 1 <= len(items) <= max_events:
         raise ValidationError(
             {"events": [f"A batch holds 1 to {max_events} events; this one has {len(items)}."]}

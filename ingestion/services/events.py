@@ -177,7 +177,7 @@ def _event_id_of(raw: bytes) -> str | None:
     """The event_id of an item that failed validation, when it has a readable one."""
     try:
         value = msgspec.json.decode(raw)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return None
     event_id = value.get("event_id") if isinstance(value, dict) else None
     return event_id if isinstance(event_id, str) else None
@@ -198,6 +198,10 @@ def _validate(
             results[index] = ItemResult(
                 index, REJECTED, _event_id_of(raw), errors=field_errors(exc)
             )
+            continue
+        except RecursionError:
+            errors = {"non_field_errors": ["Malformed JSON: nested too deeply."]}
+            results[index] = ItemResult(index, REJECTED, None, errors=errors)
             continue
         errors = _check_semantics(event, now=now)
         if key_tenant is not None:

@@ -418,3 +418,17 @@ def test_a_retry_with_tags_in_another_order_is_a_duplicate(operator, acme) -> No
 def test_counts_beyond_any_real_call_are_refused(operator, acme, change, field) -> None:
     response = post_events(operator, event(**change))
     assert response.status_code == 400 and field in response.json()
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ('{"events": ' + "[" * 50_000 + "]" * 50_000 + "}", "non_field_errors"),
+        ('{"events": [' + "[" * 50_000 + "]" * 50_000 + "]}", "non_field_errors"),
+    ],
+)
+def test_deeply_nested_json_is_a_400_not_a_500(operator, acme, body, field) -> None:
+    response = post_events(operator, body)
+    assert response.status_code == 400
+    assert response.json()[field] == ["Malformed JSON: nested too deeply."]
+    assert not UsageEvent.objects.exists()
