@@ -179,6 +179,19 @@ def _off_peak(entry: Mapping[str, Any]) -> tuple[Any, list[Rate]]:
     return windows, rates
 
 
+def _no_token_price(entry: Mapping[str, Any], rates: list[Rate]) -> str:
+    """Why an entry of a token-priced mode has no standard input and output price."""
+    if any(key.endswith(("_per_second", "_per_video_per_second")) for key in entry):
+        return "priced per second, not per token"
+    if entry.get("input_cost_per_character") is not None:
+        return "priced per character, not per token"
+    if rates:
+        return "priced only in another tier or range, with no standard input and output price"
+    if not any("cost" in key or "pricing" in key for key in entry):
+        return "no price in the entry"
+    return "no input and output price per token"
+
+
 def parse_entry(entry: Mapping[str, Any]) -> ParsedPrice:
     """One entry's price row fields and rates; raises `Skip` with the reason."""
     mode = entry.get("mode")
@@ -210,11 +223,7 @@ def parse_entry(entry: Mapping[str, Any]) -> ParsedPrice:
         fields["mode"] = "embedding"
         base.setdefault("output", Decimal(0))
     elif "input" not in base or "output" not in base:
-        if entry.get("input_cost_per_second") is not None:
-            raise Skip("priced per second, not per token")
-        if entry.get("input_cost_per_character") is not None:
-            raise Skip("priced per character, not per token")
-        raise Skip("no input and output price per token")
+        raise Skip(_no_token_price(entry, rates))
     for kind, value in base.items():
         fields[_BASE_COLUMN[kind]] = value
     extra = [r for r in rates if not (r[0] == "standard" and not r[2] and not r[3])]
