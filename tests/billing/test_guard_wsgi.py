@@ -194,6 +194,10 @@ def test_the_database_upkeep_follows_a_decision_that_read_the_database(
     a decision that read the database, and spared a decision answered from memory."""
     settings.FINOPS_GUARD_POLICY_TTL = 60
     settings.FINOPS_API_KEY_CACHE_SECONDS = 60
+    # A cap, so that each decision has a spend to check (without one, neither path reads
+    # anything after the first decision).
+    acme.monthly_cap = Decimal("100")
+    acme.save(update_fields=["monthly_cap"])
     finished: list[int] = []
 
     def count(**kwargs: Any) -> None:
