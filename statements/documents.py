@@ -224,11 +224,12 @@ def statement_pdf(statement: Statement) -> bytes:
         )
     )
     story += [totals_table, Spacer(1, 6 * mm), Paragraph("Cost by feature", styles["Heading3"])]
+    # Exact amounts: a rounding line (no token kind, exactly 0) belongs to no feature.
     by_feature: dict[str, Decimal] = {}
     for line in lines:
-        if line.kind != StatementLine.Kind.MARKUP:
+        if line.kind != StatementLine.Kind.MARKUP and line.token_kind:
             name = line.feature or "(no feature)"
-            by_feature[name] = by_feature.get(name, Decimal(0)) + line.amount
+            by_feature[name] = by_feature.get(name, Decimal(0)) + line.amount_exact
     feature_rows = [["Feature", "Amount", "Share"]]
     billable = sum(by_feature.values(), Decimal(0))
     for name, amount in sorted(by_feature.items(), key=lambda kv: -kv[1]):

@@ -185,6 +185,9 @@ def test_the_pdf_names_each_rate(acme_client, month) -> None:
         assert f"document_summarization / {model}: {rate}\n" in text
     assert "queries, per 1M queries" in text  # the unit price of a query line
     assert "11.81 USD" in text
+    # Cost by feature: the exact amounts, so the rounding line is no feature of its own.
+    assert "document_summarization\n11.81 USD\n100.0%" in text
+    assert "(no feature)" not in text
 
 
 def test_the_admin_shows_each_lines_rate_and_tier(client, month) -> None:
