@@ -9,10 +9,12 @@ TOKEN_KINDS = (
     "input_tokens",
     "cached_input_tokens",
     "cache_write_tokens",
+    "cache_write_1h_tokens",
     "output_tokens",
     "reasoning_tokens",
     "grounding_tokens",
     "wasted_tokens",
+    "queries",
 )
 
 
@@ -35,10 +37,12 @@ class RollupSums(models.Model):
     input_tokens = models.BigIntegerField(default=0)
     cached_input_tokens = models.BigIntegerField(default=0)
     cache_write_tokens = models.BigIntegerField(default=0)
+    cache_write_1h_tokens = models.BigIntegerField(default=0)
     output_tokens = models.BigIntegerField(default=0)
     reasoning_tokens = models.BigIntegerField(default=0)
     grounding_tokens = models.BigIntegerField(default=0)
     wasted_tokens = models.BigIntegerField(default=0)
+    queries = models.BigIntegerField(default=0, help_text="Rerank or search units.")
     cost = ExactDecimalField(max_digits=48, decimal_places=30, default=0)
     chunks_retrieved = models.BigIntegerField(default=0)
     chunks_used = models.BigIntegerField(default=0)

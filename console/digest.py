@@ -85,7 +85,7 @@ def _fallback_actions(start: datetime, end: datetime, now: datetime) -> list[Act
         tokens = TokenVector(
             input=row["input_tokens"], output=row["output_tokens"],
             cached_input=row["cached_input_tokens"], cache_write=row["cache_write_tokens"],
-            reasoning=row["reasoning_tokens"],
+            cache_write_1h=row["cache_write_1h_tokens"], reasoning=row["reasoning_tokens"],
         )  # fmt: skip
         # A week's sum of calls: priced at the base rates, not as one long prompt.
         base = RateClass()

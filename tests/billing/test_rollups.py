@@ -37,6 +37,8 @@ def _traffic(prefix: str, count: int, *, start: datetime = BASE, **extra) -> lis
             model=("gpt-4o-mini", "gpt-4o-2024-08-06", "claude-3-5-sonnet-20241022")[i % 3],
             input_tokens=1000 + i,
             cached_input_tokens=i % 200,
+            cache_write_tokens=20 + i % 30,
+            cache_write_1h_tokens=i % 20,
             output_tokens=100 + i % 50,
             reasoning_tokens=i % 10,
             **_metric_fields(prefix, i),
@@ -133,6 +135,37 @@ def test_rollups_match_the_ledger_hour_by_hour_and_day_by_day(operator, acme, gl
     assert _rollups() == _ledger_oracle()
     assert UsageRollup.objects.filter(grain="day").count() < UsageRollup.objects.filter(
         grain="hour").count()  # fmt: skip
+
+
+def test_rerank_queries_and_one_hour_writes_reach_the_rollups_and_the_usage_report(
+    operator, acme
+) -> None:
+    ModelPrice.objects.create(model="rerank-1", provider="cohere", mode="rerank",
+                              input_per_million=0, output_per_million=0,
+                              per_query=Decimal("0.002"))  # fmt: skip
+    at = BASE.isoformat()
+    post_events(operator, {"events": [
+        event(event_id="q1", timestamp=at, model="rerank-1", input_tokens=0,
+              cached_input_tokens=0, output_tokens=0, queries=3),
+        event(event_id="q2", timestamp=at, model="rerank-1", input_tokens=0,
+              cached_input_tokens=0, output_tokens=0, queries=4),
+        event(event_id="w", timestamp=at, model="claude-sonnet-4-5", cache_write_tokens=500,
+              cache_write_1h_tokens=300),
+    ]})  # fmt: skip
+
+    rollups_update()
+
+    assert _rollups() == _ledger_oracle()
+    (rerank,) = UsageRollup.objects.filter(grain="day", model="rerank-1")
+    assert (rerank.queries, rerank.cost) == (7, Decimal("0.014"))  # 7 x 0.002
+    day = BASE.replace(hour=0)
+    response = operator.get("/api/v1/usage", {
+        "from": day.isoformat(), "to": (day + timedelta(days=1)).isoformat(),
+        "group_by": "model", "granularity": "day", "tenant": "acme",
+    })  # fmt: skip
+    rows = {r["model"]: r for r in response.json()["results"]}
+    assert (rows["rerank-1"]["queries"], rows["rerank-1"]["cost"]) == (7, "0.014")
+    assert rows["claude-sonnet-4-5"]["cache_write_1h_tokens"] == 300
 
 
 def test_a_rerun_counts_nothing_twice(operator, acme, globex) -> None:
