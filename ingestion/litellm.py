@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -21,6 +21,8 @@ import msgspec
 from django.conf import settings
 
 from .services import events_ingest
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 _encoder = msgspec.json.Encoder(decimal_format="string")
 ESTIMATE_PLACES = Decimal("1e-18")
@@ -157,8 +159,9 @@ class _Reader:
             value = self.at(path)
             if value is None:
                 continue
-            if isinstance(value, (Decimal, float)) and _finite(value) and value == int(value):
-                value = int(value)
+            if isinstance(value, (Decimal, float)) and _finite(value) and _small(value):
+                if value == int(value):
+                    value = int(value)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 self.errors[path] = [
                     f"Expected a non-negative integer token count, got {_describe(value)}."
@@ -207,7 +210,8 @@ class _Reader:
         if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
             return None
         value = Decimal(str(value))
-        if not value.is_finite() or not 0 <= value < 253402300800:  # up to 9999-12-31
+        # Up to 9999-12-30: a float of a value just below 9999-12-31's end rounds past it.
+        if not value.is_finite() or not 0 <= value < 253402214400:
             self.errors[path] = [f"Expected epoch seconds, got {value}."]
             return None
         return value
@@ -215,6 +219,12 @@ class _Reader:
 
 def _finite(value: Decimal | float) -> bool:
     return value.is_finite() if isinstance(value, Decimal) else math.isfinite(value)
+
+
+def _small(value: Decimal | float) -> bool:
+    """Below 10^19: a count far past any bound (1e1000000) is refused before int() would
+    spend minutes building it."""
+    return value.adjusted() < 19 if isinstance(value, Decimal) else abs(value) < 1e19
 
 
 def payload_event(payload: dict[str, Any]) -> dict[str, Any] | None:
@@ -270,7 +280,7 @@ def payload_event(payload: dict[str, Any]) -> dict[str, Any] | None:
     event: dict[str, Any] = {
         "event_id": str(payload.get("id") or payload.get("litellm_call_id") or ""),
         "timestamp": (
-            datetime.fromtimestamp(float(end), UTC).isoformat()
+            (EPOCH + timedelta(microseconds=int(end * 1_000_000))).isoformat()
             if end is not None
             else payload.get("endTime")
         ),

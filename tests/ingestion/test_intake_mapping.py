@@ -174,8 +174,10 @@ def test_xai_reasoning_not_yet_folded_is_added_to_output() -> None:
 
 
 @pytest.mark.parametrize(
-    "value", [Decimal("1.5"), -1, Decimal("NaN"), Decimal("Infinity"), True, "1200", [1]]
-)
+    "value",
+    [Decimal("1.5"), -1, Decimal("NaN"), Decimal("Infinity"), True, "1200", [1],
+     Decimal("1e1000000")],  # the last would take int() minutes to build
+)  # fmt: skip
 @pytest.mark.parametrize(
     "where", ["prompt_tokens", "response.usage.prompt_tokens_details.cached_tokens"]
 )
@@ -197,6 +199,12 @@ def test_bad_tags_and_times_reject_the_payload_with_field_errors() -> None:
     with pytest.raises(litellm.PayloadRejected) as rejected:
         litellm.payload_event(payload(endTime=1e20))
     assert set(rejected.value.errors) == {"endTime"}
+    # Just below the year 10000, where a float rounds up past the last datetime.
+    with pytest.raises(litellm.PayloadRejected) as rejected:
+        litellm.payload_event(payload(endTime=Decimal("253402300799.9999999")))
+    assert set(rejected.value.errors) == {"endTime"}
+    event = litellm.payload_event(payload(endTime=Decimal("253402214399.999999")))
+    assert event["timestamp"] == "9999-12-30T23:59:59.999999+00:00"
 
 
 def test_an_integral_number_is_a_count_and_a_nan_estimate_is_dropped() -> None:
