@@ -198,6 +198,18 @@ def _usage_metadata(response: Any) -> Any:
     return get(response, "usage_metadata", "usageMetadata")
 
 
+def _searched(response: Any) -> bool:
+    """Whether a candidate grounded on Google Search (its queries) or Maps."""
+    for candidate in get(response, "candidates") or []:
+        grounding = get(candidate, "grounding_metadata", "groundingMetadata")
+        if get(grounding, "web_search_queries", "webSearchQueries"):
+            return True
+        chunks = get(grounding, "grounding_chunks", "groundingChunks") or []
+        if any(get(chunk, "maps") is not None for chunk in chunks):
+            return True
+    return False
+
+
 def is_gemini(response: Any, usage: Any) -> bool:
     return _usage_metadata(response) is not None
 
@@ -212,8 +224,11 @@ def gemini(response: Any, usage: Any, provider: str | None) -> Fields:
     # Thinking is billed as output. Gemini reports it apart from the candidates; should a
     # total ever show the candidates holding it already, it is not added twice.
     folded = total is not None and thoughts and int(total) == prompt + candidates + tool_prompt
+    # Tool-use prompt tokens (code execution, URL context, file search) bill as input,
+    # except those of Google Search or Maps grounding, which Google bills per query.
+    billed_tool_prompt = 0 if _searched(response) else tool_prompt
     fields: Fields = {
-        "input_tokens": prompt,
+        "input_tokens": prompt + billed_tool_prompt,
         "output_tokens": candidates if folded else candidates + thoughts,
     }
     return _put(

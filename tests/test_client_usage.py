@@ -244,6 +244,19 @@ def test_gemini_thinking_already_in_the_candidates_is_not_counted_twice() -> Non
         500, 300)  # fmt: skip
 
 
+def test_gemini_tool_use_prompt_tokens_bill_as_input_unless_search_grounded() -> None:
+    # Code execution or URL context: their tool-use prompt tokens are input tokens.
+    meta = {"promptTokenCount": 1000, "toolUsePromptTokenCount": 250,
+            "candidatesTokenCount": 80, "totalTokenCount": 1330}  # fmt: skip
+    fields = usage_from_response({"usageMetadata": meta, "modelVersion": "gemini-2.5-pro"})
+    assert fields is not None and fields["input_tokens"] == 1250
+    # Grounding with Google Search is billed per query; its retrieved tokens are not input.
+    searched = {"usageMetadata": meta, "modelVersion": "gemini-2.5-pro", "candidates": [
+        {"groundingMetadata": {"webSearchQueries": ["finops"]}}]}  # fmt: skip
+    fields = usage_from_response(searched)
+    assert fields is not None and fields["input_tokens"] == 1000
+
+
 def test_bedrock_converse_input_gets_cache_tokens_added(shape) -> None:
     assert usage_from_response(shape(BEDROCK_CONVERSE)) == {
         "provider": "bedrock", "input_tokens": 3120, "output_tokens": 300,
