@@ -11,7 +11,7 @@ from django.urls import path
 from django.utils import timezone
 
 from .models import ApiKey, ModelPrice, PriceRate, Tenant
-from .pricing import parse_price_file, prices_import
+from .pricing import frozen_rules, parse_price_file, prices_import
 from .services import apikey_create, apikey_revoke
 
 
@@ -151,7 +151,12 @@ class ModelPriceAdmin(admin.ModelAdmin):
     inlines = (PriceRateInline,)
     search_fields = ("model", "provider")
     date_hierarchy = "effective_from"
-    readonly_fields = ("created_at",)
+    readonly_fields = ("rules", "created_at")
+
+    def save_model(self, request: HttpRequest, obj: ModelPrice, form: Any, change: bool) -> None:
+        # The vendor's rules for its provider and model, frozen with the row.
+        obj.rules = frozen_rules(obj.provider, obj.model)
+        super().save_model(request, obj, form, change)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ModelPrice]:
         return super().get_queryset(request).annotate(rate_count=Count("rates"))

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
@@ -182,6 +183,12 @@ class ModelPrice(models.Model):
         help_text='Off-peak windows, as LiteLLM writes them: [{"hours_utc": ["16:30-00:30"], '
         '"weekdays": [1, 2, 3, 4, 5]}] (UTC hours, ISO weekdays; no weekdays: every day).',
     )
+    rules = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="The vendor's rules in force when the row was created, frozen with it, so "
+        "that a row that priced events never changes its rates.",
+    )
     source = models.CharField(max_length=200, blank=True, help_text="Where the price came from.")
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -208,6 +215,14 @@ class ModelPrice(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model} from {self.effective_from:%Y-%m-%d %H:%M}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # A new row freezes the vendor's rules of the day for its provider and model.
+        if self.rules is None:
+            from .pricing.rules import frozen_rules
+
+            self.rules = frozen_rules(self.provider, self.model)
+        super().save(*args, **kwargs)
 
     def clean(self) -> None:
         from .pricing.cost import parse_off_peak_windows

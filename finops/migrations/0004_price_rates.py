@@ -1,5 +1,6 @@
 """Price rows gain rates beyond their base columns (service tiers, long prompts,
-off-peak hours); the four batch columns become batch rates."""
+off-peak hours) and frozen vendor rules; the four batch columns become batch rates, and
+the rows that exist keep the pricing they billed with (legacy rules)."""
 
 import django.db.models.deletion
 import django.db.models.functions.comparison
@@ -19,6 +20,9 @@ BATCH_COLUMNS = {
 def batch_columns_to_rates(apps, schema_editor):
     ModelPrice = apps.get_model("finops", "ModelPrice")
     PriceRate = apps.get_model("finops", "PriceRate")
+    # Rows from before tiers keep the pricing they billed with (RateCard's legacy rules);
+    # an import of the price map gives their models new rows with the vendors' rules.
+    ModelPrice.objects.update(rules={"legacy": True})
     rates = []
     for price in ModelPrice.objects.all().iterator():
         for column, kind in BATCH_COLUMNS.items():
@@ -185,6 +189,16 @@ class Migration(migrations.Migration):
                     ),
                 ],
             },
+        ),
+        migrations.AddField(
+            model_name="modelprice",
+            name="rules",
+            field=models.JSONField(
+                blank=True,
+                help_text="The vendor's rules in force when the row was created, frozen with it, "
+                "so that a row that priced events never changes its rates.",
+                null=True,
+            ),
         ),
         migrations.RunPython(batch_columns_to_rates, rates_to_batch_columns),
         migrations.RemoveField(

@@ -21,10 +21,15 @@ def load_default_prices(apps, schema_editor):
     PriceRate = apps.get_model("finops", "PriceRate")
     parsed = parse_litellm_prices(load_price_file(DEFAULT_PRICE_FILE))
     existing = set(ModelPrice.objects.values_list("model", flat=True))
+    # Only the fields the row has at this migration: the parser is today's code.
+    known = {f.name for f in ModelPrice._meta.fields}
     rows = [
         (
             ModelPrice(
-                model=name, effective_from=BEGINNING_OF_TIME, source="default table", **price.fields
+                model=name,
+                effective_from=BEGINNING_OF_TIME,
+                source="default table",
+                **{k: v for k, v in price.fields.items() if k in known},
             ),
             price,
         )

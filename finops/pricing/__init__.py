@@ -27,7 +27,7 @@ from .litellm_map import (
     price_rows_create,
     prices_import,
 )
-from .rules import VENDOR_RULES, VendorRule, rules_for
+from .rules import LEGACY, VENDOR_RULES, VendorRule, frozen_rules, rules_for
 
 __all__ = [
     "DEFAULT_PRICE_FILE",
@@ -36,6 +36,7 @@ __all__ = [
     "SERVICE_TIERS",
     "TOKEN_KINDS",
     "TOKEN_KIND_LABELS",
+    "LEGACY",
     "VENDOR_RULES",
     "ParsedPrice",
     "ParsedPrices",
@@ -48,6 +49,7 @@ __all__ = [
     "VendorRule",
     "candidate_names",
     "effective_service_tier",
+    "frozen_rules",
     "load_price_file",
     "parse_litellm_prices",
     "parse_off_peak_windows",

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..models import ModelPrice, PriceRate, ServiceTier, TokenKind
-from .rules import Rules, rules_for
+from .rules import Rules, rules_for, rules_from_json
 
 HUNDRED = Decimal(100)
 MILLION = Decimal(1_000_000)
@@ -213,7 +213,11 @@ class RateCard:
 
     def __init__(self, price: ModelPrice, rates: Iterable[PriceRate]) -> None:
         self.price = price
-        self.rules: Rules = rules_for(price.provider, price.model)
+        frozen = price.rules
+        self.legacy = bool(frozen and frozen.get("legacy"))
+        self.rules: Rules = (
+            rules_for(price.provider, price.model) if frozen is None else rules_from_json(frozen)
+        )
         explicit: dict[RateKey, Decimal] = {}
         for kind, column in _BASE_COLUMNS.items():
             value = getattr(price, column)
@@ -224,6 +228,8 @@ class RateCard:
             explicit[key] = rate.per_million
         self.explicit = explicit
         self.bands = sorted({key[2] for key in explicit if not key[3]}, reverse=True)
+        if self.legacy:  # no long prompts, no off-peak hours
+            self.bands = [0]
         self.windows = parse_off_peak_windows(price.off_peak_windows)
         self.has_off_peak = any(key[3] for key in explicit)
         self._units: dict[RateClass, dict[str, Decimal]] = {}
@@ -273,6 +279,8 @@ class RateCard:
         return units
 
     def _rate(self, tier: str, kind: str, band: int, off_peak: bool) -> Decimal:
+        if self.legacy:
+            return self._legacy_rate(tier, kind)
         if tier != STANDARD:
             return self._tier_rate(tier, kind, band)
         layers = [(kind, band, True)] if off_peak else []
@@ -285,6 +293,25 @@ class RateCard:
                 return own
         base, multiple = self._billed_as(kind)
         return self._rate(STANDARD, base, band, off_peak) * multiple
+
+    def _legacy_rate(self, tier: str, kind: str) -> Decimal:
+        """A row from before service tiers, priced as it billed: missing cached and write
+        rates are the input rate, reasoning the output rate; batch is the row's own batch
+        rate, else its discount of the standard rate, else the standard rate; batch
+        reasoning without a reasoning rate is the batch output rate. No other tier."""
+        base = {"cached_input": "input", "cache_write": "input", "cache_write_1h": "cache_write",
+                "reasoning": "output"}  # fmt: skip
+        if tier != BATCH:
+            own = self.explicit.get((STANDARD, kind, 0, False))
+            return own if own is not None else self._legacy_rate(STANDARD, base[kind])
+        if kind == "reasoning" and (STANDARD, "reasoning", 0, False) not in self.explicit:
+            return self._legacy_rate(BATCH, "output")
+        own = self.explicit.get((BATCH, kind, 0, False))
+        if own is not None:
+            return own
+        standard = self._legacy_rate(STANDARD, kind)
+        discount = self.price.batch_discount_percent
+        return standard if discount is None else standard * (HUNDRED - discount) / HUNDRED
 
     def _billed_as(self, kind: str) -> tuple[str, Decimal]:
         """The kind a kind without a rate of its own is billed as, and at what multiple:

@@ -24,6 +24,7 @@ from django.db import transaction
 from ..models import BEGINNING_OF_TIME, ModelPrice, PriceRate
 from ..money import per_token_to_per_million
 from .cost import parse_off_peak_windows
+from .rules import frozen_rules
 
 DEFAULT_PRICE_FILE = Path(__file__).resolve().parent.parent / "data" / "default_prices.json"
 
@@ -55,7 +56,7 @@ _BASE_COLUMN = {
     "reasoning": "reasoning_per_million",
 }
 PRICE_DECIMAL_PLACES = ModelPrice._meta.get_field("input_per_million").decimal_places
-PRICE_FIELDS = (*_BASE_COLUMN.values(), "per_query", "mode", "off_peak_windows")
+PRICE_FIELDS = (*_BASE_COLUMN.values(), "per_query", "mode", "off_peak_windows", "rules")
 
 Rate = tuple[str, str, int, bool, Decimal]  # tier, kind, above tokens, off-peak, per 1M
 
@@ -249,7 +250,10 @@ def parse_litellm_prices(data: Mapping[str, Any]) -> ParsedPrices:
         except Skip as exc:
             parsed.skipped[name] = str(exc)
             continue
-        price.fields["provider"] = str(entry.get("litellm_provider") or "")[:100]
+        provider = str(entry.get("litellm_provider") or "")[:100]
+        price.fields["provider"] = provider
+        # The vendor's rules are part of the price: frozen with the row.
+        price.fields["rules"] = frozen_rules(provider, name)
         parsed.prices[name] = price
     return parsed
 

@@ -130,3 +130,41 @@ def rules_for(provider: str, model: str) -> Rules:
         if inclusive is None and rule.inclusive_threshold is not None:
             inclusive = rule.inclusive_threshold
     return Rules(tiers=tiers, kinds=kinds, inclusive_threshold=bool(inclusive))
+
+
+# --- Rules frozen on a price row --------------------------------------------------------
+#
+# A price row keeps the rules in force when it was created (`ModelPrice.rules`), so that
+# a row that has priced events never changes its rates: a change of this table reaches
+# a model through a new row (an import sees the row's rules differ), as any price change.
+# Rows from before tiers existed are marked `legacy`: they keep the pricing they billed.
+
+LEGACY = {"legacy": True}
+
+
+def rules_json(rules: Rules) -> dict:
+    """A row's frozen rules, as stored."""
+    return {
+        "tiers": {tier: [str(multiple), name] for tier, (multiple, name) in rules.tiers.items()},
+        "kinds": {
+            kind: [base, str(multiple), name]
+            for kind, (base, multiple, name) in rules.kinds.items()
+        },
+        "inclusive_threshold": rules.inclusive_threshold,
+    }
+
+
+def rules_from_json(data: dict) -> Rules:
+    return Rules(
+        tiers={tier: (Decimal(m), name) for tier, (m, name) in data.get("tiers", {}).items()},
+        kinds={
+            kind: (base, Decimal(m), name)
+            for kind, (base, m, name) in data.get("kinds", {}).items()
+        },
+        inclusive_threshold=bool(data.get("inclusive_threshold")),
+    )
+
+
+def frozen_rules(provider: str, model: str) -> dict:
+    """The rules a new row of this provider and model freezes."""
+    return rules_json(rules_for(provider, model))

@@ -235,3 +235,68 @@ def test_prices_and_costs_keep_every_digit_in_the_database() -> None:
     ModelPrice.objects.create(model="exact", input_per_million=exact, output_per_million=exact)
     assert ModelPrice.objects.get(model="exact").input_per_million == exact
     assert ModelPrice.objects.filter(model="exact", input_per_million=exact).exists()
+
+
+def _entry(provider: str) -> dict:
+    return {"x-model": {"mode": "chat", "litellm_provider": provider,
+                        "input_cost_per_token": Decimal("2e-6"),
+                        "output_cost_per_token": Decimal("8e-6")}}  # fmt: skip
+
+
+def test_a_rows_vendor_rules_are_frozen_with_it_and_a_change_is_a_new_row(monkeypatch) -> None:
+    from finops.pricing import prices_import, rules
+    from finops.pricing.rules import VendorRule
+
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    prices_import(data=_entry("together_ai"), effective_from=start)
+    tokens = TokenVector(input=1_000_000, output=1_000_000)
+    (first,) = ModelPrice.objects.filter(model="x-model")
+    # No batch rule for the provider: batch keeps the standard rate (2 + 8).
+    assert token_cost(tokens=tokens, price=first, service_tier="batch") == Decimal("10")
+
+    # The rule table learns a batch rule for the provider.
+    added = VendorRule(
+        name="together batch",
+        source="test",
+        providers=frozenset({"together_ai"}),
+        tiers={"batch": Decimal("0.5")},
+    )
+    monkeypatch.setattr(rules, "VENDOR_RULES", (*rules.VENDOR_RULES, added))  # fmt: skip
+    rules.rules_for.cache_clear()
+    try:
+        # The row that may have priced events keeps what it billed...
+        assert token_cost(
+            tokens=tokens, price=ModelPrice.objects.get(pk=first.pk), service_tier="batch"
+        ) == Decimal("10")
+        # ...and an import makes the rule a new row, from its effective date.
+        change = datetime(2026, 6, 1, tzinfo=UTC)
+        result = prices_import(data=_entry("together_ai"), effective_from=change)
+        assert (result.changed, result.unchanged) == (1, 0)
+        new = ModelPrice.objects.get(model="x-model", effective_from=change)
+        assert token_cost(tokens=tokens, price=new, service_tier="batch") == Decimal("5")
+    finally:
+        rules.rules_for.cache_clear()
+
+
+def test_a_row_from_before_tiers_prices_as_it_billed() -> None:
+    """Rows that existed when tiers came keep the old model: no vendor rule, no tier but
+    batch, batch from the row's own batch rates or discount only."""
+    legacy = ModelPrice(model="claude-old", provider="anthropic", rules={"legacy": True},
+                        input_per_million=Decimal("3"), output_per_million=Decimal("15"),
+                        cached_input_per_million=Decimal("0.3"))  # fmt: skip
+    card = RateCard(legacy, _batch_rates(Decimal("1.5"), None))
+    tokens = TokenVector(input=1_000_000, cached_input=200_000, cache_write=100_000,
+                         cache_write_1h=50_000, output=100_000, reasoning=40_000)  # fmt: skip
+    # Standard: 700k x 3 + 200k x 0.3 + 100k writes at the input rate 3 (no Anthropic
+    # 1.25x / 2x rule) + 100k output x 15 = 2.1 + 0.06 + 0.3 + 1.5
+    assert token_cost(tokens=tokens, price=card) == Decimal("3.96")
+    # Priority did not exist: the standard rates.
+    assert token_cost(tokens=tokens, price=card, service_tier="priority") == Decimal("3.96")
+    # Batch: own batch input 1.5; cached, writes and output at full price (no discount,
+    # no rule); reasoning at the batch output rate (full): 700k x 1.5 + 0.06 + 0.3 + 1.5
+    assert token_cost(tokens=tokens, price=card, service_tier="batch") == Decimal("2.91")
+    # The vendor's rules would give half of everything in batch.
+    current = RateCard(ModelPrice(model="claude-new", provider="anthropic",
+                                  input_per_million=Decimal("3"), output_per_million=Decimal("15"),
+                                  cached_input_per_million=Decimal("0.3")), [])  # fmt: skip
+    assert token_cost(tokens=tokens, price=current, service_tier="batch") < Decimal("2.91")

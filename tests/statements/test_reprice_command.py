@@ -61,3 +61,55 @@ def test_the_command_reprices_batch_calls_of_open_months_under_a_new_row(operato
     out = StringIO()
     call_command("reprice_open_months", "--model", MODEL, stdout=out)
     assert "0 event(s) re-priced" in out.getvalue()
+
+
+def test_a_change_of_the_vendor_rules_never_reaches_a_final_month(
+    operator, acme, monkeypatch
+) -> None:
+    """The review's case: statements bill quantity x the row's unit price; a row's rules
+    are frozen with it, so a new rule moves no final month and no open draft until a new
+    row is imported and the open months re-priced."""
+    from finops.pricing import rules
+    from finops.pricing.rules import VendorRule
+
+    price = ModelPrice.objects.create(model=MODEL, provider="together_ai", input_per_million=4,
+                                      output_per_million=8)  # fmt: skip
+    fields = {"model": MODEL, "service_tier": "batch", "cached_input_tokens": 0}
+    post(operator, 1, prefix="old", **fields)
+    post(operator, 1, prefix="new", at=CLOSING, **fields)
+    statements_draft(now=CLOSING)
+    statements_finalize(now=CLOSING)
+
+    added = VendorRule(
+        name="together batch",
+        source="test",
+        providers=frozenset({"together_ai"}),
+        tiers={"batch": Decimal("0.5")},
+    )
+    monkeypatch.setattr(rules, "VENDOR_RULES", (*rules.VENDOR_RULES, added))  # fmt: skip
+    rules.rules_for.cache_clear()
+    try:
+        statements_draft(now=CLOSING + timedelta(hours=1))
+        draft = Statement.objects.get(tenant=acme, period=THIS_MONTH.date())
+        assert not draft.lines.filter(kind="adjustment").exists()
+        assert draft.total_exact == Decimal("0.0072")  # still the row's full batch price
+        assert price.rules == {"tiers": {}, "kinds": {}, "inclusive_threshold": False}
+    finally:
+        rules.rules_for.cache_clear()
+
+
+def test_a_unit_price_finer_than_the_rates_is_stored_exactly_and_the_hash_verifies(
+    operator, acme
+) -> None:
+    # 0.123456789012345679 per 1M (18 places, as the finest map prices), half in batch
+    # (OpenAI's rule): 0.0617283945061728395, 19 places.
+    ModelPrice.objects.create(model="fine-llm", provider="openai", input_per_million=Decimal(
+        "0.123456789012345679"), output_per_million=0)  # fmt: skip
+    post(operator, 1, prefix="fine", model="fine-llm", service_tier="batch",
+         cached_input_tokens=0, output_tokens=0)  # fmt: skip
+    statements_draft(now=CLOSING)
+    statements_finalize(now=CLOSING)
+    final = Statement.objects.get(tenant=acme, period=LAST_MONTH.date())
+    line = final.lines.get(token_kind="input")
+    assert line.unit_price == Decimal("0.0617283945061728395")
+    assert statement_verify(final)
