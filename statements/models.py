@@ -78,8 +78,10 @@ class StatementLine(models.Model):
     )
     quantity = models.BigIntegerField(null=True, blank=True)
     unit_price = ExactDecimalField(
-        max_digits=38,
-        decimal_places=18,
+        # A rate (18 places per 1M) times a tier's multiple or a discount: kept exact, as
+        # the content hash reads it.
+        max_digits=48,
+        decimal_places=30,
         null=True,
         blank=True,
         help_text="Per 1M tokens (per 1M queries for a query line).",

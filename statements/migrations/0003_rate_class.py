@@ -45,9 +45,9 @@ class Migration(migrations.Migration):
             name="unit_price",
             field=finops.fields.ExactDecimalField(
                 blank=True,
-                decimal_places=18,
+                decimal_places=30,
                 help_text="Per 1M tokens (per 1M queries for a query line).",
-                max_digits=38,
+                max_digits=48,
                 null=True,
             ),
         ),
