@@ -12,7 +12,6 @@ and its neighbours are stored.
 from __future__ import annotations
 
 import json
-import math
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import msgspec
 from django.conf import settings
 
+from .intake import SERVICE_TIERS, describe, token_count
 from .services import events_ingest
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -30,9 +30,6 @@ Errors = dict[str, list[str]]
 
 # The tier LiteLLM priced on (`cost_breakdown.service_tier`) or the vendor's own answer;
 # OpenAI's "default", "auto" and "scale" are billed at the standard rates.
-SERVICE_TIERS = {"default": "standard", "auto": "standard", "scale": "standard",
-                 "standard": "standard", "flex": "flex", "priority": "priority",
-                 "batch": "batch"}  # fmt: skip
 # A retrieved batch job: LiteLLM logs the summed usage of all its requests once.
 BATCH_CALL_TYPES = {"aretrieve_batch", "retrieve_batch"}
 
@@ -128,16 +125,6 @@ class PayloadRejected(Exception):
         self.errors = errors
 
 
-def _describe(value: Any) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, str):
-        return f"the string {value[:40]!r}"
-    if isinstance(value, (dict, list)):
-        return "an object" if isinstance(value, dict) else "a list"
-    return str(value)
-
-
 class _Reader:
     """Reads a payload's counts strictly, gathering an error per bad field."""
 
@@ -159,15 +146,12 @@ class _Reader:
             value = self.at(path)
             if value is None:
                 continue
-            if isinstance(value, (Decimal, float)) and _finite(value) and _small(value):
-                if value == int(value):
-                    value = int(value)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            count = token_count(value)
+            if count is None:
                 self.errors[path] = [
-                    f"Expected a non-negative integer token count, got {_describe(value)}."
+                    f"Expected a non-negative integer token count, got {describe(value)}."
                 ]
-                return None
-            return value
+            return count
         return None
 
     def text(self, *paths: str) -> str | None:
@@ -185,7 +169,7 @@ class _Reader:
             tier = SERVICE_TIERS.get(value) if isinstance(value, str) else None
             if tier is None:
                 self.errors[path] = [
-                    f"Expected one of {', '.join(SERVICE_TIERS)}, got {_describe(value)}."
+                    f"Expected one of {', '.join(SERVICE_TIERS)}, got {describe(value)}."
                 ]
             return tier
         return None
@@ -197,7 +181,7 @@ class _Reader:
             if tags is None:
                 continue
             if not isinstance(tags, list):
-                self.errors[path] = [f"Expected a list of strings, got {_describe(tags)}."]
+                self.errors[path] = [f"Expected a list of strings, got {describe(tags)}."]
                 continue
             for tag in tags:
                 if isinstance(tag, str) and ":" in tag:
@@ -215,16 +199,6 @@ class _Reader:
             self.errors[path] = [f"Expected epoch seconds, got {value}."]
             return None
         return value
-
-
-def _finite(value: Decimal | float) -> bool:
-    return value.is_finite() if isinstance(value, Decimal) else math.isfinite(value)
-
-
-def _small(value: Decimal | float) -> bool:
-    """Below 10^19: a count far past any bound (1e1000000) is refused before int() would
-    spend minutes building it."""
-    return value.adjusted() < 19 if isinstance(value, Decimal) else abs(value) < 1e19
 
 
 def payload_event(payload: dict[str, Any]) -> dict[str, Any] | None:

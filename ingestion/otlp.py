@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import math
 import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -28,6 +27,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from finops.models import Tenant
 from ingestion.models import Feature
 
+from .intake import SERVICE_TIERS, describe, token_count
 from .services import ACCEPTED, DUPLICATE, events_ingest
 
 PROTOBUF = "application/x-protobuf"
@@ -140,14 +140,6 @@ class SpanRejected(Exception):
     """A span whose attributes cannot be billed as they are (counted as rejected)."""
 
 
-def _describe(value: Any) -> str:
-    if isinstance(value, bool):
-        return f"the boolean {str(value).lower()}"
-    if isinstance(value, str):
-        return f"the string {value[:40]!r}"
-    return repr(value)
-
-
 def _tokens(attrs: dict[str, Any], *names: str) -> int | None:
     """The first of `names` present, as a token count. Present but not a count (a
     string, a boolean, a fraction, NaN, negative) rejects the span: billed as zero it
@@ -155,15 +147,13 @@ def _tokens(attrs: dict[str, Any], *names: str) -> int | None:
     for name in names:
         if name not in attrs:
             continue
-        value = attrs[name]
-        if isinstance(value, float) and math.isfinite(value) and value.is_integer():
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        count = token_count(attrs[name])
+        if count is None:
             raise SpanRejected(
                 f"attribute {name} must be a non-negative integer token count, "
-                f"not {_describe(value)}"
+                f"not {describe(attrs[name])}"
             )
-        return value
+        return count
     return None
 
 
@@ -193,9 +183,6 @@ SERVICE_TIER = (
     "gen_ai.openai.request.service_tier",
     "openai.request.service_tier",
 )
-SERVICE_TIERS = {"default": "standard", "auto": "standard", "scale": "standard",
-                 "standard": "standard", "flex": "flex", "priority": "priority",
-                 "batch": "batch"}  # fmt: skip
 
 
 def _service_tier(attrs: dict[str, Any]) -> str | None:
@@ -206,8 +193,7 @@ def _service_tier(attrs: dict[str, Any]) -> str | None:
         tier = SERVICE_TIERS.get(value) if isinstance(value, str) else None
         if tier is None:
             raise SpanRejected(
-                f"attribute {name} must be one of {', '.join(SERVICE_TIERS)}, "
-                f"not {_describe(value)}"
+                f"attribute {name} must be one of {', '.join(SERVICE_TIERS)}, not {describe(value)}"
             )
         return tier
     return None
