@@ -11,7 +11,6 @@ from .cost import (
     TokenVector,
     effective_service_tier,
     parse_off_peak_windows,
-    price_tokens,
     token_cost,
     usage_priced,
 )
@@ -55,7 +54,6 @@ __all__ = [
     "parse_off_peak_windows",
     "parse_price_file",
     "price_rows_create",
-    "price_tokens",
     "prices_import",
     "provider_names",
     "rules_for",

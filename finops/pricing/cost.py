@@ -29,7 +29,8 @@ SERVICE_TIERS: tuple[str, ...] = tuple(ServiceTier.values)
 TOKEN_KINDS: tuple[str, ...] = (*TokenKind.values, "query")
 TOKEN_KIND_LABELS: dict[str, str] = {**dict(TokenKind.choices), "query": "queries"}
 
-_BASE_COLUMNS = {
+# The kinds a row states in its columns (the standard tier's base rates).
+BASE_COLUMNS = {
     "input": "input_per_million",
     "cached_input": "cached_input_per_million",
     "cache_write": "cache_write_per_million",
@@ -219,7 +220,7 @@ class RateCard:
             rules_for(price.provider, price.model) if frozen is None else rules_from_json(frozen)
         )
         explicit: dict[RateKey, Decimal] = {}
-        for kind, column in _BASE_COLUMNS.items():
+        for kind, column in BASE_COLUMNS.items():
             value = getattr(price, column)
             if value is not None:
                 explicit[(STANDARD, kind, 0, False)] = value
@@ -271,7 +272,7 @@ class RateCard:
                     kind: self._rate(
                         rate_class.service_tier, kind, rate_class.above_tokens, rate_class.off_peak
                     )
-                    for kind in _BASE_COLUMNS
+                    for kind in BASE_COLUMNS
                 }
                 per_query = self.price.per_query
                 units["query"] = per_query * MILLION if per_query is not None else Decimal(0)
@@ -299,11 +300,9 @@ class RateCard:
         rates are the input rate, reasoning the output rate; batch is the row's own batch
         rate, else its discount of the standard rate, else the standard rate; batch
         reasoning without a reasoning rate is the batch output rate. No other tier."""
-        base = {"cached_input": "input", "cache_write": "input", "cache_write_1h": "cache_write",
-                "reasoning": "output"}  # fmt: skip
         if tier != BATCH:
             own = self.explicit.get((STANDARD, kind, 0, False))
-            return own if own is not None else self._legacy_rate(STANDARD, base[kind])
+            return own if own is not None else self._legacy_rate(STANDARD, _GENERIC_FALLBACK[kind])
         if kind == "reasoning" and (STANDARD, "reasoning", 0, False) not in self.explicit:
             return self._legacy_rate(BATCH, "output")
         own = self.explicit.get((BATCH, kind, 0, False))

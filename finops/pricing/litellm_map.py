@@ -23,7 +23,7 @@ from django.db import transaction
 
 from ..models import BEGINNING_OF_TIME, ModelPrice, PriceRate
 from ..money import per_token_to_per_million
-from .cost import parse_off_peak_windows
+from .cost import BASE_COLUMNS, parse_off_peak_windows
 from .rules import frozen_rules
 
 DEFAULT_PRICE_FILE = Path(__file__).resolve().parent.parent / "data" / "default_prices.json"
@@ -47,16 +47,8 @@ _RATE_KEY = re.compile(
     r"(?:_above_(?P<n>\d+)(?P<k>k)?_tokens)?"
     r"(?:_(?P<tier>batches|priority|flex))?$"
 )
-_BASE_COLUMN = {
-    "input": "input_per_million",
-    "cached_input": "cached_input_per_million",
-    "cache_write": "cache_write_per_million",
-    "cache_write_1h": "cache_write_1h_per_million",
-    "output": "output_per_million",
-    "reasoning": "reasoning_per_million",
-}
 PRICE_DECIMAL_PLACES = ModelPrice._meta.get_field("input_per_million").decimal_places
-PRICE_FIELDS = (*_BASE_COLUMN.values(), "per_query", "mode", "off_peak_windows", "rules")
+PRICE_FIELDS = (*BASE_COLUMNS.values(), "per_query", "mode", "off_peak_windows", "rules")
 
 Rate = tuple[str, str, int, bool, Decimal]  # tier, kind, above tokens, off-peak, per 1M
 
@@ -226,7 +218,7 @@ def parse_entry(entry: Mapping[str, Any]) -> ParsedPrice:
     elif "input" not in base or "output" not in base:
         raise Skip(_no_token_price(entry, rates))
     for kind, value in base.items():
-        fields[_BASE_COLUMN[kind]] = value
+        fields[BASE_COLUMNS[kind]] = value
     extra = [r for r in rates if not (r[0] == "standard" and not r[2] and not r[3])]
     return ParsedPrice(fields=fields, rates=extra)
 

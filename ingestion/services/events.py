@@ -15,7 +15,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from finops.models import SLUG_VALIDATOR, Tenant
-from finops.pricing import PriceBook, TokenVector, effective_service_tier, price_tokens
+from finops.pricing import PriceBook, effective_service_tier, usage_priced
 
 from ..models import Feature, PromptTemplate, UsageEvent
 from ..schema import EventIn, canonical_encoder, event_decoder, field_errors
@@ -363,11 +363,7 @@ def _columns(
         e = item.event
         card = book.find(model=e.model, provider=e.provider, at=e.timestamp)
         tier = effective_service_tier(e)
-        priced = None
-        if card is not None:
-            priced = price_tokens(
-                card=card, tokens=TokenVector.of(e), service_tier=tier, at=e.timestamp
-            )
+        priced = None if card is None else usage_priced(usage=e, price=card)
         price = card.price if priced is not None else None
         cost = priced.cost if priced is not None else None
         costs.append((cost, price is not None))
