@@ -2,16 +2,18 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 FINOPS_VAR_DIR=/app/var
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY config ./config
 COPY finops ./finops
 COPY ingestion ./ingestion
 COPY billing ./billing
 COPY statements ./statements
 COPY portal ./portal
 COPY console ./console
+COPY ops ./ops
 COPY finops_client ./finops_client
 RUN pip install --no-cache-dir .
 COPY manage.py gunicorn.conf.py ./
 COPY templates ./templates
 RUN SECRET_KEY=build python manage.py collectstatic --noinput -v0
 EXPOSE 8000
-CMD ["gunicorn", "finops.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "2"]
+CMD ["gunicorn", "config.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "2"]

@@ -143,8 +143,8 @@ def setup_limits() -> dict[str, Any]:
     from billing import hotstate
     from billing.caps import FREE_TIER_WINDOW
     from billing.models import Budget, FeatureCap
-    from billing.periods import DAY, HOUR, MONTH, period_end, period_start
     from finops.models import Tenant
+    from finops.periods import DAY, HOUR, MONTH, period_end, period_start
     from ingestion.models import Feature
 
     now = timezone.now()
@@ -417,8 +417,8 @@ def check_counters(conn: psycopg.Connection) -> dict[str, Any]:
     from django.utils import timezone
 
     from billing import hotstate
-    from billing.periods import MONTH, period_end, period_start
     from finops.models import Tenant
+    from finops.periods import MONTH, period_end, period_start
 
     now = timezone.now()
     month = period_start(MONTH, now)

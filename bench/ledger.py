@@ -686,7 +686,7 @@ def app_env(database_url: str) -> dict[str, str]:
         DEBUG="false",
         SECRET_KEY="bench-only-secret-key-not-for-any-deployment-0123456789",
         ALLOWED_HOSTS="127.0.0.1,localhost",
-        DJANGO_SETTINGS_MODULE="finops.settings",
+        DJANGO_SETTINGS_MODULE="config.settings",
     )
     return env
 

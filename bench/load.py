@@ -39,7 +39,7 @@ def free_port() -> int:
 
 
 class Gunicorn:
-    """gunicorn serving `finops.wsgi:application` on 127.0.0.1; always stopped on exit."""
+    """gunicorn serving `config.wsgi:application` on 127.0.0.1; always stopped on exit."""
 
     def __init__(
         self,
@@ -67,7 +67,7 @@ class Gunicorn:
             sys.executable,
             "-m",
             "gunicorn",
-            "finops.wsgi:application",
+            "config.wsgi:application",
             "--bind",
             f"{HOST}:{self.port}",
             "--workers",

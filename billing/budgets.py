@@ -12,10 +12,10 @@ from django.db.models import QuerySet
 
 from finops.fields import ExactSum
 from finops.money import round_money
+from finops.periods import HOUR, period_end, period_label, period_start
 
 from .alerts import alert_raise
 from .models import Alert, Budget, UsageRollup
-from .periods import HOUR, period_end, period_label, period_start
 
 BUDGET_FIELDS = ("name", "tenant", "feature", "model", "prompt_template", "period", "amount",
                  "thresholds", "action")  # fmt: skip

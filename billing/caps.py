@@ -9,11 +9,11 @@ from decimal import Decimal
 from finops.fields import ExactSum
 from finops.models import Tenant
 from finops.money import round_money
+from finops.periods import MONTH, period_end, period_start
 from ingestion.models import UsageEvent
 
 from .alerts import alert_raise
 from .models import Alert, FeatureCap, UsageRollup
-from .periods import MONTH, period_end, period_start
 
 FREE_TIER_WINDOW = timedelta(days=30)
 

@@ -34,13 +34,13 @@ from django.utils import timezone
 from finops.fields import ExactSum
 from finops.models import Tenant
 from finops.money import EXACT, round_money
+from finops.periods import MONTH, period_end, period_label, period_start
 from ingestion.models import Feature, PromptTemplate
 from ingestion.signals import SpendRow
 
 from . import hotstate
 from .caps import FREE_TIER_WINDOW, cap_overridden
 from .models import Budget, FeatureCap, FeatureRollup
-from .periods import MONTH, period_end, period_label, period_start
 
 log = logging.getLogger(__name__)
 

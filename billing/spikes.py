@@ -11,11 +11,11 @@ from django.db.models import Q
 
 from finops.fields import ExactSum
 from finops.money import round_money
+from finops.periods import DAY, HOUR, period_start
 from ingestion.models import Feature
 
 from .alerts import alert_raise
 from .models import Alert, FeatureRollup
-from .periods import DAY, HOUR, period_start
 
 WEEK_HOURS = 7 * 24
 

@@ -1,7 +1,11 @@
+"""Billing's periodic jobs. Every task takes `now` (ISO 8601, default: the clock) and
+returns the line `manage.py run_jobs` prints for it."""
+
 from __future__ import annotations
 
 from celery import shared_task
-from django.utils import timezone
+
+from finops.periods import clock_reading
 
 from .alerts import alerts_deliver
 from .budgets import budgets_evaluate
@@ -11,29 +15,40 @@ from .spikes import spikes_detect
 
 
 @shared_task
-def rollups_update_task() -> int:
-    return rollups_update().events
+def rollups_update_task(now: str | None = None) -> str:
+    result = rollups_update(now=clock_reading(now))
+    return (
+        f"folded {result.events} event(s) and {result.changes} cost change(s) into "
+        f"{result.rows} aggregate row(s) in {result.seconds:.2f}s"
+    )
 
 
 @shared_task
-def budgets_evaluate_task() -> int:
-    return budgets_evaluate(now=timezone.now()).alerts
+def budgets_evaluate_task(now: str | None = None) -> str:
+    result = budgets_evaluate(now=clock_reading(now))
+    return f"checked {result.budgets} budget(s); {result.alerts} new alert(s)"
 
 
 @shared_task
-def spikes_detect_task() -> int:
-    return spikes_detect(now=timezone.now()).alerts
+def spikes_detect_task(now: str | None = None) -> str:
+    result = spikes_detect(now=clock_reading(now))
+    return (
+        f"{result.alerts} new spike alert(s); kill switches tripped {result.kill_switches_on}, "
+        f"cleared {result.kill_switches_off}"
+    )
 
 
 @shared_task
-def caps_check_task() -> int:
-    now = timezone.now()
-    return caps_check(now=now).alerts + ltv_check(now=now).alerts
+def caps_check_task(now: str | None = None) -> str:
+    return f"{caps_check(now=clock_reading(now)).alerts} new cap alert(s)"
 
 
 @shared_task
-def alerts_deliver_task() -> int:
-    # Digests go out through the same channels, on the same clock.
-    from console.digest import digests_deliver
+def ltv_check_task(now: str | None = None) -> str:
+    return f"{ltv_check(now=clock_reading(now)).alerts} new free-tier throttle alert(s)"
 
-    return alerts_deliver().sent + digests_deliver().sent
+
+@shared_task
+def alerts_deliver_task(now: str | None = None) -> str:
+    result = alerts_deliver(now=clock_reading(now))
+    return f"sent {result.sent} alert notification(s), {result.failed} given up"

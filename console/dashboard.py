@@ -17,7 +17,6 @@ from django.conf import settings
 from django.db.models import Sum
 
 from billing.models import FeatureRollup
-from billing.periods import DAY, HOUR, period_start
 from billing.selectors import daily_feature_costs
 from finops.charts import (
     OTHER,
@@ -32,6 +31,7 @@ from finops.charts import (
 from finops.fields import ExactSum
 from finops.models import Tenant
 from finops.money import round_money
+from finops.periods import DAY, HOUR, period_start
 
 from .metrics import HEALTHY, NO_DATA, WARNING, Metric, Window, metrics_compute
 from .projection import Projection, projection_compute

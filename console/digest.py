@@ -17,8 +17,8 @@ from django.db.models import Sum
 
 from billing.alerts import DeliveryResult, alert_channels, deliveries_send, webhook_post
 from billing.models import TOKEN_KINDS, FeatureRollup
-from billing.periods import DAY, period_start
 from finops.fields import ExactSum
+from finops.periods import DAY, period_start
 from finops.pricing import PriceBook, RateClass, TokenVector, token_cost
 from ingestion.models import Feature
 

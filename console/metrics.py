@@ -20,9 +20,9 @@ from django.conf import settings
 from django.db.models import Q, Sum
 
 from billing.models import FeatureRollup, UsageRollup
-from billing.periods import DAY, period_start
 from finops.fields import ExactSum
 from finops.models import Tenant
+from finops.periods import DAY, period_start
 from ingestion.models import Feature
 
 HEALTHY = "healthy"

@@ -10,9 +10,9 @@ from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from billing.models import FeatureRollup, UsageRollup
-from billing.periods import DAY, MONTH, period_end, period_start
 from finops.fields import ExactSum
 from finops.models import Tenant
+from finops.periods import DAY, MONTH, period_end, period_start
 
 from .models import PlannedFeature
 

@@ -14,9 +14,9 @@ from django.db import transaction
 from django.db.models import Count, Max, Sum
 
 from billing.models import UsageRollup
-from billing.periods import DAY, period_start
 from finops.fields import ExactSum
 from finops.models import Tenant
+from finops.periods import DAY, period_start
 from ingestion.models import Feature
 
 from .models import RetirementReview

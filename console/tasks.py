@@ -1,22 +1,34 @@
+"""The console's periodic jobs. Every task takes `now` (ISO 8601, default: the clock)
+and returns the line `manage.py run_jobs` prints for it."""
+
 from __future__ import annotations
 
 from celery import shared_task
-from django.utils import timezone
 
-from .digest import digest_write
+from finops.periods import clock_reading
+
+from .digest import digest_write, digests_deliver
 from .reviews import lifecycles_advance, reviews_open
 
 
 @shared_task
-def reviews_open_task() -> int:
-    return reviews_open(now=timezone.now()).opened
+def reviews_open_task(now: str | None = None) -> str:
+    result = reviews_open(now=clock_reading(now))
+    return f"{result.opened} retirement review(s) opened ({result.candidates} in the bottom 5%)"
 
 
 @shared_task
-def lifecycles_advance_task() -> int:
-    return lifecycles_advance(now=timezone.now())
+def lifecycles_advance_task(now: str | None = None) -> str:
+    return f"{lifecycles_advance(now=clock_reading(now))} feature(s) moved along their lifecycle"
 
 
 @shared_task
-def digest_write_task() -> bool:
-    return digest_write(now=timezone.now()) is not None
+def digest_write_task(now: str | None = None) -> str:
+    digest = digest_write(now=clock_reading(now))
+    return f"wrote the {digest}" if digest else "last week's digest exists"
+
+
+@shared_task
+def digests_deliver_task(now: str | None = None) -> str:
+    result = digests_deliver(now=clock_reading(now))
+    return f"sent {result.sent} digest notification(s), {result.failed} given up"

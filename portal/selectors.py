@@ -6,10 +6,10 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from billing import hotstate
-from billing.periods import DAY, MONTH, period_end, period_start
 from billing.selectors import daily_feature_costs
 from finops.charts import Chart, daily_stacked_chart
 from finops.models import Tenant
+from finops.periods import DAY, MONTH, period_end, period_start
 
 CHART_DAYS = 30
 

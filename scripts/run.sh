@@ -45,7 +45,7 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-$BIN/celery -A finops worker --beat --concurrency 1 --loglevel INFO \
+$BIN/celery -A config worker --beat --concurrency 1 --loglevel INFO \
   --schedule "$FINOPS_VAR_DIR/celerybeat-schedule" \
   --logfile "$FINOPS_VAR_DIR/celery.log" &
 pids+=($!)
@@ -61,7 +61,7 @@ cat <<BANNER
 
 BANNER
 
-$BIN/gunicorn finops.wsgi:application --bind "$HOST:$PORT" --workers 2 \
+$BIN/gunicorn config.wsgi:application --bind "$HOST:$PORT" --workers 2 \
   --access-logfile - --error-logfile - &
 pids+=($!)
 wait -n "${pids[@]}"

@@ -19,8 +19,8 @@ from decimal import Decimal
 
 from django.conf import settings
 
-from billing.periods import MONTH, period_end
 from finops.money import ONE_MILLION, decimal_string
+from finops.periods import MONTH, period_end
 
 from .documents import csv_text
 from .models import Statement, StatementLine

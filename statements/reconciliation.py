@@ -9,8 +9,8 @@ from decimal import Decimal
 from django.conf import settings
 from django.db.models import Count
 
-from billing.periods import MONTH, period_end
 from finops.fields import ExactSum
+from finops.periods import MONTH, period_end
 from ingestion.models import UsageEvent
 
 from .models import VendorBill

@@ -27,9 +27,9 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Sum
 
-from billing.periods import MONTH, period_end, period_start
 from finops.models import BEGINNING_OF_TIME, ModelPrice, Tenant
 from finops.money import EXACT, ONE_MILLION, decimal_string, round_money
+from finops.periods import MONTH, period_end, period_start
 from finops.pricing import TOKEN_KIND_LABELS, TOKEN_KINDS, RateCard, RateClass
 from ingestion.models import Feature, UsageEvent
 from ingestion.services.pricing import RepricingResult, events_reprice

@@ -22,10 +22,10 @@ from django.db.models import Sum
 from billing import hotstate
 from billing.guard import guard_decide
 from billing.models import Budget, FeatureCap
-from billing.periods import HOUR, MONTH, period_end, period_start
 from billing.rollups import rollups_update
 from finops.fields import ExactSum
 from finops.models import Tenant
+from finops.periods import HOUR, MONTH, period_end, period_start
 from ingestion.models import Feature, UsageEvent
 from ingestion.services import events_price_unpriced
 from tests.conftest import event, post_events, run_at_once

@@ -22,8 +22,8 @@ from django.test import RequestFactory
 
 from billing import apis, hotstate
 from billing.guard_wsgi import GuardWsgi
+from config.wsgi import application, django_application
 from finops.models import Tenant
-from finops.wsgi import application, django_application
 
 pytestmark = [
     pytest.mark.django_db(transaction=True, serialized_rollback=True),

@@ -9,11 +9,11 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from billing.periods import MONTH, period_end, period_start
 from billing.rollups import rollups_update
 from console.models import PlannedFeature
 from console.projection import projection_compute, trend_fit
 from finops.models import Tenant
+from finops.periods import MONTH, period_end, period_start
 from ingestion.models import Feature
 from tests.conftest import event, post_events
 from tests.factories import ModelPriceFactory

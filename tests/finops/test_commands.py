@@ -72,6 +72,24 @@ def test_run_jobs_prices_events_whose_model_got_a_price(operator, acme) -> None:
     assert stored.priced_at == datetime(2026, 11, 22, 12, tzinfo=UTC)
 
 
+def test_run_jobs_walks_the_beat_schedule_in_order(settings) -> None:
+    """The beat schedule is the one list of jobs: run_jobs runs each of its entries, in
+    its order, and a new entry needs nothing else to be run by it."""
+    settings.CELERY_BEAT_SCHEDULE = {
+        "check-caps": {"task": "billing.tasks.caps_check_task", "schedule": 60.0},
+        "price-unpriced-events": {
+            "task": "ingestion.tasks.events_price_unpriced_task",
+            "schedule": 300.0,
+        },
+    }
+    out = StringIO()
+    call_command("run_jobs", "--now", "2026-11-22T12:00:00Z", stdout=out)
+    assert out.getvalue().splitlines() == [
+        "check-caps: 0 new cap alert(s)",
+        "price-unpriced-events: priced 0 event(s) for 0 in total; 0 still without a price",
+    ]
+
+
 def test_seed_demo_creates_a_living_system_and_is_safe_to_rerun(settings, tmp_path) -> None:
     settings.VAR_DIR = tmp_path
     out = StringIO()

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def _loaded(monkeypatch: pytest.MonkeyPatch, *args: str) -> WSGIApplication:
     monkeypatch.chdir(ROOT)
     monkeypatch.delenv("GUNICORN_CMD_ARGS", raising=False)
-    monkeypatch.setattr("sys.argv", ["gunicorn", "finops.wsgi:application", *args])
+    monkeypatch.setattr("sys.argv", ["gunicorn", "config.wsgi:application", *args])
     return WSGIApplication()
 
 

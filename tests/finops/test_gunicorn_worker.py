@@ -172,10 +172,10 @@ def test_threads_still_select_gthread(monkeypatch):
 
     monkeypatch.chdir(ROOT)
     monkeypatch.delenv("GUNICORN_CMD_ARGS", raising=False)
-    monkeypatch.setattr("sys.argv", ["gunicorn", "finops.wsgi:application", "--threads", "4"])
+    monkeypatch.setattr("sys.argv", ["gunicorn", "config.wsgi:application", "--threads", "4"])
     cfg = WSGIApplication().cfg
     assert cfg.worker_class_str == "gthread"
-    monkeypatch.setattr("sys.argv", ["gunicorn", "finops.wsgi:application"])
+    monkeypatch.setattr("sys.argv", ["gunicorn", "config.wsgi:application"])
     cfg = WSGIApplication().cfg
     assert cfg.worker_class is SyncWorker
 

@@ -332,7 +332,7 @@ def test_reasoning_and_cache_writes_are_priced(operator, acme) -> None:
 
 
 def test_ingestion_does_not_need_the_broker(operator, acme) -> None:
-    from finops.celery import app
+    from config.celery import app
 
     broker = app.conf.broker_url
     app.conf.broker_url = "redis://127.0.0.1:1/0"

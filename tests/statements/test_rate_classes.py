@@ -15,10 +15,10 @@ import pytest
 from django.contrib.auth import get_user_model
 from pypdf import PdfReader
 
-from billing.periods import MONTH, period_end
 from finops.fields import ExactSum
 from finops.models import ModelPrice, PriceRate, Tenant
 from finops.money import decimal_string, round_money
+from finops.periods import MONTH, period_end
 from ingestion.models import UsageEvent
 from statements.documents import CSV_COLUMNS
 from statements.models import Statement, StatementLine

@@ -9,10 +9,10 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
-from billing.periods import MONTH, period_end, period_start
 from finops.fields import ExactSum
 from finops.models import Tenant
 from finops.money import round_money
+from finops.periods import MONTH, period_end, period_start
 from ingestion.models import UsageEvent
 from ingestion.services import events_price_unpriced
 from statements.models import Statement, StatementLine

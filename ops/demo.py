@@ -15,11 +15,11 @@ from decimal import Decimal
 import msgspec
 from django.db import transaction
 
+from billing.models import Budget
+from console.models import PlannedFeature
 from finops.models import Tenant
 from ingestion.models import Feature
 from ingestion.services import ACCEPTED, DUPLICATE, events_ingest
-
-from .models import Budget
 
 
 @dataclass(frozen=True)
@@ -187,8 +187,6 @@ def _budgets_ensure(tenants: list[tuple[Tenant, int]]) -> None:
 def _planned_ensure(now: datetime) -> None:
     """A planned feature on the extraction pipeline, launching within five days and this
     month: the month-end projection shows its step."""
-    from console.models import PlannedFeature
-
     month_end = (now.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
     PlannedFeature.objects.get_or_create(
         name="contract_clause_extraction",

@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "statements",
     "portal",
     "console",
+    "ops",
 ]
 
 MIDDLEWARE = [
@@ -58,8 +59,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
-ROOT_URLCONF = "finops.urls"
-WSGI_APPLICATION = "finops.wsgi.application"
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
 
 TEMPLATES = [
     {
@@ -173,8 +174,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
-# The one place that holds the beat schedule. django-celery-beat copies it into the
-# database on start, where staff can edit intervals in the admin.
+# The one list of periodic jobs, in the order one pass of the clock runs them:
+# `manage.py run_jobs` walks it in this order, in process. django-celery-beat copies it
+# into the database on start, where staff can edit the intervals in the admin. Every
+# task takes `now` (ISO 8601; the clock's when beat calls it).
 CELERY_BEAT_SCHEDULE = {
     "price-unpriced-events": {
         "task": "ingestion.tasks.events_price_unpriced_task",
@@ -184,15 +187,15 @@ CELERY_BEAT_SCHEDULE = {
     "evaluate-budgets": {"task": "billing.tasks.budgets_evaluate_task", "schedule": 60.0},
     "detect-spikes": {"task": "billing.tasks.spikes_detect_task", "schedule": 300.0},
     "check-caps": {"task": "billing.tasks.caps_check_task", "schedule": 60.0},
-    "deliver-alerts": {"task": "billing.tasks.alerts_deliver_task", "schedule": 60.0},
-    "open-retirement-reviews": {"task": "console.tasks.reviews_open_task", "schedule": 604800.0},
-    "advance-feature-lifecycles": {
-        "task": "console.tasks.lifecycles_advance_task",
-        "schedule": 3600.0,
-    },
+    "check-free-tier-ltv": {"task": "billing.tasks.ltv_check_task", "schedule": 60.0},
     "draft-statements": {"task": "statements.tasks.statements_draft_task", "schedule": 900.0},
     "finalize-statements": {
         "task": "statements.tasks.statements_finalize_task",
+        "schedule": 3600.0,
+    },
+    "open-retirement-reviews": {"task": "console.tasks.reviews_open_task", "schedule": 604800.0},
+    "advance-feature-lifecycles": {
+        "task": "console.tasks.lifecycles_advance_task",
         "schedule": 3600.0,
     },
     # Mondays 07:00 UTC: last week's review (written once; a missed run writes it later).
@@ -200,6 +203,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "console.tasks.digest_write_task",
         "schedule": crontab(minute="0", hour="7", day_of_week="mon"),
     },
+    "deliver-alerts": {"task": "billing.tasks.alerts_deliver_task", "schedule": 60.0},
+    "deliver-digests": {"task": "console.tasks.digests_deliver_task", "schedule": 60.0},
 }
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

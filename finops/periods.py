@@ -36,3 +36,13 @@ def period_label(period: str, start: datetime) -> str:
     if period == DAY:
         return f"{start:%Y-%m-%d}"
     return f"{start:%Y-%m}"
+
+
+def clock_reading(now: str | datetime | None) -> datetime:
+    """The instant a periodic job runs as of: `now` when given (an ISO 8601 string, as a
+    task's argument arrives, or a datetime), else the clock's."""
+    if now is None:
+        return datetime.now(UTC)
+    if isinstance(now, datetime):
+        return now
+    return datetime.fromisoformat(now)

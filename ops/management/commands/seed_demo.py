@@ -11,12 +11,12 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
-from billing.demo import TENANTS, demo_seed
 from billing.rollups import rollups_update
 from console.digest import digest_write
 from console.reviews import reviews_open
 from finops.management.commands.import_prices import parse_instant
 from finops.models import Tenant
+from ops.demo import TENANTS, demo_seed
 from portal.models import TenantUser
 from portal.services import tenant_user_create
 from statements.services import statements_draft, statements_finalize
