@@ -261,29 +261,32 @@ def demo_seed(*, now: datetime | None = None, days: int = 30, batch_size: int = 
         _budgets_ensure(tenants)
         _planned_ensure(now)
     result = SeedResult()
-    first_day = (now - timedelta(days=days)).replace(hour=0, minute=0, second=0, microsecond=0)
     encoder = msgspec.json.Encoder()
     batch: list[bytes] = []
+    for event in _traffic(tenants, days=days, now=now):
+        batch.append(encoder.encode(event))
+        if len(batch) >= batch_size:
+            _post(batch, now=now, result=result)
+    _post(batch, now=now, result=result)
+    return result
 
-    def flush() -> None:
-        for item in events_ingest(key_tenant=None, items=batch, now=now):
-            if item.status == ACCEPTED:
-                result.accepted += 1
-            elif item.status == DUPLICATE:
-                result.duplicates += 1
-            else:
-                result.rejected += 1
-        batch.clear()
 
+def _traffic(tenants: list[tuple[Tenant, int]], *, days: int, now: datetime) -> Iterator[dict]:
+    """The demo tenants' events of the last `days` days, day by day."""
+    first_day = (now - timedelta(days=days)).replace(hour=0, minute=0, second=0, microsecond=0)
     for offset in range(days + 1):
         day = first_day + timedelta(days=offset)
         for tenant, per_day in tenants:
             for event in _day_events(tenant, per_day, day, now):
-                if day < now - timedelta(days=days):
-                    continue
-                batch.append(encoder.encode(event))
-                if len(batch) >= batch_size:
-                    flush()
-    if batch:
-        flush()
-    return result
+                if day >= now - timedelta(days=days):
+                    yield event
+
+
+def _post(batch: list[bytes], *, now: datetime, result: SeedResult) -> None:
+    if not batch:
+        return
+    counted = {ACCEPTED: "accepted", DUPLICATE: "duplicates"}
+    for item in events_ingest(key_tenant=None, items=batch, now=now):
+        name = counted.get(item.status, "rejected")
+        setattr(result, name, getattr(result, name) + 1)
+    batch.clear()

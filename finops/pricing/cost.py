@@ -167,41 +167,46 @@ def parse_off_peak_windows(value: Any) -> list[OffPeakWindow]:
     Raises ValueError on anything else, so a bad window is never silently ignored."""
     if not value:
         return []
-    zone = ""
-    if isinstance(value, Mapping):
-        zone = value.get("weekday_timezone") or ""
-        if zone:
-            try:
-                ZoneInfo(zone)
-            except (ValueError, ZoneInfoNotFoundError):
-                raise ValueError(f"unknown weekday_timezone {zone!r}") from None
-        rules: list[Any] = []
-        if value.get("hours_utc"):
-            rules.append({"hours_utc": value["hours_utc"]})
-        rules.extend(value.get("windows") or [])
-    elif isinstance(value, Sequence) and not isinstance(value, str):
-        rules = list(value)
-    else:
+    zone, rules = _off_peak_rules(value)
+    return [window for rule in rules for window in _off_peak_rule_windows(rule, zone)]
+
+
+def _off_peak_rules(value: Any) -> tuple[str, list[Any]]:
+    """The weekday time zone and the window entries of an `off_peak_pricing` value."""
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        return "", list(value)
+    if not isinstance(value, Mapping):
         raise ValueError("off-peak windows must be a list of {hours_utc, weekdays}")
-    windows: list[OffPeakWindow] = []
-    for rule in rules:
-        if not isinstance(rule, Mapping):
-            raise ValueError("an off-peak window must be an object")
-        hours = rule.get("hours_utc")
-        spans = [hours] if isinstance(hours, str) else list(hours or [])
-        weekdays = rule.get("weekdays") or []
-        if any(isinstance(d, bool) or not isinstance(d, int) or not 1 <= d <= 7 for d in weekdays):
-            raise ValueError("weekdays are ISO numbers, 1 (Monday) to 7 (Sunday)")
-        for span in spans:
-            if not isinstance(span, str) or span.count("-") != 1:
-                raise ValueError(f"hours_utc {span!r} is not 'HH:MM-HH:MM'")
-            start, end = span.split("-")
-            try:
-                window = OffPeakWindow(_clock(start), _clock(end), frozenset(weekdays), zone)
-            except ValueError:
-                raise ValueError(f"hours_utc {span!r} is not 'HH:MM-HH:MM'") from None
-            windows.append(window)
-    return windows
+    zone = value.get("weekday_timezone") or ""
+    if zone:
+        try:
+            ZoneInfo(zone)
+        except (ValueError, ZoneInfoNotFoundError):
+            raise ValueError(f"unknown weekday_timezone {zone!r}") from None
+    rules: list[Any] = [{"hours_utc": value["hours_utc"]}] if value.get("hours_utc") else []
+    return zone, [*rules, *(value.get("windows") or [])]
+
+
+def _off_peak_rule_windows(rule: Any, zone: str) -> list[OffPeakWindow]:
+    if not isinstance(rule, Mapping):
+        raise ValueError("an off-peak window must be an object")
+    hours = rule.get("hours_utc")
+    spans = [hours] if isinstance(hours, str) else list(hours or [])
+    weekdays = rule.get("weekdays") or []
+    if any(isinstance(d, bool) or not isinstance(d, int) or not 1 <= d <= 7 for d in weekdays):
+        raise ValueError("weekdays are ISO numbers, 1 (Monday) to 7 (Sunday)")
+    return [_off_peak_window(span, frozenset(weekdays), zone) for span in spans]
+
+
+def _off_peak_window(span: Any, weekdays: frozenset[int], zone: str) -> OffPeakWindow:
+    malformed = ValueError(f"hours_utc {span!r} is not 'HH:MM-HH:MM'")
+    if not isinstance(span, str) or span.count("-") != 1:
+        raise malformed
+    start, end = span.split("-")
+    try:
+        return OffPeakWindow(_clock(start), _clock(end), weekdays, zone)
+    except ValueError:
+        raise malformed from None
 
 
 # --- Rates ------------------------------------------------------------------------------

@@ -198,29 +198,37 @@ def parse_entry(entry: Mapping[str, Any]) -> ParsedPrice:
     rates.extend(off_peak_rates)
     base = {kind: value for tier, kind, above, off, value in rates
             if tier == "standard" and not above and not off}  # fmt: skip
-    fields: dict[str, Any] = {"mode": "chat", "off_peak_windows": windows}
-    per_query = _as_decimal(entry.get("input_cost_per_query"))
-    if mode == "rerank":
-        if per_query is None and "input" not in base:
-            raise Skip("rerank entry without input_cost_per_query or input_cost_per_token")
-        if per_query is not None and per_query < 0:
-            raise Skip("negative price")
-        fields["mode"] = "rerank"
-        if per_query is not None:
-            fields["per_query"] = per_query
-        base.setdefault("input", Decimal(0))
-        base.setdefault("output", Decimal(0))
-    elif mode == "embedding":
-        if "input" not in base:
-            raise Skip("embedding entry without input_cost_per_token")
-        fields["mode"] = "embedding"
-        base.setdefault("output", Decimal(0))
-    elif "input" not in base or "output" not in base:
-        raise Skip(_no_token_price(entry, rates))
+    fields: dict[str, Any] = {"off_peak_windows": windows, **_mode_fields(entry, base, rates)}
     for kind, value in base.items():
         fields[BASE_COLUMNS[kind]] = value
     extra = [r for r in rates if not (r[0] == "standard" and not r[2] and not r[3])]
     return ParsedPrice(fields=fields, rates=extra)
+
+
+def _mode_fields(
+    entry: Mapping[str, Any], base: dict[str, Decimal], rates: list[Any]
+) -> dict[str, Any]:
+    """The row's mode and per-query price; fills the base rates a mode leaves at 0 (a
+    rerank's tokens, an embedding's output). Raises `Skip` when the mode's price is
+    missing."""
+    mode = entry.get("mode")
+    if mode == "rerank":
+        per_query = _as_decimal(entry.get("input_cost_per_query"))
+        if per_query is None and "input" not in base:
+            raise Skip("rerank entry without input_cost_per_query or input_cost_per_token")
+        if per_query is not None and per_query < 0:
+            raise Skip("negative price")
+        base.setdefault("input", Decimal(0))
+        base.setdefault("output", Decimal(0))
+        return {"mode": "rerank"} | ({"per_query": per_query} if per_query is not None else {})
+    if mode == "embedding":
+        if "input" not in base:
+            raise Skip("embedding entry without input_cost_per_token")
+        base.setdefault("output", Decimal(0))
+        return {"mode": "embedding"}
+    if "input" not in base or "output" not in base:
+        raise Skip(_no_token_price(entry, rates))
+    return {"mode": "chat"}
 
 
 def parse_litellm_prices(data: Mapping[str, Any]) -> ParsedPrices:

@@ -56,17 +56,21 @@ _TEXT_FIELDS = ("event_id", "tenant", "feature", "model", "provider", "user", "s
                 "prompt_template", "region", "routing_tier", "prompt_hash")  # fmt: skip
 
 
-def _check_semantics(event: EventIn, *, now: datetime) -> Errors:
-    errors: Errors = {}
+def _no_nul(event: EventIn, now: datetime) -> Errors:
     # PostgreSQL text cannot hold NUL; refuse it here rather than fail the whole batch.
+    errors: Errors = {}
     for name in _TEXT_FIELDS:
         value = getattr(event, name)
         if value and "\x00" in value:
             errors[name] = ["May not contain the NUL character."]
     if any("\x00" in k or "\x00" in v for k, v in event.tags.items()):
         errors["tags"] = ["May not contain the NUL character."]
-    uncached = event.input_tokens - event.cached_input_tokens - event.cache_write_tokens
-    if uncached < 0:
+    return errors
+
+
+def _token_counts_agree(event: EventIn, now: datetime) -> Errors:
+    errors: Errors = {}
+    if event.cached_input_tokens + event.cache_write_tokens > event.input_tokens:
         errors["cached_input_tokens"] = [
             "cached_input_tokens + cache_write_tokens may not exceed input_tokens "
             f"({event.cached_input_tokens} + {event.cache_write_tokens} > {event.input_tokens})."
@@ -76,36 +80,73 @@ def _check_semantics(event: EventIn, *, now: datetime) -> Errors:
             f"cache_write_1h_tokens ({event.cache_write_1h_tokens}) may not exceed "
             f"cache_write_tokens ({event.cache_write_tokens})."
         ]
-    if event.batch and event.service_tier not in ("standard", "batch"):
-        errors["service_tier"] = [
-            f"batch: true is the batch tier; it cannot be '{event.service_tier}' too."
-        ]
     if event.reasoning_tokens > event.output_tokens:
         errors["reasoning_tokens"] = [
             f"reasoning_tokens ({event.reasoning_tokens}) may not exceed output_tokens "
             f"({event.output_tokens})."
         ]
+    return errors
+
+
+def _one_tier(event: EventIn, now: datetime) -> Errors:
+    if event.batch and event.service_tier not in ("standard", "batch"):
+        return {
+            "service_tier": [
+                f"batch: true is the batch tier; it cannot be '{event.service_tier}' too."
+            ]
+        }
+    return {}
+
+
+def _within_the_window(event: EventIn, now: datetime) -> Errors:
     if event.timestamp > now + timedelta(seconds=settings.FINOPS_MAX_FUTURE_SKEW_SECONDS):
-        errors["timestamp"] = [
-            f"More than {settings.FINOPS_MAX_FUTURE_SKEW_SECONDS} seconds in the future."
-        ]
-    elif event.timestamp < now - timedelta(days=settings.FINOPS_BACKFILL_DAYS):
-        errors["timestamp"] = [
-            f"Older than the backfill window of {settings.FINOPS_BACKFILL_DAYS} days."
-        ]
-    if event.cost_usd is not None and not (
-        event.cost_usd.is_finite()
-        and event.cost_usd >= 0
-        and event.cost_usd.as_tuple().exponent >= -COST_USD_PLACES
-        and event.cost_usd.adjusted() < 12
+        return {
+            "timestamp": [
+                f"More than {settings.FINOPS_MAX_FUTURE_SKEW_SECONDS} seconds in the future."
+            ]
+        }
+    if event.timestamp < now - timedelta(days=settings.FINOPS_BACKFILL_DAYS):
+        return {
+            "timestamp": [
+                f"Older than the backfill window of {settings.FINOPS_BACKFILL_DAYS} days."
+            ]
+        }
+    return {}
+
+
+def _cost_usd_exact(event: EventIn, now: datetime) -> Errors:
+    cost = event.cost_usd
+    if cost is None or (
+        cost.is_finite()
+        and cost >= 0
+        and cost.as_tuple().exponent >= -COST_USD_PLACES
+        and cost.adjusted() < 12
     ):
-        errors["cost_usd"] = [
+        return {}
+    return {
+        "cost_usd": [
             f"Must be a decimal >= 0 below 10^12 with at most {COST_USD_PLACES} decimal places."
         ]
-    if event.retrieval is not None and (
-        event.retrieval.chunks_used > event.retrieval.chunks_retrieved
-    ):
-        errors["retrieval.chunks_used"] = ["May not exceed chunks_retrieved."]
+    }
+
+
+def _chunks_agree(event: EventIn, now: datetime) -> Errors:
+    retrieval = event.retrieval
+    if retrieval is not None and retrieval.chunks_used > retrieval.chunks_retrieved:
+        return {"retrieval.chunks_used": ["May not exceed chunks_retrieved."]}
+    return {}
+
+
+# The checks no schema can express, each on its own fields.
+_SEMANTIC_CHECKS = (
+    _no_nul, _token_counts_agree, _one_tier, _within_the_window, _cost_usd_exact, _chunks_agree,
+)  # fmt: skip
+
+
+def _check_semantics(event: EventIn, *, now: datetime) -> Errors:
+    errors: Errors = {}
+    for check in _SEMANTIC_CHECKS:
+        errors.update(check(event, now))
     return errors
 
 
@@ -216,6 +257,31 @@ def _validate(
     return decoded
 
 
+def _with_tenants(
+    *,
+    key_tenant: Tenant | None,
+    decoded: list[tuple[int, EventIn]],
+    results: list[ItemResult | None],
+) -> list[_Valid]:
+    """The decoded events whose tenant may take them; the others are rejected."""
+    if key_tenant is not None:
+        tenants, tenant_errors = {key_tenant.slug: key_tenant}, {}
+        if key_tenant.status != Tenant.Status.ACTIVE:
+            tenant_errors = {key_tenant.slug: f"Tenant '{key_tenant.slug}' is {key_tenant.status}."}
+    else:
+        slugs = {event.tenant for _, event in decoded if event.tenant}
+        tenants, tenant_errors = _tenants_resolve(slugs=slugs)
+    valid: list[_Valid] = []
+    for index, event in decoded:
+        slug = event.tenant or key_tenant.slug
+        if slug in tenant_errors:
+            errors = {"tenant": [tenant_errors[slug]]}
+            results[index] = ItemResult(index, REJECTED, event.event_id, errors=errors)
+            continue
+        valid.append(_Valid(index, event, tenants[slug], _content_hash(event, slug)))
+    return valid
+
+
 def events_ingest(
     *, key_tenant: Tenant | None, items: Sequence[bytes], now: datetime | None = None
 ) -> list[ItemResult]:
@@ -229,24 +295,7 @@ def events_ingest(
     results: list[ItemResult | None] = [None] * len(items)
     decoded = _validate(key_tenant=key_tenant, items=items, now=now, results=results)
 
-    if key_tenant is not None:
-        tenants, tenant_errors = {key_tenant.slug: key_tenant}, {}
-        if key_tenant.status != Tenant.Status.ACTIVE:
-            tenant_errors = {key_tenant.slug: f"Tenant '{key_tenant.slug}' is {key_tenant.status}."}
-    else:
-        slugs = {event.tenant for _, event in decoded if event.tenant}
-        tenants, tenant_errors = _tenants_resolve(slugs=slugs)
-    valid: list[_Valid] = []
-    for index, event in decoded:
-        slug = event.tenant or key_tenant.slug
-        if slug in tenant_errors:
-            results[index] = ItemResult(
-                index, REJECTED, event.event_id, errors={"tenant": [tenant_errors[slug]]}
-            )
-            continue
-        tenant = tenants[slug]
-        valid.append(_Valid(index, event, tenant, _content_hash(event, slug)))
-
+    valid = _with_tenants(key_tenant=key_tenant, decoded=decoded, results=results)
     # Within one batch the first occurrence of an id is the one stored.
     first_of: dict[tuple[int, str], _Valid] = {}
     repeats: list[_Valid] = []

@@ -156,58 +156,78 @@ def events_reprice(
         if not batch:
             break
         last_id = batch[-1].id
-        changed: list[tuple[UsageEvent, Decimal, Decimal | None, Priced, RateCard]] = []
-        for event in batch:
-            if event.timestamp < open_from.get(event.tenant_id, default_open_from):
-                continue
-            card = book.find(model=event.model, provider=event.provider, at=event.timestamp)
-            priced = None if card is None else usage_priced(usage=event, price=card)
-            if priced is None:
-                continue
-            rate_class = (event.above_tokens, event.off_peak)
-            new_class = (priced.rate_class.above_tokens, priced.rate_class.off_peak)
-            if (priced.cost, card.price.id, new_class) == (event.cost, event.price_id, rate_class):
-                continue
-            changed.append((event, priced.cost, event.cost, priced, card))
+        changed = _repriced(batch, book=book, open_from=open_from, default=default_open_from)
         if not changed:
             continue
-        with transaction.atomic():
-            changes: list[CostChange] = []
-            moved: list[UsageEvent] = []
-            for event, cost, old_cost, priced, card in changed:
-                # Only if the row is as read: a concurrent pricing run wins, this one skips.
-                updated = UsageEvent.objects.filter(
-                    id=event.id, price_id=event.price_id, cost=old_cost
-                ).update(
-                    cost=cost,
-                    price_id=card.price.id,
-                    priced_at=now,
-                    currency=card.price.currency,
-                    above_tokens=priced.rate_class.above_tokens,
-                    off_peak=priced.rate_class.off_peak,
-                )
-                if not updated:
-                    continue
-                delta = cost - (old_cost or Decimal(0))
-                reason = CostChange.Reason.REPRICED if event.price_id else CostChange.Reason.PRICED
-                changes.append(CostChange(
-                    event_id=event.id, cost_delta=delta,
-                    priced_delta=1 if event.price_id is None else 0,
-                    reason=reason, created_at=now,
-                ))  # fmt: skip
-                result.events += 1
-                result.before += old_cost or Decimal(0)
-                result.after += cost
-                result.delta += delta
-                event.cost = delta  # what the counters must add
-                moved.append(event)
-            CostChange.objects.bulk_create(changes)
-            if moved and spend_recorded.has_listeners():
-                tenants = Tenant.objects.in_bulk({e.tenant_id for e in moved})
-                spend_recorded.send(sender=CostChange, rows=[
-                    SpendRow(tenant=tenants[e.tenant_id], feature_id=e.feature_id, feature_key="",
-                             prompt_template_id=e.prompt_template_id, model=e.model,
-                             timestamp=e.timestamp, cost=e.cost, new_event=False)
-                    for e in moved
-                ])  # fmt: skip
+        _changes_record(changed, now=now, result=result)
     return result
+
+
+_Change = tuple[UsageEvent, Decimal, Decimal | None, Priced, RateCard]
+
+
+def _repriced(
+    batch: list[UsageEvent],
+    *,
+    book: PriceBook,
+    open_from: dict[int, datetime],
+    default: datetime,
+) -> list[_Change]:
+    """The events of an open month whose cost, price row or class of rate changes."""
+    changed: list[_Change] = []
+    for event in batch:
+        if event.timestamp < open_from.get(event.tenant_id, default):
+            continue
+        card = book.find(model=event.model, provider=event.provider, at=event.timestamp)
+        priced = None if card is None else usage_priced(usage=event, price=card)
+        if priced is None:
+            continue
+        rate_class = (event.above_tokens, event.off_peak)
+        new_class = (priced.rate_class.above_tokens, priced.rate_class.off_peak)
+        if (priced.cost, card.price.id, new_class) == (event.cost, event.price_id, rate_class):
+            continue
+        changed.append((event, priced.cost, event.cost, priced, card))
+    return changed
+
+
+@transaction.atomic
+def _changes_record(changed: list[_Change], *, now: datetime, result: RepricingResult) -> None:
+    """Each event's new cost and its `CostChange`, in one transaction; the counters hear."""
+    changes: list[CostChange] = []
+    moved: list[UsageEvent] = []
+    for event, cost, old_cost, priced, card in changed:
+        # Only if the row is as read: a concurrent pricing run wins, this one skips.
+        updated = UsageEvent.objects.filter(
+            id=event.id, price_id=event.price_id, cost=old_cost
+        ).update(
+            cost=cost,
+            price_id=card.price.id,
+            priced_at=now,
+            currency=card.price.currency,
+            above_tokens=priced.rate_class.above_tokens,
+            off_peak=priced.rate_class.off_peak,
+        )
+        if not updated:
+            continue
+        delta = cost - (old_cost or Decimal(0))
+        reason = CostChange.Reason.REPRICED if event.price_id else CostChange.Reason.PRICED
+        changes.append(CostChange(
+            event_id=event.id, cost_delta=delta,
+            priced_delta=1 if event.price_id is None else 0,
+            reason=reason, created_at=now,
+        ))  # fmt: skip
+        result.events += 1
+        result.before += old_cost or Decimal(0)
+        result.after += cost
+        result.delta += delta
+        event.cost = delta  # what the counters must add
+        moved.append(event)
+    CostChange.objects.bulk_create(changes)
+    if moved and spend_recorded.has_listeners():
+        tenants = Tenant.objects.in_bulk({e.tenant_id for e in moved})
+        spend_recorded.send(sender=CostChange, rows=[
+            SpendRow(tenant=tenants[e.tenant_id], feature_id=e.feature_id, feature_key="",
+                     prompt_template_id=e.prompt_template_id, model=e.model,
+                     timestamp=e.timestamp, cost=e.cost, new_event=False)
+            for e in moved
+        ])  # fmt: skip
