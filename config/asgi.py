@@ -1,0 +1,12 @@
+"""ASGI entry point, for servers that speak ASGI (finops is served over WSGI: see
+docs/operations.md, Serving)."""
+
+from __future__ import annotations
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+application = get_asgi_application()
