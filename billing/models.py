@@ -5,18 +5,6 @@ from django.db import models
 from finops.fields import ExactDecimalField
 from finops.models import Tenant
 
-TOKEN_KINDS = (
-    "input_tokens",
-    "cached_input_tokens",
-    "cache_write_tokens",
-    "cache_write_1h_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-    "grounding_tokens",
-    "wasted_tokens",
-    "queries",
-)
-
 
 class RollupSums(models.Model):
     """What a rollup row adds up. `cost` is exact: the sum of the events' exact costs and

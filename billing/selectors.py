@@ -1,12 +1,18 @@
 from __future__ import annotations
 
-from datetime import date, datetime
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Count, Max, Q, QuerySet, Sum
+from django.db.models.functions import TruncDay, TruncHour, TruncMonth
 
 from finops.fields import ExactSum
 from finops.models import Tenant
+from finops.periods import DAY, period_start
+from finops.pricing import TOKEN_COLUMNS
 
 from .models import Alert, Budget, FeatureRollup, UsageRollup
 
@@ -45,3 +51,225 @@ def daily_feature_costs(
         rows = rows.filter(tenant=tenant)
     grouped = rows.values_list("period_start", "feature").annotate(cost=ExactSum("cost"))
     return {(day.date(), feature): cost for day, feature, cost in grouped.order_by()}
+
+
+# --- The rollups, for the console and statements ---------------------------------------
+
+_TRUNC = {"hour": TruncHour, "day": TruncDay, "month": TruncMonth}
+
+
+def _window_filter(start: datetime, end: datetime) -> Q:
+    """Daily rows for the whole days inside [start, end), hourly rows for its edges."""
+    first_day = period_start(DAY, start)
+    if first_day < start:
+        first_day += timedelta(days=1)
+    last_day = period_start(DAY, end)
+    if last_day <= first_day:
+        return Q(grain=UsageRollup.Grain.HOUR, period_start__gte=start, period_start__lt=end)
+    return (
+        Q(grain=UsageRollup.Grain.DAY, period_start__gte=first_day, period_start__lt=last_day)
+        | Q(grain=UsageRollup.Grain.HOUR, period_start__gte=start, period_start__lt=first_day)
+        | Q(grain=UsageRollup.Grain.HOUR, period_start__gte=last_day, period_start__lt=end)
+    )
+
+
+def window_sums_by_feature_model_tier(
+    *,
+    start: datetime,
+    end: datetime,
+    tenant: Tenant | None,
+    feature: str | None,
+    counts: Sequence[str],
+    moneys: Sequence[str],
+) -> list[dict[str, Any]]:
+    """Sums of `counts` (integers, None when no row) and `moneys` (exact) over [start, end)
+    on hour boundaries, by feature, model and routing tier: across tenants from
+    `FeatureRollup` (a few rows a day), for one tenant from `UsageRollup`."""
+    if tenant is None:
+        rows = FeatureRollup.objects.filter(_window_filter(start, end))
+    else:
+        rows = UsageRollup.objects.filter(_window_filter(start, end), tenant=tenant)
+    if feature is not None:
+        rows = rows.filter(feature=feature)
+    sums = {name: Sum(name) for name in counts} | {name: ExactSum(name) for name in moneys}
+    return list(rows.values("feature", "model", "routing_tier").annotate(**sums).order_by())
+
+
+def daily_usage_by(*, field: str, since: datetime, until: datetime) -> dict[str, dict[str, Any]]:
+    """Per value of `field` (feature, prompt_template or model; '' left out), from the
+    daily rollups of [since, until): `calls_sum`, `cost_sum`, the `last` day used and
+    `tenants_n`, how many tenants used it."""
+    rows = (
+        UsageRollup.objects.filter(grain=UsageRollup.Grain.DAY, period_start__gte=since,
+                                   period_start__lt=until)
+        .exclude(**{field: ""})
+        .values(field)
+        .annotate(calls_sum=Sum("calls"), cost_sum=ExactSum("cost"), last=Max("period_start"),
+                  tenants_n=Count("tenant_id", distinct=True))
+    )  # fmt: skip
+    return {row[field]: row for row in rows}
+
+
+def tenant_ids_using(*, field: str, value: str, since: datetime) -> list[int]:
+    """The tenants whose daily rollups since `since` have `value` in `field`."""
+    rows = UsageRollup.objects.filter(
+        grain=UsageRollup.Grain.DAY, period_start__gte=since, **{field: value}
+    )
+    return list(rows.values_list("tenant_id", flat=True).distinct())
+
+
+def _days_across_tenants(start: datetime, end: datetime) -> QuerySet[FeatureRollup]:
+    return FeatureRollup.objects.filter(
+        grain=FeatureRollup.Grain.DAY, period_start__gte=start, period_start__lt=end
+    )
+
+
+def feature_costs(*, start: datetime, end: datetime) -> dict[str, Decimal]:
+    """Cost per feature ('' for none) over the whole UTC days of [start, end), all tenants."""
+    rows = _days_across_tenants(start, end).values("feature").annotate(total=ExactSum("cost"))
+    return {row["feature"]: row["total"] for row in rows.order_by()}
+
+
+def feature_model_tokens(
+    *, start: datetime, end: datetime, features: Iterable[str]
+) -> list[dict[str, Any]]:
+    """Per feature of `features` and model over the days of [start, end), all tenants: the
+    sum of each token kind (by its column name) and `cost_sum`."""
+    rows = (
+        _days_across_tenants(start, end).filter(feature__in=features)
+        .values("feature", "model").annotate(**{k: Sum(k) for k in TOKEN_COLUMNS})
+        .annotate(cost_sum=ExactSum("cost")).order_by()
+    )  # fmt: skip
+    return list(rows)
+
+
+def feature_repeats(*, start: datetime, end: datetime) -> list[dict[str, Any]]:
+    """Per feature (not '') over the days of [start, end), all tenants: `calls_sum`,
+    `repeats` (calls whose prompt hash was already sent that day) and `cost_sum`."""
+    rows = (
+        _days_across_tenants(start, end).exclude(feature="")
+        .values("feature").annotate(calls_sum=Sum("calls"), repeats=Sum("repeat_calls"),
+                                    cost_sum=ExactSum("cost")).order_by()
+    )  # fmt: skip
+    return list(rows)
+
+
+def feature_costs_by_day(
+    *, start: datetime, end: datetime, tenant: Tenant | None
+) -> dict[str, dict[date, Decimal]]:
+    """Cost per feature and UTC day, from the daily rollups (whole days) and the hourly ones
+    (the day in progress, counted on its day), of one tenant or all."""
+    today = period_start(DAY, end)
+    out: dict[str, dict[date, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    for grain, low, high in ((UsageRollup.Grain.DAY, start, today),
+                             (UsageRollup.Grain.HOUR, max(start, today), end)):  # fmt: skip
+        if high <= low:
+            continue
+        if tenant is None:
+            rows = FeatureRollup.objects.filter(grain=grain, period_start__gte=low,
+                                                period_start__lt=high)  # fmt: skip
+        else:
+            rows = UsageRollup.objects.filter(grain=grain, period_start__gte=low,
+                                              period_start__lt=high, tenant=tenant)  # fmt: skip
+        if grain == UsageRollup.Grain.DAY:
+            grouped = rows.values("feature", "period_start").annotate(total=ExactSum("cost"))
+            for row in grouped.order_by():
+                out[row["feature"]][row["period_start"].date()] += row["total"]
+        else:
+            grouped = rows.values("feature").annotate(total=ExactSum("cost"))
+            for row in grouped.order_by():
+                out[row["feature"]][today.date()] += row["total"]
+    return out
+
+
+def tenant_tier_sums(*, first: datetime, last: datetime) -> dict[str, tuple[int, Decimal]]:
+    """(calls, cost) per tenant tier (the tenants' tier when they made the calls) over the
+    UTC days `first` to `last`, both included."""
+    rows = (
+        FeatureRollup.objects.filter(grain=FeatureRollup.Grain.DAY, period_start__gte=first,
+                                     period_start__lte=last)
+        .values_list("tenant_tier")
+        .annotate(calls=Sum("calls"), cost=ExactSum("cost"))
+        .order_by()
+    )  # fmt: skip
+    return {tier: (calls or 0, cost or Decimal(0)) for tier, calls, cost in rows}
+
+
+def usage_buckets(
+    *,
+    start: datetime,
+    end: datetime,
+    granularity: str,
+    tenant: Tenant | None,
+    by: Sequence[str],
+) -> QuerySet:
+    """Rollup sums per `granularity` bucket (hour, day or month) and the fields `by`
+    (tenant_id, feature, model, prompt_template), ordered: `bucket`, the fields,
+    `calls_sum`, `cost_sum` and `<token kind>_sum`. `start` and `end` on the
+    granularity's boundaries (hours; days for day and month)."""
+    grain = UsageRollup.Grain.HOUR if granularity == "hour" else UsageRollup.Grain.DAY
+    rows = UsageRollup.objects.filter(grain=grain, period_start__gte=start, period_start__lt=end)
+    if tenant is not None:
+        rows = rows.filter(tenant=tenant)
+    return (
+        rows.annotate(bucket=_TRUNC[granularity]("period_start", tzinfo=UTC))
+        .values("bucket", *by)
+        .annotate(calls_sum=Sum("calls"), cost_sum=ExactSum("cost"),
+                  **{f"{k}_sum": Sum(k) for k in TOKEN_COLUMNS})
+        .order_by("bucket", *by)
+    )  # fmt: skip
+
+
+# --- Operations: what the metrics scrape reads (ops.metrics) --------------------------
+# Imports inside the functions: the scrape is their only caller.
+
+
+def rollup_lag_seconds(*, now: datetime) -> float:
+    """How far the rollups are behind the ledger: the age of the oldest event that no run
+    has folded yet, by the time it was received (its transaction commits just after), or
+    0 when every event is folded. A stalled worker shows as a lag that grows with each
+    event received; a quiet hour with nothing to fold is no lag."""
+    from django.db import connection
+    from django.db.models import Min
+
+    from ingestion.models import UsageEvent
+
+    from .models import RollupWatermark
+    from .rollups import WATERMARK
+
+    mark = RollupWatermark.objects.filter(name=WATERMARK).first()
+    position = mark.events_position if mark is not None else 0
+    if connection.vendor == "postgresql":
+        # Transaction ids: a run folded every event below its position; the events' BRIN
+        # index on `xact` finds the ones at or above it.
+        unfolded = UsageEvent.objects.filter(xact__gte=position)
+        oldest = unfolded.aggregate(oldest=Min("received_at"))["oldest"]
+    else:
+        # Row ids, in commit order: the first one above the position is the oldest.
+        unfolded = UsageEvent.objects.filter(id__gt=position).order_by("id")
+        oldest = unfolded.values_list("received_at", flat=True).first()
+    return max((now - oldest).total_seconds(), 0.0) if oldest is not None else 0.0
+
+
+def rollup_last_run_get() -> datetime | None:
+    """When a rollup run last committed (None: never)."""
+    from .models import RollupWatermark
+    from .rollups import WATERMARK
+
+    mark = RollupWatermark.objects.filter(name=WATERMARK).first()
+    return mark.updated_at if mark is not None else None
+
+
+def alert_delivery_counts() -> dict[str, int]:
+    """Alert deliveries not sent, per status: pending (waiting, or waiting to retry),
+    sending (claimed by a worker) and failed (given up)."""
+    from django.db.models import Count
+
+    from .models import AlertDelivery
+
+    unsent = [AlertDelivery.Status.PENDING.value, AlertDelivery.Status.SENDING.value,
+              AlertDelivery.Status.FAILED.value]  # fmt: skip
+    rows = AlertDelivery.objects.filter(status__in=unsent).values_list("status")
+    counts = dict.fromkeys(unsent, 0)
+    counts.update(rows.annotate(n=Count("id")).order_by())
+    return counts

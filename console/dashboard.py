@@ -14,10 +14,8 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import Sum
 
-from billing.models import FeatureRollup
-from billing.selectors import daily_feature_costs
+from billing.selectors import daily_feature_costs, tenant_tier_sums
 from finops.charts import (
     OTHER,
     BarChart,
@@ -28,7 +26,6 @@ from finops.charts import (
     stacked_columns,
     top_series,
 )
-from finops.fields import ExactSum
 from finops.models import Tenant
 from finops.money import round_money
 from finops.periods import DAY, HOUR, period_start
@@ -118,14 +115,7 @@ def _percent(value: Decimal | None) -> str:
 def tier_costs(*, first: datetime, last: datetime) -> list[TierCost]:
     """Calls and cost per tenant tier (the tenants' tier when they made the calls) over the
     days, every tier listed."""
-    rows = (
-        FeatureRollup.objects.filter(grain=FeatureRollup.Grain.DAY, period_start__gte=first,
-                                     period_start__lte=last)
-        .values_list("tenant_tier")
-        .annotate(calls=Sum("calls"), cost=ExactSum("cost"))
-        .order_by()
-    )  # fmt: skip
-    sums = {tier: (calls or 0, cost or Decimal(0)) for tier, calls, cost in rows}
+    sums = tenant_tier_sums(first=first, last=last)
     total = sum((cost for _, cost in sums.values()), Decimal(0))
     tiers = []
     for tier, label in Tenant.Tier.choices:

@@ -13,11 +13,9 @@ from typing import Any
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
-from django.db.models import Sum
 
 from billing.alerts import DeliveryResult, alert_channels, deliveries_send, webhook_post
-from billing.models import TOKEN_KINDS, FeatureRollup
-from finops.fields import ExactSum
+from billing.selectors import feature_costs, feature_model_tokens, feature_repeats
 from finops.periods import DAY, period_start
 from finops.pricing import PriceBook, RateClass, TokenVector, token_cost
 from ingestion.models import Feature
@@ -41,15 +39,6 @@ def week_bounds(now: datetime) -> tuple[datetime, datetime]:
     return this_monday - timedelta(days=7), this_monday
 
 
-def _feature_costs(start: datetime, end: datetime) -> dict[str, Decimal]:
-    rows = (
-        FeatureRollup.objects.filter(grain=FeatureRollup.Grain.DAY, period_start__gte=start,
-                                     period_start__lt=end)
-        .values("feature").annotate(total=ExactSum("cost")).order_by()
-    )  # fmt: skip
-    return {row["feature"]: row["total"] for row in rows}
-
-
 @dataclass(slots=True)
 class Action:
     text: str
@@ -65,12 +54,7 @@ def _fallback_actions(start: datetime, end: datetime, now: datetime) -> list[Act
     }
     if not features:
         return []
-    rows = (
-        FeatureRollup.objects.filter(grain=FeatureRollup.Grain.DAY, period_start__gte=start,
-                                     period_start__lt=end, feature__in=features)
-        .values("feature", "model").annotate(**{k: Sum(k) for k in TOKEN_KINDS})
-        .annotate(cost_sum=ExactSum("cost")).order_by()
-    )  # fmt: skip
+    rows = feature_model_tokens(start=start, end=end, features=features)
     rows = [r for r in rows if r["model"] != features[r["feature"]].fallback_model]
     book = PriceBook.for_models(
         {r["model"] for r in rows} | {features[r["feature"]].fallback_model for r in rows}
@@ -107,13 +91,7 @@ def _fallback_actions(start: datetime, end: datetime, now: datetime) -> list[Act
 
 def _cache_actions(start: datetime, end: datetime) -> list[Action]:
     """Serve repeated prompts from a cache: the cost of last week's repeats, per month."""
-    rows = (
-        FeatureRollup.objects.filter(grain=FeatureRollup.Grain.DAY, period_start__gte=start,
-                                     period_start__lt=end)
-        .exclude(feature="")
-        .values("feature").annotate(calls_sum=Sum("calls"), repeats=Sum("repeat_calls"),
-                                    cost_sum=ExactSum("cost")).order_by()
-    )  # fmt: skip
+    rows = feature_repeats(start=start, end=end)
     actions = []
     for row in rows:
         if not row["repeats"] or not row["calls_sum"]:
@@ -133,8 +111,8 @@ def _cache_actions(start: datetime, end: datetime) -> list[Action]:
 def digest_figures(*, now: datetime) -> dict[str, Any]:
     """Everything the digest says, as data (decimal strings)."""
     start, end = week_bounds(now)
-    this_week = _feature_costs(start, end)
-    last_week = _feature_costs(start - timedelta(days=7), start)
+    this_week = feature_costs(start=start, end=end)
+    last_week = feature_costs(start=start - timedelta(days=7), end=start)
     total = sum(this_week.values(), Decimal(0))
     before = sum(last_week.values(), Decimal(0))
     change = (total - before) * 100 / before if before else None

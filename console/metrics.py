@@ -12,17 +12,14 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Q, Sum
 
-from billing.models import FeatureRollup, UsageRollup
-from finops.fields import ExactSum
+from billing.selectors import window_sums_by_feature_model_tier
 from finops.models import Tenant
-from finops.periods import DAY, period_start
 from ingestion.models import Feature
 
 HEALTHY = "healthy"
@@ -70,42 +67,14 @@ class Group:
             raise AttributeError(name) from None
 
 
-def _rollup_filter(window: Window) -> Q:
-    """Daily rows for the whole days inside the window, hourly rows for its edges."""
-    first_day = period_start(DAY, window.start)
-    if first_day < window.start:
-        first_day += timedelta(days=1)
-    last_day = period_start(DAY, window.end)
-    if last_day <= first_day:
-        return Q(grain=UsageRollup.Grain.HOUR, period_start__gte=window.start,
-                 period_start__lt=window.end)  # fmt: skip
-    return (
-        Q(grain=UsageRollup.Grain.DAY, period_start__gte=first_day, period_start__lt=last_day)
-        | Q(grain=UsageRollup.Grain.HOUR, period_start__gte=window.start,
-            period_start__lt=first_day)
-        | Q(grain=UsageRollup.Grain.HOUR, period_start__gte=last_day,
-            period_start__lt=window.end)
-    )  # fmt: skip
-
-
-def rollup_rows(window: Window) -> Any:
-    """The window's rollup rows: across tenants from `FeatureRollup` (a few rows a day),
-    for one tenant from `UsageRollup`."""
-    if window.tenant is None:
-        rows = FeatureRollup.objects.filter(_rollup_filter(window))
-    else:
-        rows = UsageRollup.objects.filter(_rollup_filter(window), tenant=window.tenant)
-    if window.feature is not None:
-        rows = rows.filter(feature=window.feature)
-    return rows
-
-
 def window_groups(window: Window) -> list[Group]:
     """The window's usage, summed by feature, model and routing tier."""
-    sums = {name: Sum(name) for name in _COUNTS} | {name: ExactSum(name) for name in _MONEYS}
-    rows = rollup_rows(window).values("feature", "model", "routing_tier").annotate(**sums)
+    rows = window_sums_by_feature_model_tier(
+        start=window.start, end=window.end, tenant=window.tenant, feature=window.feature,
+        counts=_COUNTS, moneys=_MONEYS,
+    )  # fmt: skip
     groups = []
-    for row in rows.order_by():
+    for row in rows:
         values = {name: row[name] or 0 for name in _COUNTS}
         values |= {name: row[name] if row[name] is not None else Decimal(0) for name in _MONEYS}
         groups.append(Group(row["feature"], row["model"], row["routing_tier"], values))

@@ -9,8 +9,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
-from billing.models import FeatureRollup, UsageRollup
-from finops.fields import ExactSum
+from billing.selectors import feature_costs_by_day
 from finops.models import Tenant
 from finops.periods import DAY, MONTH, period_end, period_start
 
@@ -103,34 +102,6 @@ class Projection:
         }  # fmt: skip
 
 
-def _daily_costs(
-    start: datetime, end: datetime, tenant: Tenant | None
-) -> dict[str, dict[date, Decimal]]:
-    """Cost per feature and day, from the daily rollups (whole days) and the hourly ones
-    (the day in progress)."""
-    today = period_start(DAY, end)
-    out: dict[str, dict[date, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
-    for grain, low, high in ((UsageRollup.Grain.DAY, start, today),
-                             (UsageRollup.Grain.HOUR, max(start, today), end)):  # fmt: skip
-        if high <= low:
-            continue
-        if tenant is None:
-            rows = FeatureRollup.objects.filter(grain=grain, period_start__gte=low,
-                                                period_start__lt=high)  # fmt: skip
-        else:
-            rows = UsageRollup.objects.filter(grain=grain, period_start__gte=low,
-                                              period_start__lt=high, tenant=tenant)  # fmt: skip
-        if grain == UsageRollup.Grain.DAY:
-            grouped = rows.values("feature", "period_start").annotate(total=ExactSum("cost"))
-            for row in grouped.order_by():
-                out[row["feature"]][row["period_start"].date()] += row["total"]
-        else:
-            grouped = rows.values("feature").annotate(total=ExactSum("cost"))
-            for row in grouped.order_by():
-                out[row["feature"]][today.date()] += row["total"]
-    return out
-
-
 def projection_compute(*, now: datetime, tenant: Tenant | None = None) -> Projection:
     """The month of `now`, projected to its end. The trend of each feature is fitted on its
     last 14 complete days (also the previous month's) from its first day with cost; today
@@ -139,7 +110,7 @@ def projection_compute(*, now: datetime, tenant: Tenant | None = None) -> Projec
     month_end = period_end(MONTH, month_start)
     today = period_start(DAY, now)
     fit_start = min(today - timedelta(days=TREND_DAYS), month_start)
-    costs = _daily_costs(fit_start, now, tenant)
+    costs = feature_costs_by_day(start=fit_start, end=now, tenant=tenant)
     days = [(month_start + timedelta(days=i)).date() for i in range((month_end - month_start).days)]
     result = Projection(month=month_start.date(), as_of=now)
     origin = today.date()

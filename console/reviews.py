@@ -11,10 +11,8 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Count, Max, Sum
 
-from billing.models import UsageRollup
-from finops.fields import ExactSum
+from billing.selectors import daily_usage_by, tenant_ids_using
 from finops.models import Tenant
 from finops.periods import DAY, period_start
 from ingestion.models import Feature
@@ -38,18 +36,6 @@ class ReviewResult:
     candidates: int = 0
 
 
-def _usage(field: str, since: datetime, until: datetime) -> dict[str, dict[str, Any]]:
-    rows = (
-        UsageRollup.objects.filter(grain=UsageRollup.Grain.DAY, period_start__gte=since,
-                                   period_start__lt=until)
-        .exclude(**{field: ""})
-        .values(field)
-        .annotate(calls_sum=Sum("calls"), cost_sum=ExactSum("cost"), last=Max("period_start"),
-                  tenants_n=Count("tenant_id", distinct=True))
-    )  # fmt: skip
-    return {row[field]: row for row in rows}
-
-
 def reviews_open(*, now: datetime) -> ReviewResult:
     """Open a review for each of the bottom 5 percent (by calls) of features, prompt
     templates and models used in the last 90 days, unless one is open or decided (a kept
@@ -58,24 +44,24 @@ def reviews_open(*, now: datetime) -> ReviewResult:
     today = period_start(DAY, now)
     since = today - timedelta(days=WINDOW_DAYS)
     for kind, field in _FIELD.items():
-        usage = _usage(field, since, today + timedelta(days=1))
+        usage = daily_usage_by(field=field, since=since, until=today + timedelta(days=1))
         if not usage:
             continue
         count = math.ceil(len(usage) * BOTTOM_SHARE)
         ranked = sorted(usage.values(), key=lambda r: (r["calls_sum"], r["cost_sum"], r[field]))
         bottom = ranked[:count]
         result.candidates += len(bottom)
-        recent = _usage(field, today - timedelta(days=29), today + timedelta(days=1))
-        previous = _usage(field, today - timedelta(days=59), today - timedelta(days=29))
+        recent = daily_usage_by(
+            field=field, since=today - timedelta(days=29), until=today + timedelta(days=1)
+        )
+        previous = daily_usage_by(
+            field=field, since=today - timedelta(days=59), until=today - timedelta(days=29)
+        )
         for row in bottom:
             subject = row[field]
             if _resting(kind, subject, now):
                 continue
-            tenant_ids = (
-                UsageRollup.objects.filter(grain=UsageRollup.Grain.DAY, period_start__gte=since,
-                                           **{field: subject})
-                .values_list("tenant_id", flat=True).distinct()
-            )  # fmt: skip
+            tenant_ids = tenant_ids_using(field=field, value=subject, since=since)
             RetirementReview.objects.create(
                 kind=kind,
                 subject=subject,
@@ -87,7 +73,7 @@ def reviews_open(*, now: datetime) -> ReviewResult:
                 calls_previous_30_days=previous.get(subject, {}).get("calls_sum") or 0,
                 last_seen=row["last"],
                 tenants=sorted(
-                    Tenant.objects.filter(id__in=list(tenant_ids)).values_list("slug", flat=True)
+                    Tenant.objects.filter(id__in=tenant_ids).values_list("slug", flat=True)
                 ),  # fmt: skip
             )
             result.opened += 1
@@ -159,3 +145,29 @@ def lifecycles_advance(*, now: datetime) -> int:
         feature.save(update_fields=["status"])
         changed += 1
     return changed
+
+
+def review_decision_errors(
+    *,
+    review: RetirementReview,
+    decision: str,
+    consolidate_into: Feature | None = None,
+    deprecate_on: Any = None,
+    throttle_on: Any = None,
+    sunset_on: Any = None,
+) -> dict[str, list[str]]:
+    """Why a decision cannot be recorded, by field (empty: it can); the rules the admin's
+    decision form applies."""
+    errors: dict[str, list[str]] = {}
+    if decision == RetirementReview.Decision.CONSOLIDATE and consolidate_into is None:
+        errors["consolidate_into"] = ["Name the feature it is consolidated into."]
+    if (
+        decision == RetirementReview.Decision.RETIRE
+        and review.kind == RetirementReview.Kind.FEATURE
+    ):
+        dates = [deprecate_on, throttle_on, sunset_on]
+        if not all(dates):
+            errors["sunset_on"] = ["Retiring a feature needs its three dates."]
+        elif not dates[0] <= dates[1] <= dates[2]:
+            errors["throttle_on"] = ["The dates go deprecate <= throttle <= sunset."]
+    return errors

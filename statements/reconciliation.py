@@ -7,11 +7,9 @@ from datetime import date
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import Count
 
-from finops.fields import ExactSum
 from finops.periods import MONTH, period_end
-from ingestion.models import UsageEvent
+from ingestion.selectors import priced_cost_by_provider
 
 from .models import VendorBill
 from .services import month_start
@@ -32,15 +30,7 @@ class ProviderRow:
 
 def reconciliation(period: date) -> list[ProviderRow]:
     start = month_start(period)
-    events = UsageEvent.objects.filter(
-        timestamp__gte=start, timestamp__lt=period_end(MONTH, start), price__isnull=False
-    )
-    ledger = {
-        (row["price__provider"] or "(unknown)", row["currency"]): row
-        for row in events.values("price__provider", "currency").annotate(
-            cost=ExactSum("cost"), calls=Count("id")
-        )
-    }
+    ledger = priced_cost_by_provider(start=start, end=period_end(MONTH, start))
     bills: dict[tuple[str, str], Decimal] = {}
     for bill in VendorBill.objects.filter(period=period):
         key = (bill.provider, bill.currency)

@@ -25,16 +25,16 @@ from decimal import ROUND_HALF_UP, Decimal, localcontext
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Sum
 
 from finops.models import BEGINNING_OF_TIME, ModelPrice, Tenant
 from finops.money import EXACT, ONE_MILLION, decimal_string, round_money
 from finops.periods import MONTH, period_end, period_start
 from finops.pricing import TOKEN_KIND_LABELS, TOKEN_KINDS, RateCard, RateClass
-from ingestion.models import Feature, UsageEvent
+from ingestion.models import Feature
+from ingestion.selectors import event_line_sums, tenant_has_events
 from ingestion.services.pricing import RepricingResult, events_reprice
 
-from .models import Statement, StatementLine
+from .models import Statement, StatementLine, VendorBill
 
 ZERO = Decimal(0)
 EXACT_PLACES = Decimal("1e-30")
@@ -66,23 +66,7 @@ def ledger_lines(
     *, start: datetime, end: datetime, tenant_ids: Iterable[int] | None = None
 ) -> dict[int, dict[LineKey, Amount]]:
     """Per tenant: the month's usage by line key, exact. One grouped query."""
-    events = UsageEvent.objects.filter(timestamp__gte=start, timestamp__lt=end)
-    if tenant_ids is not None:
-        events = events.filter(tenant_id__in=list(tenant_ids))
-    # Token sums only (integers: the amounts come from quantity x unit price), grouped by
-    # ids, no join: the one pass over a month of events stays cheap.
-    groups = events.values(
-        "tenant_id", "feature_id", "model", "price_id", "service_tier", "above_tokens", "off_peak"
-    ).annotate(
-        input=Sum(F("input_tokens") - F("cached_input_tokens") - F("cache_write_tokens")),
-        cached_input=Sum("cached_input_tokens"),
-        cache_write=Sum(F("cache_write_tokens") - F("cache_write_1h_tokens")),
-        cache_write_1h=Sum("cache_write_1h_tokens"),
-        output=Sum(F("output_tokens") - F("reasoning_tokens")),
-        reasoning=Sum("reasoning_tokens"),
-        query=Sum("queries"),
-    )
-    groups = list(groups.order_by())
+    groups = event_line_sums(start=start, end=end, tenant_ids=tenant_ids)
     prices = ModelPrice.objects.prefetch_related("rates").in_bulk(
         {g["price_id"] for g in groups if g["price_id"]}
     )
@@ -365,12 +349,7 @@ def _months_open(tenant: Tenant, now: datetime) -> list[date]:
     previous = period_start(MONTH, current - timedelta(days=1))
     signup = period_start(MONTH, tenant.signup_at)
     months = [m for m in (previous, current) if m >= signup]
-    if (
-        previous not in months
-        and UsageEvent.objects.filter(
-            tenant=tenant, timestamp__gte=previous, timestamp__lt=current
-        ).exists()
-    ):
+    if previous not in months and tenant_has_events(tenant=tenant, start=previous, end=current):
         months.insert(0, previous)  # usage posted for a month before the signup date
     return [m.date() for m in months]
 
@@ -529,3 +508,15 @@ def reprice_open_periods(*, models: set[str], now: datetime) -> RepricingResult:
             open_from[tenant_id] = after
     return events_reprice(models=models, open_from=open_from,
                           default_open_from=BEGINNING_OF_TIME, now=now)  # fmt: skip
+
+
+def vendor_bill_create(
+    *, provider: str, period: date, amount: Decimal, currency: str = "USD", reference: str = ""
+) -> VendorBill:
+    """Record what a provider invoiced for a month (reconciliation sums a provider's
+    bills of a month and currency)."""
+    bill = VendorBill(provider=provider, period=period, amount=amount, currency=currency,
+                      reference=reference)  # fmt: skip
+    bill.full_clean()
+    bill.save()
+    return bill

@@ -8,20 +8,15 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Count, Sum
-from django.db.models.functions import TruncDay, TruncHour, TruncMonth
-
-from billing.models import TOKEN_KINDS, UsageRollup
-from finops.fields import ExactSum
+from billing.selectors import usage_buckets
 from finops.models import Tenant
 from finops.money import decimal_string
-from ingestion.models import UsageEvent
+from finops.pricing import TOKEN_COLUMNS
+from ingestion.selectors import event_usage_buckets
 
 GROUPS = ("tenant", "feature", "model", "prompt_template", "user")
 GRANULARITIES = ("hour", "day", "month")
 MAX_ROWS = 50_000
-
-_TRUNC = {"hour": TruncHour, "day": TruncDay, "month": TruncMonth}
 
 
 class TooManyRows(Exception):
@@ -42,37 +37,22 @@ def usage_report(
     if "user" in group_by:
         return _from_events(start=start, end=end, group_by=group_by, granularity=granularity,
                             tenant=tenant)  # fmt: skip
-    grain = UsageRollup.Grain.HOUR if granularity == "hour" else UsageRollup.Grain.DAY
-    rows = UsageRollup.objects.filter(grain=grain, period_start__gte=start, period_start__lt=end)
     fields = {"tenant": "tenant_id", "feature": "feature", "model": "model",
               "prompt_template": "prompt_template"}  # fmt: skip
-    return _grouped(rows, "period_start", fields, Sum("calls"), group_by, granularity, tenant)
+    rows = usage_buckets(start=start, end=end, granularity=granularity, tenant=tenant,
+                         by=[fields[g] for g in group_by])  # fmt: skip
+    return _shape(rows, group_by, fields)
 
 
 def _from_events(
     *, start: datetime, end: datetime, group_by: list[str], granularity: str,
     tenant: Tenant | None,
 ) -> list[dict[str, Any]]:  # fmt: skip
-    events = UsageEvent.objects.filter(timestamp__gte=start, timestamp__lt=end)
     fields = {"tenant": "tenant_id", "feature": "feature__key", "model": "model",
               "prompt_template": "prompt_template__key", "user": "user"}  # fmt: skip
-    return _grouped(events, "timestamp", fields, Count("id"), group_by, granularity, tenant)
-
-
-def _grouped(
-    rows: Any, time_field: str, fields: dict[str, str], calls: Any, group_by: list[str],
-    granularity: str, tenant: Tenant | None,
-) -> list[dict[str, Any]]:  # fmt: skip
-    """The same report from rollups or events: sums per period bucket and group."""
-    if tenant is not None:
-        rows = rows.filter(tenant=tenant)
-    names = [fields[g] for g in group_by]
-    rows = (
-        rows.annotate(bucket=_TRUNC[granularity](time_field, tzinfo=UTC))
-        .values("bucket", *names)
-        .annotate(calls_sum=calls, cost_sum=ExactSum("cost"),
-                  **{f"{k}_sum": Sum(k) for k in TOKEN_KINDS})
-        .order_by("bucket", *names)
+    rows = event_usage_buckets(
+        start=start, end=end, granularity=granularity, tenant=tenant,
+        by=[fields[g] for g in group_by], token_columns=TOKEN_COLUMNS,
     )  # fmt: skip
     return _shape(rows, group_by, fields)
 
@@ -93,7 +73,7 @@ def _shape(rows: Any, group_by: list[str], fields: dict[str, str]) -> list[dict[
             item[group] = slugs.get(value) if group == "tenant" else (value or None)
         item["period_start"] = row["bucket"].astimezone(UTC).isoformat()
         item["calls"] = row["calls_sum"] or 0
-        for kind in TOKEN_KINDS:
+        for kind in TOKEN_COLUMNS:
             item[kind] = row[f"{kind}_sum"] or 0
         item["cost"] = decimal_string(row["cost_sum"] or Decimal(0))
         result.append(item)

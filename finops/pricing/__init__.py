@@ -2,7 +2,9 @@
 
 from .book import PROVIDER_ALIASES, PriceBook, candidate_names, provider_names
 from .cost import (
+    KIND_COLUMNS,
     SERVICE_TIERS,
+    TOKEN_COLUMNS,
     TOKEN_KIND_LABELS,
     TOKEN_KINDS,
     Priced,
@@ -33,6 +35,8 @@ __all__ = [
     "PRICE_DECIMAL_PLACES",
     "PROVIDER_ALIASES",
     "SERVICE_TIERS",
+    "KIND_COLUMNS",
+    "TOKEN_COLUMNS",
     "TOKEN_KINDS",
     "TOKEN_KIND_LABELS",
     "LEGACY",

@@ -24,10 +24,23 @@ MILLION = Decimal(1_000_000)
 STANDARD = ServiceTier.STANDARD.value
 BATCH = ServiceTier.BATCH.value
 SERVICE_TIERS: tuple[str, ...] = tuple(ServiceTier.values)
-# Token kinds in the order statements list them; `query` is the per-query unit of
-# rerank and search models.
+# The one vocabulary of token kinds. A priced kind (`TokenKind`, and `query`, the unit of
+# rerank and search models) has its own rate and, in the ledger, its own count column;
+# the ledger also counts grounding and wasted tokens, which are billed within input and
+# carry no rate of their own. TOKEN_KINDS is the order statements list the kinds in;
+# TOKEN_COLUMNS the order the ledger's counts are stored and summed in.
 TOKEN_KINDS: tuple[str, ...] = (*TokenKind.values, "query")
 TOKEN_KIND_LABELS: dict[str, str] = {**dict(TokenKind.choices), "query": "queries"}
+KIND_COLUMNS: dict[str, str] = {
+    **{kind: f"{kind}_tokens" for kind in TokenKind.values},
+    "query": "queries",
+}
+TOKEN_COLUMNS: tuple[str, ...] = (
+    *(KIND_COLUMNS[kind] for kind in TokenKind.values),
+    "grounding_tokens",
+    "wasted_tokens",
+    "queries",
+)
 
 # The kinds a row states in its columns (the standard tier's base rates).
 BASE_COLUMNS = {

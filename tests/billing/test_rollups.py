@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -8,11 +9,13 @@ from decimal import Decimal
 
 import pytest
 from django.db import connection, connections, transaction
+from django.db.migrations.loader import MigrationLoader
 
 from billing import rollups
-from billing.models import TOKEN_KINDS, DailyKey, FeatureRollup, RollupWatermark, UsageRollup
-from billing.rollups import METRIC_SUMS, rollups_rebuild, rollups_update
+from billing.models import DailyKey, FeatureRollup, RollupWatermark, UsageRollup
+from billing.rollups import METRIC_SUMS, SUMS, keys, rollups_rebuild, rollups_update, sql
 from finops.models import ModelPrice
+from finops.pricing import TOKEN_COLUMNS
 from ingestion.models import UsageEvent
 from ingestion.services import events_ingest, events_price_unpriced
 from tests.conftest import event, run_at_once
@@ -94,7 +97,7 @@ def _ledger_oracle() -> dict[tuple, dict]:
                 sums = expected[key]
                 sums["calls"] += 1
                 sums["priced_calls"] += e.price_id is not None
-                for kind in TOKEN_KINDS:
+                for kind in TOKEN_COLUMNS:
                     sums[kind] += getattr(e, kind)
                 sums["cost"] += cost
                 sums["chunks_retrieved"] += e.chunks_retrieved or 0
@@ -114,7 +117,7 @@ def _ledger_oracle() -> dict[tuple, dict]:
 def _rollups() -> dict[tuple, dict]:
     """Both aggregates: per tenant (`usage`) and across tenants (`feature`)."""
     rows = {}
-    sums = ("calls", "priced_calls", *TOKEN_KINDS, "cost", *METRIC_SUMS)
+    sums = ("calls", "priced_calls", *TOKEN_COLUMNS, "cost", *METRIC_SUMS)
     for r in UsageRollup.objects.all():
         key = ("usage", r.grain, r.period_start, r.tenant_id, r.feature, r.model,
                r.prompt_template, r.routing_tier)  # fmt: skip
@@ -315,11 +318,39 @@ def test_session_and_prompt_keys_are_kept_while_events_can_still_arrive(acme) ->
     assert sorted(kept) == [last_open, today]
 
 
+def _dailykey_table() -> dict:
+    """`billing_dailykey` as the database has it: columns, constraints and indexes,
+    persistence, options and grants."""
+    with connection.cursor() as cursor:
+        columns = [
+            (c.name, c.type_code, c.null_ok, c.default)
+            for c in connection.introspection.get_table_description(cursor, "billing_dailykey")
+        ]
+        constraints = connection.introspection.get_constraints(cursor, "billing_dailykey")
+        cursor.execute("SELECT relpersistence, reloptions, relacl::text[] FROM pg_class "
+                       "WHERE relname = 'billing_dailykey'")  # fmt: skip
+        persistence, options, grants = cursor.fetchone()
+    return {"columns": columns, "constraints": constraints, "persistence": persistence,
+            "options": options, "grants": grants}  # fmt: skip
+
+
+def _dailykey_as_migrated() -> dict:
+    """What the migrations declare of `DailyKey`: columns, NULLs, primary key."""
+    state = MigrationLoader(connection).project_state()
+    model = state.apps.get_model("billing", "DailyKey")
+    fields = [f for f in model._meta.concrete_fields if f.column]
+    return {"columns": [(f.column, f.null) for f in fields],
+            "primary key": [f.column for f in model._meta.pk_fields]}  # fmt: skip
+
+
 @postgres_only
 def test_a_big_run_bulk_loads_its_keys(operator, acme, globex, monkeypatch, caplog) -> None:
     """The path of a first fold of millions of events, on a few: keys recorded as a bulk
-    load (a new table in the old one's place, its primary key built after)."""
-    monkeypatch.setattr(rollups, "_BULK_KEYS", 1)
+    load (a new table in the old one's place, its primary key built after). The table it
+    leaves is the one the migrations made, so that the next migration finds what it
+    expects."""
+    migrated = _dailykey_table()
+    monkeypatch.setattr(keys, "BULK_KEYS", 1)
     caplog.set_level(logging.DEBUG, logger="billing.rollups")
     post_events(operator, {"events": _traffic("a", 200)})
 
@@ -327,19 +358,14 @@ def test_a_big_run_bulk_loads_its_keys(operator, acme, globex, monkeypatch, capl
 
     assert "rollup keys indexed" in caplog.text
     assert _rollups() == _ledger_oracle()
+    loaded = _dailykey_table()
+    assert loaded == migrated
+    assert loaded["persistence"] == "u"  # unlogged, as migration 0009 made it
+    declared = _dailykey_as_migrated()
+    assert [(name, null) for name, _, null, _ in loaded["columns"]] == declared["columns"]
+    (primary,) = [c for c in loaded["constraints"].values() if c["primary_key"]]
+    assert primary["columns"] == declared["primary key"] == ["day", "key"]
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
-            "WHERE conrelid = 'billing_dailykey'::regclass AND contype = 'p'"
-        )
-        assert cursor.fetchall() == [("PRIMARY KEY (day, key)",)]
-        # The loaded table took the old one's place as it was: unlogged, no NULLs.
-        cursor.execute(
-            "SELECT relpersistence, (SELECT array_agg(attname::text ORDER BY attnum) "
-            "FROM pg_attribute WHERE attrelid = c.oid AND attnum > 0 AND attnotnull) "
-            "FROM pg_class c WHERE relname = 'billing_dailykey'"
-        )
-        assert cursor.fetchall() == [("u", ["day", "key"])]
         cursor.execute("SELECT to_regclass('rollup_keys_loaded')")
         assert cursor.fetchone() == (None,)
     # A later run, with fewer new keys than the table holds, inserts them one by one.
@@ -349,6 +375,25 @@ def test_a_big_run_bulk_loads_its_keys(operator, acme, globex, monkeypatch, capl
     assert "rollup keys recorded" in caplog.text
     assert "rollup keys indexed" not in caplog.text
     assert _rollups() == _ledger_oracle()
+
+
+@pytest.mark.parametrize(
+    "statement", ["HOUR_UPSERT_SQL", "DAY_UPSERT_SQL", "FEATURE_UPSERT_SQL", "DELTA_SQL"]
+)
+def test_each_statement_lists_every_sum_once_in_order(statement: str) -> None:
+    """The statements are spelled out: each must name the rollups' sums, all of them, in
+    the order of the model (inserted, selected and, for the upserts, added)."""
+    text = getattr(sql, statement)
+    if statement == "DELTA_SQL":
+        (selected,) = re.findall(r"h\.tenant_tier,(.*?)FROM parts", text, re.S)
+        assert re.findall(r"h\.(\w+)", selected) == list(SUMS)
+        return
+    (inserted,) = re.findall(r"INSERT INTO \w+ \((.*?)\)", text, re.S)
+    assert [c.strip() for c in inserted.split(",")][-len(SUMS) :] == list(SUMS)
+    (selected,) = re.findall(r"SELECT (.*?)FROM rollup_delta", text, re.S)
+    assert re.findall(r"sum\((\w+)\)", selected) == list(SUMS)
+    added = re.findall(r"(\w+) =\s+billing_\w+\.(\w+) \+ EXCLUDED\.(\w+)", text)
+    assert added == [(k, k, k) for k in SUMS]
 
 
 def _events_past_the_first_range(operator) -> int:

@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
 from finops.money import decimal_string
-from ingestion.models import UsageEvent
+from ingestion.selectors import event_model_list
 from statements.services import reprice_open_periods
 
 
@@ -28,7 +28,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         models = set(options["models"] or [])
         if not models:
-            models = set(UsageEvent.objects.values_list("model", flat=True).distinct())
+            models = event_model_list()
         result = reprice_open_periods(models=models, now=timezone.now())
         self.stdout.write(
             f"{len(models)} model(s): {result.events} event(s) re-priced, cost "
