@@ -16,4 +16,7 @@ COPY manage.py gunicorn.conf.py ./
 COPY templates ./templates
 RUN SECRET_KEY=build python manage.py collectstatic --noinput -v0
 EXPOSE 8000
-CMD ["gunicorn", "config.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "2"]
+# Stock gunicorn (sync workers); WEB_CONCURRENCY sets the number of workers, one per core.
+# docker-compose.yml runs this image twice, as the web pool and as the guard's pool,
+# behind nginx (deploy/nginx.conf.template).
+CMD ["gunicorn", "config.wsgi:application", "--bind", "0.0.0.0:8000"]

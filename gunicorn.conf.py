@@ -10,6 +10,12 @@ import os
 if os.path.isdir("/dev/shm"):
     worker_tmp_dir = "/dev/shm"
 
-# gunicorn's sync worker, but each new connection wakes one idle worker, not all of them
-# (finops/gunicorn_worker.py). `--threads` above 1 still selects gthread.
-worker_class = "finops.gunicorn_worker.SyncWorker"
+
+# Prometheus counters of many worker processes (docs/operations.md, Metrics): a worker
+# that exits takes its live gauges with it. The directory is emptied by whatever starts
+# the pools (several pools may share it), never here.
+def child_exit(server: object, worker: object) -> None:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

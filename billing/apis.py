@@ -1,9 +1,6 @@
 from __future__ import annotations
 
-from typing import Any
-
 from django.db import transaction
-from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -14,31 +11,23 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from finops.authentication import (
-    HasIngestScope,
     HasManageScope,
     HasReadScope,
     IsOperatorKey,
     tenant_in_scope,
 )
-from finops.models import ApiKey
 from finops.pagination import time_keyset_page
 from ingestion.models import Feature
 
 from .alerts import alert_json
 from .budgets import budget_create, budget_delete, budget_update
-from .guard import guard_decide, tenant_by_slug
-from .guard_schema import guard_request_decode
 from .policies import feature_policy_update
 from .selectors import alert_list, budget_list
 from .serializers import (
     AlertQuerySerializer,
     BudgetSerializer,
     FeatureSerializer,
-    GuardDecisionSerializer,
-    GuardRequestSerializer,
 )
-
-GUARD_MAX_BODY = 64 * 1024
 
 
 def _read_or_manage(request: Request) -> list:
@@ -139,55 +128,3 @@ class FeatureApi(APIView):
         serializer.is_valid(raise_exception=True)
         feature = feature_policy_update(feature=feature, **serializer.validated_data)
         return Response(FeatureSerializer(feature).data)
-
-
-class GuardApi(APIView):
-    """Allow, downgrade or block one model call before it is made. The decision is data
-    (always 200), never an HTTP error, so clients do not retry it as a failure.
-
-    On every model call's path, so the body is decoded by msgspec and the answer written
-    directly; the serializers below only describe it in the OpenAPI schema. Under
-    gunicorn, `billing.guard_wsgi` answers the decisions in front of Django and hands
-    every other request here."""
-
-    permission_classes = [IsAuthenticated, HasIngestScope]
-    parser_classes: list = []
-
-    @extend_schema(request=GuardRequestSerializer, responses=GuardDecisionSerializer)
-    def post(self, request: Request) -> HttpResponse:
-        status_code, payload = guard_answer(key=request.auth, body=request._request.body)
-        return JsonResponse(payload, status=status_code)
-
-
-def guard_answer(*, key: ApiKey, body: bytes) -> tuple[int, dict[str, Any]]:
-    """The status and JSON of a guard request from an authenticated key with the ingest
-    scope. Nothing is reserved unless the status is 200."""
-    if len(body) > GUARD_MAX_BODY:
-        return 413, {"detail": "Request body too large."}
-    data, errors = guard_request_decode(body)
-    if data is None:
-        return 400, errors
-    key_tenant = key.tenant
-    if key_tenant is not None:
-        if data.tenant is not None and data.tenant != key_tenant.slug:
-            return 404, {"detail": "No such tenant."}
-        tenant = key_tenant
-    elif not data.tenant:
-        return 400, {"tenant": ["Required with an operator key."]}
-    else:
-        tenant = tenant_by_slug(data.tenant)
-        if tenant is None:
-            return 404, {"detail": "No such tenant."}
-    decision = guard_decide(
-        tenant=tenant,
-        feature_key=data.feature,
-        model=data.model,
-        prompt_template_key=data.prompt_template,
-        estimated_cost=data.estimated_cost,
-    )
-    return 200, {
-        "decision": decision.decision,
-        "model": decision.model,
-        "reason": decision.reason,
-        "error_type": decision.error_type,
-    }

@@ -13,7 +13,7 @@ class BillingConfig(AppConfig):
 
         from ingestion.signals import spend_recorded
 
-        from .guard import spend_recorded_receiver
+        from .guard.increments import spend_recorded_receiver
 
         if settings.FINOPS_GUARD_REDIS_URL:
             # Without Redis there are no hot counters to keep current.

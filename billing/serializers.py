@@ -69,35 +69,3 @@ class FeatureSerializer(serializers.ModelSerializer):
 
     def get_kill_switch_active(self, feature: Feature) -> bool:
         return feature.kill_switch_active_since is not None
-
-
-class GuardRequestSerializer(serializers.Serializer):
-    """The guard's request, for the OpenAPI schema (billing.guard_schema decodes it)."""
-
-    tenant = serializers.CharField(
-        max_length=64, required=False, help_text="Tenant slug; a tenant key may leave it out."
-    )
-    feature = serializers.CharField(max_length=128, required=False, allow_blank=True)
-    model = serializers.CharField(max_length=200)
-    user = serializers.CharField(max_length=200, required=False, allow_blank=True)
-    prompt_template = serializers.CharField(
-        max_length=128,
-        required=False,
-        allow_blank=True,
-        help_text="Lets budgets scoped to a prompt template apply.",
-    )
-    estimated_cost = serializers.DecimalField(
-        max_digits=30,
-        decimal_places=18,
-        min_value=Decimal(0),
-        required=False,
-        help_text="The call's expected cost, reserved until its event arrives (default: "
-        "the average call of this feature and model over the last 7 days).",
-    )
-
-
-class GuardDecisionSerializer(serializers.Serializer):
-    decision = serializers.ChoiceField(choices=["allow", "downgrade", "block"])
-    model = serializers.CharField()
-    reason = serializers.CharField()
-    error_type = serializers.CharField(allow_null=True)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from billing import hotstate
+from billing.guard.ledger import ledger_spend
+from billing.guard.scopes import calendar_scope
 from billing.selectors import daily_feature_costs
 from finops.charts import Chart, daily_stacked_chart
 from finops.models import Tenant
@@ -17,9 +18,9 @@ CHART_DAYS = 30
 def month_to_date(tenant: Tenant, now: datetime) -> Decimal:
     """Exact and current: the rollups plus what arrived since."""
     start = period_start(MONTH, now)
-    scope = hotstate.calendar_scope(period=MONTH, start=start, end=period_end(MONTH, start),
+    scope = calendar_scope(period=MONTH, start=start, end=period_end(MONTH, start),
                                     tenant_id=tenant.id)  # fmt: skip
-    return hotstate.ledger_spend(scope)[0]
+    return ledger_spend(scope)[0]
 
 
 def daily_cost_chart(tenant: Tenant, now: datetime, currency: str) -> Chart:

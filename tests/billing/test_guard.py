@@ -18,9 +18,16 @@ import redis
 from django.conf import settings
 from django.db import connection
 from django.db.models import Sum
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+from prometheus_client import REGISTRY
+from rest_framework.test import APIClient
 
-from billing import hotstate
-from billing.guard import guard_decide
+from billing.guard import counters, guard_decide, scopes, views
+from billing.guard import redis as guard_redis
+from billing.guard.ledger import ledger_spend
+from billing.guard.views import GUARD_MAX_BODY
 from billing.models import Budget, FeatureCap
 from billing.rollups import rollups_update
 from finops.fields import ExactSum
@@ -40,6 +47,7 @@ pytestmark = [
 CALL = Decimal("2.5")
 MODEL = "gpt-4o-2024-08-06"
 FALLBACK = "gpt-4o-mini-2024-07-18"
+
 
 hot = pytest.mark.skipif(
     not (settings.FINOPS_GUARD_REDIS_URL and connection.vendor == "postgresql"),
@@ -76,9 +84,9 @@ def ledger(**filters) -> Decimal:
     return UsageEvent.objects.filter(**filters).aggregate(s=ExactSum("cost"))["s"] or Decimal(0)
 
 
-def month_scope(tenant: Tenant, at: datetime) -> hotstate.Scope:
+def month_scope(tenant: Tenant, at: datetime) -> scopes.Scope:
     start = period_start(MONTH, at)
-    return hotstate.calendar_scope(
+    return scopes.calendar_scope(
         period=MONTH, start=start, end=period_end(MONTH, start), tenant_id=tenant.id
     )
 
@@ -225,8 +233,15 @@ def test_block_rules_win_over_downgrades(operator) -> None:
 
 def test_a_suspended_tenant_is_blocked(operator) -> None:
     TenantFactory(slug="gone", status=Tenant.Status.SUSPENDED)
+    counted = REGISTRY.get_sample_value(
+        "finops_guard_decisions_total", {"error_type": "tenant_suspended"}
+    )
     answer = guard(operator, tenant="gone")
     assert (answer["decision"], answer["error_type"]) == ("block", "tenant_suspended")
+    after = REGISTRY.get_sample_value(
+        "finops_guard_decisions_total", {"error_type": "tenant_suspended"}
+    )
+    assert after == (counted or 0) + 1
 
 
 def test_a_late_price_reaches_the_guard(operator) -> None:
@@ -279,6 +294,128 @@ def test_bad_requests_get_field_errors(operator, make_client, acme) -> None:
     assert operator.generic("POST", "/api/v1/guard").status_code in (400, 415)
 
 
+def test_credentials_and_scope_are_refused_as_every_api_endpoint_refuses_them(
+    operator, make_client, acme
+) -> None:
+    """401 and 403 with DRF's bodies and `WWW-Authenticate` header (the budgets endpoint,
+    a DRF view, is the reference)."""
+    cases = {
+        "no credentials": {},
+        "another scheme": {"HTTP_AUTHORIZATION": f"Token {operator.key}"},
+        "unknown key": {"HTTP_AUTHORIZATION": "Bearer fo_nope_nope"},
+        "malformed key": {"HTTP_AUTHORIZATION": "Bearer nope"},
+    }
+    anonymous = APIClient()
+    for name, headers in cases.items():
+        guarded = anonymous.post("/api/v1/guard", {"model": MODEL}, format="json", **headers)
+        reference = anonymous.get("/api/v1/budgets", **headers)
+        assert guarded.status_code == reference.status_code == 401, name
+        assert guarded.json() == reference.json(), name
+        assert guarded["WWW-Authenticate"] == reference["WWW-Authenticate"] == "Bearer", name
+    reader = make_client(acme, ["read"])
+    response = reader.post("/api/v1/guard", {"model": MODEL}, format="json")
+    assert (response.status_code, response.json()) == (
+        403, {"detail": "This API key lacks the 'ingest' scope."}
+    )  # fmt: skip
+
+
+def test_only_post_is_allowed_and_bodies_are_bounded(acme_client) -> None:
+    response = acme_client.get("/api/v1/guard")
+    assert (response.status_code, response["Allow"]) == (405, "POST")
+    assert response.json() == {"detail": 'Method "GET" not allowed.'}
+    response = acme_client.post("/api/v1/guard", b" " * (GUARD_MAX_BODY + 1),
+                                content_type="application/json")  # fmt: skip
+    assert (response.status_code, response.json()) == (413, {"detail": "Request body too large."})
+
+
+def test_the_guard_passes_through_the_middleware_like_every_view(acme_client) -> None:
+    response = acme_client.post("/api/v1/guard", {"model": MODEL}, format="json",
+                                HTTP_ACCEPT="text/html")  # fmt: skip
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
+    assert response["X-Frame-Options"] == "DENY"
+    assert response["X-Content-Type-Options"] == "nosniff"
+    response = acme_client.post("/api/v1/guard", {"model": MODEL}, format="json",
+                                HTTP_HOST="evil.example")  # fmt: skip
+    assert response.status_code == 400  # CommonMiddleware checks the Host header
+
+
+def test_an_error_while_deciding_is_a_json_500(acme_client, monkeypatch) -> None:
+    def broken(**kwargs: object) -> None:
+        raise RuntimeError("the guard broke")
+
+    monkeypatch.setattr(views, "guard_decide", broken)
+    acme_client.raise_request_exception = False
+    response = acme_client.post("/api/v1/guard", {"model": MODEL}, format="json")
+    assert (response.status_code, response.json()) == (500, {"detail": "Internal server error."})
+
+
+NASTY_BODIES = [
+    b"", b"null", b"[]", b'"x"', b"1", b"{}", b"{", b"\xff\xfe", b'{"model": null}',
+    b'{"model": ""}', b'{"model": 1}', b'{"model": ["x"]}', b'{"model": {"a": 1}}',
+    b'{"model": "\\ud800"}', b'{"model": "a\\u0000b"}', b'{"model": "' + b"m" * 201 + b'"}',
+    b'{"model": "m", "tenant": ""}', b'{"model": "m", "tenant": "\\u0000"}',
+    b'{"model": "m", "feature": "\\u0000"}', b'{"model": "m", "estimated_cost": 1e400}',
+    b'{"model": "m", "estimated_cost": "sNaN"}', b'{"model": "m", "estimated_cost": "-0"}',
+    b'{"model": "m", "estimated_cost": "1e999999999"}', b'{"model": "m", "estimated_cost": true}',
+    b'{"model": "m", "model": "n"}', b'{"model": "m", "user": 5}', b'[' * 5000,
+    b'{"model": "\xf0\x9f\x98\x80", "feature": "\xf0\x9f\x98\x80"}',
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("body", NASTY_BODIES)
+def test_no_body_makes_the_guard_fail(operator, acme_client, body) -> None:
+    for client in (operator, acme_client):
+        response = client.post("/api/v1/guard", body, content_type="application/json")
+        assert response.status_code in (200, 400, 404), (body, response.content)
+        if response.status_code == 400:
+            assert all(isinstance(v, list) for v in response.json().values())
+
+
+@hypothesis_settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+        lambda children: (
+            st.lists(children, max_size=3)
+            | st.dictionaries(
+                st.sampled_from(
+                    ["model", "tenant", "feature", "user", "prompt_template", "estimated_cost", "x"]
+                ),
+                children,
+                max_size=4,
+            )
+        ),
+        max_leaves=8,
+    )
+)
+def test_no_json_makes_the_guard_fail(acme_client, data) -> None:
+    body = json.dumps(data, allow_nan=True)
+    response = acme_client.post("/api/v1/guard", body, content_type="application/json")
+    assert response.status_code in (200, 400, 404), (body, response.content)
+
+
+def test_the_openapi_schema_describes_the_guard(client) -> None:
+    schema = client.get("/api/schema/", {"format": "json"}).json()
+    operation = schema["paths"]["/api/v1/guard"]["post"]
+    components = schema["components"]["schemas"]
+
+    def resolve(ref: dict) -> dict:
+        return components[ref["$ref"].rsplit("/", 1)[1]]
+
+    assert operation["security"] == [{"ApiKey": []}]
+    body = resolve(operation["requestBody"]["content"]["application/json"]["schema"])
+    assert body["required"] == ["model"]
+    assert set(body["properties"]) == {"tenant", "feature", "model", "user",
+                                       "prompt_template", "estimated_cost"}  # fmt: skip
+    assert body["additionalProperties"] is False
+    answer = resolve(operation["responses"]["200"]["content"]["application/json"]["schema"])
+    assert set(answer["required"]) == {"decision", "model", "reason", "error_type"}
+    assert set(operation["responses"]) == {"200", "400", "401", "403", "404", "413"}
+
+
 # --- Hot counters (PostgreSQL and Redis) ----------------------------------------------
 
 
@@ -323,8 +460,8 @@ def test_concurrent_small_calls_stop_at_the_cap(operator) -> None:
     # 0.75 per call: 14 fit under 10 (10.50 with the 14th), the 15th is refused.
     assert decisions.count("allow") == 14
     assert spent == Decimal("10.5")
-    assert hotstate.counter_value(month_scope(tenant, now()).name) == spent
-    assert hotstate.reserved_nanos(month_scope(tenant, now()).name) == 0
+    assert counters.counter_value(month_scope(tenant, now()).name) == spent
+    assert counters.reserved_nanos(month_scope(tenant, now()).name) == 0
 
 
 @hot
@@ -362,7 +499,7 @@ def test_counters_reseed_exactly_after_redis_is_flushed_mid_run(operator) -> Non
     name = month_scope(tenant, now()).name
     in_ledger = ledger(tenant=tenant, timestamp__gte=period_start(MONTH, now()))
     assert in_ledger > 0
-    assert hotstate.counter_value(name) == in_ledger
+    assert counters.counter_value(name) == in_ledger
 
 
 @hot
@@ -387,10 +524,10 @@ def test_an_hour_budget_rolls_over_without_losing_or_zeroing_spend(operator) -> 
     run_at_once(6, work)
 
     def counter(start: datetime) -> Decimal | None:
-        scope = hotstate.calendar_scope(
+        scope = scopes.calendar_scope(
             period=HOUR, start=start, end=start + timedelta(hours=1), tenant_id=tenant.id
         )
-        return hotstate.counter_value(scope.name)  # fmt: skip
+        return counters.counter_value(scope.name)  # fmt: skip
 
     for start in (last_hour, this_hour):
         in_ledger = ledger(tenant=tenant, timestamp__gte=start,
@@ -421,7 +558,7 @@ def test_the_check_survives_its_connection_closed_and_its_script_lost(operator) 
     tenant = TenantFactory(slug="steady", monthly_cap=Decimal("100"))
     scope = month_scope(tenant, now())
     assert guard(operator, tenant="steady", estimated_cost="1")["decision"] == "allow"
-    assert hotstate.reserved_nanos(scope.name) == 10**9
+    assert counters.reserved_nanos(scope.name) == 10**9
     admin = redis.Redis.from_url(settings.FINOPS_GUARD_REDIS_URL)
     me, db = admin.client_id(), admin.connection_pool.connection_kwargs.get("db", 0)
     guard_clients = [
@@ -433,8 +570,8 @@ def test_the_check_survives_its_connection_closed_and_its_script_lost(operator) 
     assert guard(operator, tenant="steady", estimated_cost="1")["decision"] == "allow"
     admin.script_flush()
     assert guard(operator, tenant="steady", estimated_cost="1")["decision"] == "allow"
-    assert hotstate.available()  # Redis was never taken for down
-    assert hotstate.reserved_nanos(scope.name) == 3 * 10**9  # three reservations, none twice
+    assert guard_redis.available()  # Redis was never taken for down
+    assert counters.reserved_nanos(scope.name) == 3 * 10**9  # three reservations, none twice
 
 
 @hot
@@ -451,7 +588,7 @@ def test_a_reservation_expires_when_its_event_never_comes(operator, settings) ->
 
     time.sleep(1.2)
     assert guard(operator, tenant="ghost", estimated_cost="0.6")["decision"] == "allow"
-    assert hotstate.counter_value(month_scope(tenant, now()).name) == 0
+    assert counters.counter_value(month_scope(tenant, now()).name) == 0
 
 
 def test_ledger_spend_matches_the_events_before_and_after_rollups(operator) -> None:
@@ -466,7 +603,7 @@ def test_ledger_spend_matches_the_events_before_and_after_rollups(operator) -> N
     calls(operator, 1, tenant="mixed", prefix="c")
     scope = month_scope(tenant, now())
     expected = ledger(tenant=tenant, timestamp__gte=scope.start)
-    assert hotstate.ledger_spend(scope)[0] == expected == Decimal("16")
+    assert ledger_spend(scope)[0] == expected == Decimal("16")
     rollups_update()
-    assert hotstate.ledger_spend(scope)[0] == expected
+    assert ledger_spend(scope)[0] == expected
     assert UsageEvent.objects.aggregate(n=Sum("input_tokens"))["n"] == 6_000_000

@@ -12,7 +12,10 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from billing import hotstate
+from billing.guard import counters
+from billing.guard import redis as guard_redis
+from billing.guard.amounts import from_limbs, to_limbs
+from billing.guard.increments import Increment, increment_apply
 from finops.money import EXACT
 
 amounts = st.decimals(
@@ -23,21 +26,21 @@ amounts = st.decimals(
 
 @given(amounts)
 def test_limbs_hold_any_ledger_amount_exactly(amount: Decimal) -> None:
-    assert hotstate.from_limbs(hotstate.to_limbs(amount)) == amount
+    assert from_limbs(to_limbs(amount)) == amount
 
 
 @pytest.fixture
 def redis_db():
     if not settings.FINOPS_GUARD_REDIS_URL:
         pytest.skip("needs Redis (REDIS_URL)")
-    client = hotstate.client()
+    client = guard_redis.client()
     try:
         client.ping()
     except redis.RedisError:
         pytest.skip("Redis does not answer")
-    hotstate.flush(client)
+    guard_redis.flush(client)
     yield client
-    hotstate.flush(client)
+    guard_redis.flush(client)
 
 
 @hypothesis_settings(
@@ -45,67 +48,59 @@ def redis_db():
 )
 @given(start=amounts.filter(lambda a: a >= 0), deltas=st.lists(amounts, max_size=30))
 def test_lua_sums_are_exact(redis_db, start: Decimal, deltas: list[Decimal]) -> None:
-    hotstate.flush(redis_db)  # each example starts afresh
+    guard_redis.flush(redis_db)  # each example starts afresh
     name = "ltv:test:0:0"
-    token = hotstate.scripts().seed_begin(args=[name, "", "t"])
+    token = guard_redis.scripts().seed_begin(args=[name, "", "t"])
     # A snapshot that saw nothing at or above transaction 10: later increments count.
-    assert hotstate.scripts().seed_install(args=[name, token, hotstate.to_limbs(start),
+    assert guard_redis.scripts().seed_install(args=[name, token, to_limbs(start),
                                                  "10:10:", 60_000]) == 1  # fmt: skip
     for xact, delta in enumerate(deltas, start=10):
-        hotstate.increment_apply(
-            hotstate.Increment(xact=xact, cells={}, direct={name: delta}, releases={})
-        )
+        increment_apply(Increment(xact=xact, cells={}, direct={name: delta}, releases={}))
     # One the snapshot saw is not added again.
-    hotstate.increment_apply(
-        hotstate.Increment(xact=9, cells={}, direct={name: Decimal(5)}, releases={})
-    )
+    increment_apply(Increment(xact=9, cells={}, direct={name: Decimal(5)}, releases={}))
     with localcontext(EXACT):
         expected = start + sum(deltas, Decimal(0))
-    assert hotstate.counter_value(name) == expected
+    assert counters.counter_value(name) == expected
 
 
 def test_increments_wait_for_a_seed_in_progress_and_apply_once(redis_db) -> None:
     name = "ltv:test:0:1"
-    token = hotstate.scripts().seed_begin(args=[name, "", "t"])
+    token = guard_redis.scripts().seed_begin(args=[name, "", "t"])
     # While the seed reads the ledger, transactions 20 (which its snapshot sees) and 21
     # (which it does not) commit and report.
     for xact in (20, 21):
-        hotstate.increment_apply(
-            hotstate.Increment(xact=xact, cells={}, direct={name: Decimal("1.5")}, releases={})
-        )
-    assert hotstate.counter_value(name) is None
-    installed = hotstate.scripts().seed_install(
-        args=[name, token, hotstate.to_limbs(Decimal("10.5")), "21:22:21", 60_000]
+        increment_apply(Increment(xact=xact, cells={}, direct={name: Decimal("1.5")}, releases={}))
+    assert counters.counter_value(name) is None
+    installed = guard_redis.scripts().seed_install(
+        args=[name, token, to_limbs(Decimal("10.5")), "21:22:21", 60_000]
     )
     assert installed == 1
-    assert hotstate.counter_value(name) == Decimal("12")
+    assert counters.counter_value(name) == Decimal("12")
     # Without a seed in progress an increment is dropped: the next seed reads it.
-    hotstate.increment_apply(
-        hotstate.Increment(xact=30, cells={}, direct={"ltv:test:0:2": Decimal(1)}, releases={})
-    )
-    assert hotstate.counter_value("ltv:test:0:2") is None
+    increment_apply(Increment(xact=30, cells={}, direct={"ltv:test:0:2": Decimal(1)}, releases={}))
+    assert counters.counter_value("ltv:test:0:2") is None
     assert not redis_db.exists("g:p:ltv:test:0:2")
 
 
 def test_a_seed_whose_marker_was_flushed_does_not_install(redis_db) -> None:
     name = "ltv:test:0:3"
-    token = hotstate.scripts().seed_begin(args=[name, "", "t"])
+    token = guard_redis.scripts().seed_begin(args=[name, "", "t"])
     redis_db.flushdb()
-    assert hotstate.scripts().seed_install(args=[name, token, hotstate.to_limbs(Decimal(1)),
+    assert guard_redis.scripts().seed_install(args=[name, token, to_limbs(Decimal(1)),
                                                  "5:5:", 60_000]) == 0  # fmt: skip
-    assert hotstate.counter_value(name) is None
+    assert counters.counter_value(name) is None
 
 
 def test_a_forked_process_makes_its_own_check_connection(redis_db) -> None:
     """A worker forked from a process that already checked (a preloaded app) must not
     share that socket: two processes reading one connection would take each other's
     replies."""
-    parent = hotstate._check_connection()
-    assert hotstate._check_connection() is parent  # kept within a thread
+    parent = guard_redis.check_connection()
+    assert guard_redis.check_connection() is parent  # kept within a thread
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child reports, then leaves without running the parent's teardown
-        ok = hotstate._check_connection() is not parent
+        ok = guard_redis.check_connection() is not parent
         os.write(write, b"1" if ok else b"0")
         os._exit(0)
     os.close(write)

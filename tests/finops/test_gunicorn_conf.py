@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pytest
 from gunicorn.app.wsgiapp import WSGIApplication
-from gunicorn.workers.sync import SyncWorker
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,10 +25,10 @@ def test_heartbeat_file_in_memory(monkeypatch):
     assert app.cfg.worker_tmp_dir == ("/dev/shm" if os.path.isdir("/dev/shm") else None)
 
 
-def test_nothing_else_differs_from_gunicorn_alone(monkeypatch, tmp_path):
-    """The documented serving (sync workers, `--workers` and `--bind` from the command
-    line) is what gunicorn does without the file: the heartbeat directory and the sync
-    worker's class (finops's, which waits differently) aside."""
+def test_nothing_else_differs_from_stock_gunicorn(monkeypatch, tmp_path):
+    """Stock gunicorn: its own sync worker, `--workers` and `--bind` from the command
+    line; the file only moves the heartbeat directory and tells prometheus-client when a
+    worker exits."""
     empty = tmp_path / "empty.conf.py"
     empty.write_text("")
     args = ("--workers", "3", "--bind", "127.0.0.1:8123")
@@ -37,8 +36,23 @@ def test_nothing_else_differs_from_gunicorn_alone(monkeypatch, tmp_path):
     with_file = _settings(app)
     without = _settings(_loaded(monkeypatch, *args, "--config", str(empty)))
     differing = {k for k in with_file if with_file[k] != without[k]}
-    assert differing <= {"worker_tmp_dir", "worker_class", "config"}
+    assert differing <= {"worker_tmp_dir", "config", "child_exit"}
     assert with_file["workers"] == 3
     assert with_file["bind"] == ["127.0.0.1:8123"]
-    assert app.cfg.worker_class_str == "finops.gunicorn_worker.SyncWorker"
-    assert issubclass(app.cfg.worker_class, SyncWorker)
+    assert app.cfg.worker_class_str == "sync"
+
+
+def test_an_exiting_worker_leaves_the_metrics_of_live_processes(monkeypatch, tmp_path):
+    """With PROMETHEUS_MULTIPROC_DIR set, a worker's exit marks its live gauges dead (a
+    restarted pool never reports a dead worker's gauges); without it, nothing happens."""
+    from prometheus_client import multiprocess
+
+    app = _loaded(monkeypatch)
+    dead: list[int] = []
+    monkeypatch.setattr(multiprocess, "mark_process_dead", dead.append)
+    worker = type("Worker", (), {"pid": 4242})()
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    app.cfg.child_exit(None, worker)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    app.cfg.child_exit(None, worker)
+    assert dead == [4242]

@@ -1,4 +1,4 @@
-"""The guard counters' Redis scripts (see billing.hotstate for what they keep).
+"""The guard counters' Redis scripts (see billing.guard.counters for what they keep).
 
 Amounts are four base-10^12 limbs of 1e-30 units; snapshots are PostgreSQL's
 `xmin:xmax:xip,...`. Key names: `g:s:<counter>` (value and snapshot), `g:m:` (a seed in

@@ -1,0 +1,75 @@
+"""What the rules read from the database (tenants, features, prompt templates, caps,
+budgets), kept in memory for FINOPS_GUARD_POLICY_TTL seconds."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any, TypeVar
+
+from django.conf import settings
+
+from finops.models import Tenant
+from ingestion.models import Feature, PromptTemplate
+
+from ..models import Budget, FeatureCap
+from . import estimates
+
+T = TypeVar("T")
+_cache: dict[Any, tuple[float, Any]] = {}
+
+
+def _cached(key: Any, load: Callable[[], T]) -> T:
+    ttl = settings.FINOPS_GUARD_POLICY_TTL
+    now = time.monotonic()
+    hit = _cache.get(key)
+    if ttl > 0 and hit is not None and hit[0] > now:
+        return hit[1]
+    value = load()
+    if ttl > 0:
+        _cache[key] = (now + ttl, value)
+    return value
+
+
+def policy_cache_clear() -> None:
+    _cache.clear()
+    estimates.estimate_cache_clear()
+
+
+def tenant_by_slug(slug: str) -> Tenant | None:
+    return _cached(("tenant", slug), lambda: Tenant.objects.filter(slug=slug).first())
+
+
+def feature_by_key(key: str) -> Feature | None:
+    if not key:
+        return None
+    return _cached(("feature", key), lambda: Feature.objects.filter(key=key).first())
+
+
+def prompt_by_key(key: str) -> PromptTemplate | None:
+    if not key:
+        return None
+    return _cached(("prompt", key), lambda: PromptTemplate.objects.filter(key=key).first())
+
+
+def feature_caps(tenant_id: int) -> dict[int, Decimal]:
+    """The tenant's monthly caps by feature id."""
+    return _cached(
+        ("feature_caps", tenant_id),
+        lambda: dict(
+            FeatureCap.objects.filter(tenant_id=tenant_id).values_list("feature_id", "monthly_cap")
+        ),
+    )
+
+
+def enforced_budgets() -> list[Budget]:
+    """Every budget whose action is not only to notify."""
+    return _cached(
+        "budgets",
+        lambda: list(
+            Budget.objects.exclude(action=Budget.Action.NOTIFY).select_related(
+                "feature", "prompt_template"
+            )
+        ),
+    )
