@@ -7,11 +7,13 @@ SQLite and a file-system Celery broker under `var/`, which need no server.
 
 from __future__ import annotations
 
+import ipaddress
 from decimal import Decimal
 from pathlib import Path
 
 import environ
 from celery.schedules import crontab
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -21,12 +23,42 @@ environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 VAR_DIR = Path(env.str("FINOPS_VAR_DIR", default=str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
+# The prefix makes `manage.py check --deploy` name a deployment that kept this key.
 SECRET_KEY = env.str(
-    "SECRET_KEY", default="insecure-embedded-default-change-me-for-any-real-deployment"
+    "SECRET_KEY", default="django-insecure-embedded-default-change-me-for-any-real-deployment"
 )
 DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+# HTTPS (docs/operations.md, "Security settings"). With DEBUG off the service expects to
+# be reached over HTTPS: plain HTTP is redirected, cookies are sent only over HTTPS, and
+# browsers are told (HSTS) to use nothing else. FINOPS_HTTPS=0 turns all of that off at
+# once for plain-HTTP serving (`make run`, the tests, the benchmarks); each setting can
+# also be set on its own.
+FINOPS_HTTPS = env.bool("FINOPS_HTTPS", default=not DEBUG)
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=FINOPS_HTTPS)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=FINOPS_HTTPS)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=FINOPS_HTTPS)
+# A year. Subdomains: the service's own host's (finops.example.com's), which it does not
+# serve over HTTP. Preload only marks the header as eligible: nothing is preloaded until
+# the registered domain is submitted to hstspreload.org, which a subdomain cannot be.
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000 if FINOPS_HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
+# Behind a proxy that ends TLS, the header it sets and the value meaning HTTPS, e.g.
+# HTTP_X_FORWARDED_PROTO,https for deploy/nginx.conf.template. Set it only when the proxy
+# always sets (or strips) that header: a client could otherwise claim HTTPS.
+_proxy_ssl_header = env.list("SECURE_PROXY_SSL_HEADER", default=[])
+if _proxy_ssl_header and len(_proxy_ssl_header) != 2:
+    raise ImproperlyConfigured("SECURE_PROXY_SSL_HEADER is 'HEADER,value', e.g. "
+                               "HTTP_X_FORWARDED_PROTO,https")  # fmt: skip
+SECURE_PROXY_SSL_HEADER = tuple(_proxy_ssl_header) or None
+# Answered over plain HTTP too: a load balancer's or Docker's health check, and a
+# Prometheus scrape on the private network (/metrics is guarded by its own settings).
+SECURE_REDIRECT_EXEMPT = env.list(
+    "SECURE_REDIRECT_EXEMPT", default=[r"^api/v1/health$", r"^metrics$"]
+)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -49,6 +81,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: it times the whole answer, the other middleware's work included.
+    "finops.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -152,6 +186,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "ingestion.openapi.add_event_schema",
+        "billing.guard.openapi.add_guard_path",
     ],
 }
 
@@ -265,6 +300,19 @@ FINOPS_GUARD_COUNTER_TTL = env.int("FINOPS_GUARD_COUNTER_TTL", default=300)
 FINOPS_GUARD_RESERVATION_TTL = env.int("FINOPS_GUARD_RESERVATION_TTL", default=120)
 # How long a worker keeps tenants, features, caps and budgets in memory (seconds).
 FINOPS_GUARD_POLICY_TTL = env.float("FINOPS_GUARD_POLICY_TTL", default=5)
+
+# Prometheus's scrape (GET /metrics, docs/operations.md "Metrics"): answered to a peer
+# in these networks (CIDRs; a request relayed by a proxy never counts as one), or to a
+# request with `Authorization: Bearer <FINOPS_METRICS_TOKEN>`; 404 to anyone else.
+FINOPS_METRICS_ALLOWED_NETWORKS = env.list(
+    "FINOPS_METRICS_ALLOWED_NETWORKS", default=["127.0.0.0/8", "::1/128"]
+)
+try:
+    for _cidr in FINOPS_METRICS_ALLOWED_NETWORKS:
+        ipaddress.ip_network(_cidr, strict=False)
+except ValueError as exc:
+    raise ImproperlyConfigured(f"FINOPS_METRICS_ALLOWED_NETWORKS: {exc}") from None
+FINOPS_METRICS_TOKEN = env.str("FINOPS_METRICS_TOKEN", default="")
 
 # E-mail: EMAIL_URL as django-environ reads it (smtp://user:pass@host:587, consolemail://);
 # by default messages are written as files under var/mail/.

@@ -17,6 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from finops.authentication import HasIngestScope, HasReadScope, tenant_in_scope
+from finops.metrics import LITELLM, OTLP, REST, events_counted
 from finops.money import decimal_string
 from finops.pagination import time_keyset_page
 
@@ -114,6 +115,11 @@ class EventsApi(APIView):
             return _too_large()
         items, is_batch = _split_items(body)
         results = events_ingest(key_tenant=request.auth.tenant, items=items)
+        counts = {ACCEPTED: 0, DUPLICATE: 0, REJECTED: 0}
+        for result in results:
+            counts[REJECTED if result.status == CONFLICT else result.status] += 1
+        events_counted(intake=REST, accepted=counts[ACCEPTED], duplicate=counts[DUPLICATE],
+                       rejected=counts[REJECTED])  # fmt: skip
         if not is_batch:
             result = results[0]
             if result.status == REJECTED:
@@ -129,9 +135,6 @@ class EventsApi(APIView):
                 },
                 status=status.HTTP_202_ACCEPTED,
             )
-        counts = {ACCEPTED: 0, DUPLICATE: 0, REJECTED: 0}
-        for result in results:
-            counts[REJECTED if result.status == CONFLICT else result.status] += 1
         return Response(
             {
                 "accepted": counts[ACCEPTED],
@@ -226,6 +229,8 @@ class OtlpTracesApi(APIView):
             response = HttpResponse("Try again later.", status=503, content_type="text/plain")
             response["Retry-After"] = "5"
             return response
+        events_counted(intake=OTLP, accepted=result.accepted, duplicate=result.duplicates,
+                       rejected=result.rejected, skipped=result.skipped)  # fmt: skip
         answer = otlp.ExportTraceServiceResponse()
         if result.rejected:
             answer.partial_success.rejected_spans = result.rejected
@@ -280,6 +285,9 @@ class LiteLLMApi(APIView):
         )
         counts = {s: sum(1 for r in results if r["status"] == s)
                   for s in ("accepted", "duplicate", "skipped", "rejected")}  # fmt: skip
+        events_counted(intake=LITELLM, accepted=counts["accepted"],
+                       duplicate=counts["duplicate"], rejected=counts["rejected"],
+                       skipped=counts["skipped"])  # fmt: skip
         return Response(
             {"accepted": counts["accepted"], "duplicates": counts["duplicate"],
              "skipped": counts["skipped"], "rejected": counts["rejected"], "results": results},

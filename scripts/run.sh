@@ -2,7 +2,9 @@
 # Starts finops on its embedded default: SQLite and a file-system Celery broker under
 # var/, a Celery worker with beat, and gunicorn serving the API and the admin.
 # Environment: PORT (8000), HOST (127.0.0.1), SEED_DEMO (1 = load demo data on first start,
-# 0 = never; asked when run in a terminal), FINOPS_VAR_DIR (var).
+# 0 = never; asked when run in a terminal), FINOPS_VAR_DIR (var), FINOPS_HTTPS (0: served
+# over plain HTTP on this machine, so no redirect to HTTPS and no Secure-only cookies),
+# PROMETHEUS_MULTIPROC_DIR (var/prometheus, emptied at each start: the workers' counters).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
@@ -10,6 +12,7 @@ PORT=${PORT:-8000}
 HOST=${HOST:-127.0.0.1}
 export FINOPS_VAR_DIR=${FINOPS_VAR_DIR:-$PWD/var}
 export ALLOWED_HOSTS=${ALLOWED_HOSTS:-localhost,127.0.0.1,[::1],$HOST}
+export FINOPS_HTTPS=${FINOPS_HTTPS:-0}
 mkdir -p "$FINOPS_VAR_DIR"
 
 $BIN/python manage.py migrate --noinput -v0
@@ -55,12 +58,18 @@ cat <<BANNER
   finops is starting on http://$HOST:$PORT/
   Admin console:  http://$HOST:$PORT/admin/   user: $(field admin_username)   password: $(field admin_password)
   API docs:       http://$HOST:$PORT/api/docs/
+  Metrics:        http://$HOST:$PORT/metrics   (Prometheus; from this machine)
   Operator key:   $(field operator_key)
   Tenant portal:  http://$HOST:$PORT/portal/   ${portal_logins:-no tenant users yet (create them in the admin)}
   (kept in $FINOPS_VAR_DIR/local-credentials.json; Celery log in $FINOPS_VAR_DIR/celery.log)
 
 BANNER
 
+# The gunicorn workers add up their /metrics counters in files here; a previous run's
+# would be counted too, and its dead workers' files never go away.
+export PROMETHEUS_MULTIPROC_DIR=${PROMETHEUS_MULTIPROC_DIR:-$FINOPS_VAR_DIR/prometheus}
+mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
+rm -f "$PROMETHEUS_MULTIPROC_DIR"/*.db
 $BIN/gunicorn config.wsgi:application --bind "$HOST:$PORT" --workers 2 \
   --access-logfile - --error-logfile - &
 pids+=($!)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 from django.db import connections
+from django.test import override_settings
 from rest_framework.test import APIClient
 
 from finops.models import Tenant
@@ -20,6 +22,26 @@ from tests.factories import TenantFactory
 SHARED_PRICE_FILE = (
     Path(__file__).resolve().parents[1].parent / "shared" / "data" / "litellm_model_prices.json"
 )
+
+
+# The suite serves plain HTTP (the test client, live_server, the servers tests start), as
+# `make run` does. pytest-django loads the settings before this file is read, so the
+# HTTPS defaults (on whenever DEBUG is off) are turned off here for this process, and in
+# the environment for the processes tests start; tests/test_deploy_check.py turns them on.
+os.environ["FINOPS_HTTPS"] = "0"
+PLAIN_HTTP = {
+    "FINOPS_HTTPS": False,
+    "SECURE_SSL_REDIRECT": False,
+    "SESSION_COOKIE_SECURE": False,
+    "CSRF_COOKIE_SECURE": False,
+    "SECURE_HSTS_SECONDS": 0,
+}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def plain_http() -> Iterator[None]:
+    with override_settings(**PLAIN_HTTP):
+        yield
 
 
 @pytest.fixture
