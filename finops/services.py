@@ -1,17 +1,25 @@
-"""Writes of the core: tenants and API keys."""
+"""Writes of the core: tenants, API keys and prices."""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from .models import ApiKey, Tenant
+from .models import BEGINNING_OF_TIME, ApiKey, ModelPrice, PriceRate, Tenant
+from .money import EXACT
+from .pricing.litellm_map import PriceImportResult, prices_import
+from .pricing.litellm_map import Skip as PriceEntrySkip
+from .pricing.litellm_map import parse_entry as parse_price_entry
+from .pricing.rules import frozen_rules
+from .selectors import price_is_used
 
 KEY_PREFIX_BYTES = 6
 KEY_SECRET_BYTES = 24
@@ -73,3 +81,159 @@ def apikey_revoke(*, key: ApiKey, now: datetime | None = None) -> ApiKey:
         key.revoked_at = now or timezone.now()
         key.save(update_fields=["revoked_at"])
     return key
+
+
+# --- Management API: tenants and prices -------------------------------------------------
+
+
+class TenantHasHistory(Exception):
+    """The tenant has usage or statements: it is closed (status), never deleted."""
+
+
+def tenant_update(*, tenant: Tenant, **changes: object) -> Tenant:
+    """Change a tenant's contract fields (tier, caps, LTV, markup, status, ...); the
+    model's own validation applies. Keys cached in this process are forgotten on save."""
+    for name, value in changes.items():
+        setattr(tenant, name, value)
+    tenant.full_clean()
+    tenant.save()
+    return tenant
+
+
+def tenant_delete(*, tenant: Tenant) -> None:
+    """Delete a tenant that never had usage (a mistyped slug); its keys, budgets and caps
+    go with it. A tenant with events, rollups or statements is history: TenantHasHistory
+    (the rows that bill it are PROTECTed)."""
+    from django.db import IntegrityError
+    from django.db.models import ProtectedError, RestrictedError
+
+    try:
+        with transaction.atomic():
+            tenant.delete()
+    except (ProtectedError, RestrictedError, IntegrityError):
+        raise TenantHasHistory(tenant.slug) from None
+
+
+class PriceInUse(Exception):
+    """The price row has priced events or statement lines: it never changes."""
+
+
+def price_create(
+    *,
+    model: str,
+    effective_from: datetime | None = None,
+    rates: Iterable[Mapping[str, Any]] = (),
+    **columns: Any,
+) -> ModelPrice:
+    """A new effective-dated price row with its other rates, validated as the admin
+    validates it, the vendor's rules of the day frozen with it. Without `effective_from`
+    only a model's first price: it applies to all of the model's history."""
+    with transaction.atomic():
+        if effective_from is None:
+            if ModelPrice.objects.filter(model=model).exists():
+                raise ValidationError(
+                    {"effective_from": f"Required: {model} has prices; a change starts at a "
+                                       "stated instant (a new row)."}
+                )  # fmt: skip
+            effective_from = BEGINNING_OF_TIME
+        if ModelPrice.objects.filter(model=model, effective_from=effective_from).exists():
+            raise ValidationError(
+                {"effective_from": f"{model} has a price starting at this instant."}
+            )
+        price = ModelPrice(model=model, effective_from=effective_from, **columns)
+        price.rules = frozen_rules(price.provider, price.model)
+        price.full_clean()
+        price.save()
+        rows = [PriceRate(price=price, **rate) for rate in rates]
+        for row in rows:
+            row.full_clean()
+        PriceRate.objects.bulk_create(rows)
+    return price
+
+
+def price_delete(*, price: ModelPrice) -> None:
+    """Delete a row that has priced nothing (a mistake); a used row: PriceInUse."""
+    from django.db.models import ProtectedError
+
+    if price_is_used(price=price):
+        raise PriceInUse(price.pk)
+    try:
+        with transaction.atomic():
+            price.delete()
+    except ProtectedError:
+        raise PriceInUse(price.pk) from None
+
+
+_PRICE_PLACES = ModelPrice._meta.get_field("input_per_million").decimal_places
+_PRICE_LIMIT = Decimal(10) ** (
+    ModelPrice._meta.get_field("input_per_million").max_digits - _PRICE_PLACES
+)
+_BIGINT = 2**63 - 1
+
+
+def _has_nul(value: Any) -> bool:
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, Mapping):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
+
+
+def _price_entry_problem(name: str, entry: Any) -> str | None:
+    """Why an entry the importer would take cannot be stored (a price beyond the
+    columns, a size beyond 64 bits, a value of the wrong type, a NUL character, which
+    PostgreSQL refuses), else None; entries the importer skips keep its own reason."""
+    if _has_nul(name) or _has_nul(entry):
+        return "contains a NUL character"
+    try:
+        parsed = parse_price_entry(entry)
+    except PriceEntrySkip:
+        return None
+    except (ArithmeticError, TypeError, ValueError) as exc:
+        return f"not a valid price entry ({type(exc).__name__})"
+    prices = [v for v in parsed.fields.values() if isinstance(v, Decimal)]
+    prices += [rate[4] for rate in parsed.rates]
+    for value in prices:
+        if not value.is_finite() or abs(value) >= _PRICE_LIMIT:
+            return "price out of range"
+        if -value.normalize(EXACT).as_tuple().exponent > _PRICE_PLACES:
+            return f"price finer than 1e-{_PRICE_PLACES}"
+    if any(rate[2] > _BIGINT for rate in parsed.rates):
+        return "token threshold out of range"
+    return None
+
+
+def price_file_import(
+    *, data: Mapping[str, Any], effective_from: datetime, source: str = "litellm"
+) -> PriceImportResult:
+    """`finops.pricing.prices_import` (as `manage.py import_prices` runs it) for a file
+    from outside: entries whose values cannot be stored are skipped with their reason
+    first, so that no file fails the whole import."""
+    screened: dict[str, Any] = {}
+    refused: dict[str, str] = {}
+    for name, entry in data.items():
+        problem = _price_entry_problem(name, entry) if isinstance(entry, Mapping) else None
+        if problem is None:
+            screened[name] = entry
+        else:
+            refused[name] = problem
+    result = prices_import(data=screened, effective_from=effective_from, source=source)
+    result.skipped.update(refused)
+    return result
+
+
+def price_import_reasons(result: PriceImportResult) -> list[tuple[str, int]]:
+    """The skipped entries' reasons with their counts, most frequent first (as the
+    command prints them)."""
+    reasons: dict[str, int] = {}
+    for reason in result.skipped.values():
+        key = reason.split(" (")[0]
+        reasons[key] = reasons.get(key, 0) + 1
+    return sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))

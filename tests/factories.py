@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 
 import factory
 from django.utils import timezone
 
+from console.models import RetirementReview
 from finops.models import BEGINNING_OF_TIME, ModelPrice, Tenant
 from ingestion.models import Feature
+from statements.models import VendorBill
 
 
 class TenantFactory(factory.django.DjangoModelFactory):
@@ -37,3 +40,23 @@ class FeatureFactory(factory.django.DjangoModelFactory):
         django_get_or_create = ("key",)
 
     key = factory.Sequence(lambda n: f"feature_{n}")
+
+
+class VendorBillFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = VendorBill
+
+    provider = "openai"
+    period = date(2025, 1, 1)
+    amount = Decimal("1000.00")
+
+
+class RetirementReviewFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = RetirementReview
+
+    kind = RetirementReview.Kind.FEATURE
+    subject = factory.Sequence(lambda n: f"feature_{n}")
+    opened_at = factory.LazyFunction(timezone.now)
+    calls = 1
+    cost = Decimal("0.0105")
