@@ -3,12 +3,16 @@ from __future__ import annotations
 from django.contrib import admin
 from django.http import HttpRequest
 
+from finops.admin import MoneyFieldsMixin
+
 from .models import Alert, AlertDelivery, Budget, FeatureCap, RollupWatermark, UsageRollup
 
 
 @admin.register(UsageRollup)
-class UsageRollupAdmin(admin.ModelAdmin):
+class UsageRollupAdmin(MoneyFieldsMixin, admin.ModelAdmin):
     """Aggregates are computed by the rollup job: read-only here."""
+
+    money_fields = {"cost": None, "outcome_cost": None, "session_cost": None}  # the ledger's
 
     list_display = (
         "grain", "period_start", "tenant", "feature", "model", "prompt_template", "calls",
@@ -33,6 +37,7 @@ class UsageRollupAdmin(admin.ModelAdmin):
 @admin.register(RollupWatermark)
 class RollupWatermarkAdmin(UsageRollupAdmin):
     list_display = ("name", "events_position", "changes_position", "updated_at")
+    money_fields = {}
     list_filter = ()
     search_fields = ()
     date_hierarchy = None
@@ -40,7 +45,8 @@ class RollupWatermarkAdmin(UsageRollupAdmin):
 
 
 @admin.register(Budget)
-class BudgetAdmin(admin.ModelAdmin):
+class BudgetAdmin(MoneyFieldsMixin, admin.ModelAdmin):
+    money_fields = {"amount": "tenant.billing_currency"}
     list_display = ("__str__", "tenant", "feature", "model", "prompt_template", "period",
                     "amount", "thresholds", "action")  # fmt: skip
     list_filter = ("period", "action")
@@ -60,8 +66,10 @@ class AlertDeliveryInline(admin.TabularInline):
 
 
 @admin.register(Alert)
-class AlertAdmin(admin.ModelAdmin):
+class AlertAdmin(MoneyFieldsMixin, admin.ModelAdmin):
     """Alerts are raised by the jobs: read-only here, with their deliveries."""
+
+    money_fields = {"value": "tenant.billing_currency"}  # the spend or cost that raised it
 
     list_display = ("created_at", "kind", "tenant", "feature", "threshold", "message")
     list_filter = ("kind", "created_at")
@@ -81,7 +89,8 @@ class AlertAdmin(admin.ModelAdmin):
 
 
 @admin.register(FeatureCap)
-class FeatureCapAdmin(admin.ModelAdmin):
+class FeatureCapAdmin(MoneyFieldsMixin, admin.ModelAdmin):
+    money_fields = {"monthly_cap": "tenant.billing_currency"}
     list_display = ("tenant", "feature", "monthly_cap")
     search_fields = ("tenant__slug", "feature__key")
     autocomplete_fields = ("tenant", "feature")

@@ -8,6 +8,8 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html
 
+from finops.admin import MoneyFieldsMixin
+
 from .models import Digest, DigestDelivery, PlannedFeature, RetirementReview
 from .reviews import review_decide
 
@@ -36,11 +38,12 @@ class ReviewDecisionForm(forms.ModelForm):
 
 
 @admin.register(RetirementReview)
-class RetirementReviewAdmin(admin.ModelAdmin):
+class RetirementReviewAdmin(MoneyFieldsMixin, admin.ModelAdmin):
     """Little-used features, prompt templates and models. Decide keep, retire (with the
     lifecycle dates) or consolidate; who and when are recorded."""
 
     form = ReviewDecisionForm
+    money_fields = {"cost": None}  # the ledger's currency
     list_display = ("subject", "kind", "decision", "calls", "cost", "trend", "last_seen",
                     "tenant_list", "opened_at", "decided_by", "decided_at")  # fmt: skip
     list_filter = ("decision", "kind")

@@ -1,22 +1,137 @@
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from decimal import Decimal
+from typing import Any, ClassVar
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
-from django.db.models import Count, QuerySet
+from django.contrib.admin.utils import label_for_field
+from django.db.models import Count, Model, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils import timezone
+from django.utils.html import format_html
 
 from .models import ApiKey, ModelPrice, PriceRate, Tenant
+from .money import EXACT, decimal_string, money_format, money_places
 from .pricing import frozen_rules, parse_price_file, prices_import
+from .selectors import price_is_used
 from .services import apikey_create, apikey_revoke
 
 
+def money_currency(obj: Model, source: str | None) -> str:
+    """The currency of a money field of `obj`: `source` is an ISO code ("USD"), the dotted
+    path of the object's currency ("currency", "tenant.billing_currency"), or None for
+    the ledger's currency. A path that ends empty (no tenant) is the ledger's currency too."""
+    if source is not None and source.isupper():
+        return source
+    value: Any = obj
+    for part in source.split(".") if source else ():
+        value = getattr(value, part, None)
+    return value if isinstance(value, str) and value else settings.FINOPS_DEFAULT_CURRENCY
+
+
+def _shown_exactly(amount: Decimal, currency: str) -> bool:
+    step = Decimal(1).scaleb(-money_places(amount, currency))
+    return amount == amount.quantize(step, context=EXACT)
+
+
+def _money_displays(
+    name: str, label: str, source: str | None, empty: str
+) -> tuple[Callable, Callable]:
+    @admin.display(description=label, ordering=name)
+    def rounded(obj: Model) -> str | None:
+        return money_format(getattr(obj, name), money_currency(obj, source))
+
+    @admin.display(description=label)
+    def with_exact(obj: Model) -> str | None:
+        amount: Decimal | None = getattr(obj, name)
+        currency = money_currency(obj, source)
+        if amount is None:
+            return empty  # as a field would: a display's None would read "None"
+        if _shown_exactly(amount, currency):
+            return money_format(amount, currency)
+        return format_html('{} <span class="quiet">(exact: {})</span>',
+                           money_format(amount, currency), decimal_string(amount))  # fmt: skip
+
+    return rounded, with_exact
+
+
+class MoneyFieldsMixin:
+    """Money shown for people in the admin, for a `ModelAdmin` or an inline.
+
+    `money_fields` maps each money field to its currency (see `money_currency`). Lists
+    show the amount rounded by `money_format` (sorting by the field); a read-only display
+    on a change page shows the rounded amount and, when it differs, the exact figure
+    beside it. Editable fields keep the exact figure in their input.
+    """
+
+    money_fields: ClassVar[Mapping[str, str | None]] = {}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name, source in self.money_fields.items():
+            label = label_for_field(name, self.model)
+            empty = self.get_empty_value_display()  # type: ignore[attr-defined]
+            rounded, with_exact = _money_displays(name, label, source, empty)
+            setattr(self, f"{name}_rounded", rounded)
+            setattr(self, f"{name}_with_exact", with_exact)
+
+    def get_list_display(self, request: HttpRequest) -> list:
+        names = super().get_list_display(request)  # type: ignore[misc]
+        return [f"{n}_rounded" if n in self.money_fields else n for n in names]
+
+    def money_readonly(
+        self, fieldsets: list, readonly: Iterable, *, all_readonly: bool
+    ) -> tuple[list, list]:
+        """The fieldsets and read-only names of a change page with each read-only money
+        field swapped for its display (whichever way it became read-only)."""
+        readonly = list(readonly)
+        shown_readonly = set(readonly)
+        if all_readonly:
+            shown_readonly.update(admin.utils.flatten_fieldsets(fieldsets))
+        swap = {n: f"{n}_with_exact" for n in self.money_fields if n in shown_readonly}
+
+        def swapped(names: Iterable) -> list:
+            return [swapped(n) if isinstance(n, list | tuple) else swap.get(n, n) for n in names]
+
+        fieldsets = [
+            (title, {**options, "fields": swapped(options["fields"])})
+            for title, options in fieldsets
+        ]
+        return fieldsets, [swap.get(n, n) for n in readonly]
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Model | None = None,
+    ) -> HttpResponse:
+        form = context["adminform"]
+        form.fieldsets, form.readonly_fields = self.money_readonly(
+            form.fieldsets, form.readonly_fields, all_readonly=False
+        )
+        for formset in context["inline_admin_formsets"]:
+            if isinstance(formset.opts, MoneyFieldsMixin):
+                formset.fieldsets, formset.readonly_fields = formset.opts.money_readonly(
+                    formset.fieldsets,
+                    formset.readonly_fields,
+                    all_readonly=not formset.has_change_permission,
+                )
+        return super().render_change_form(  # type: ignore[misc]
+            request, context, add=add, change=change, form_url=form_url, obj=obj
+        )
+
+
 @admin.register(Tenant)
-class TenantAdmin(admin.ModelAdmin):
+class TenantAdmin(MoneyFieldsMixin, admin.ModelAdmin):
+    money_fields = {"monthly_cap": "billing_currency", "predicted_ltv": "billing_currency"}
     list_display = (
         "slug",
         "name",
@@ -110,15 +225,16 @@ class PriceFileForm(forms.Form):
         return cleaned
 
 
-class PriceRateInline(admin.TabularInline):
+class PriceRateInline(MoneyFieldsMixin, admin.TabularInline):
     """The row's other rates: service tiers, long prompts, off-peak hours."""
 
     model = PriceRate
+    money_fields = {"per_million": "price.currency"}
     extra = 0
     fields = ("service_tier", "token_kind", "above_tokens", "off_peak", "per_million")
 
     def _editable(self, obj: ModelPrice | None) -> bool:
-        return obj is None or not ModelPriceAdmin._is_used(obj)
+        return obj is None or not price_is_used(price=obj)
 
     def has_add_permission(self, request: HttpRequest, obj: ModelPrice | None = None) -> bool:
         return self._editable(obj) and super().has_add_permission(request, obj)
@@ -131,7 +247,7 @@ class PriceRateInline(admin.TabularInline):
 
 
 @admin.register(ModelPrice)
-class ModelPriceAdmin(admin.ModelAdmin):
+class ModelPriceAdmin(MoneyFieldsMixin, admin.ModelAdmin):
     list_display = (
         "model",
         "provider",
@@ -152,6 +268,12 @@ class ModelPriceAdmin(admin.ModelAdmin):
     search_fields = ("model", "provider")
     date_hierarchy = "effective_from"
     readonly_fields = ("rules", "created_at")
+    money_fields = dict.fromkeys(
+        ("input_per_million", "cached_input_per_million", "cache_write_per_million",
+         "cache_write_1h_per_million", "output_per_million", "reasoning_per_million",
+         "per_query"),
+        "currency",
+    )  # fmt: skip
 
     def save_model(self, request: HttpRequest, obj: ModelPrice, form: Any, change: bool) -> None:
         # The vendor's rules for its provider and model, frozen with the row.
@@ -167,12 +289,12 @@ class ModelPriceAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: ModelPrice | None = None) -> Any:
         # A price that has priced an event is history: a change is a new row.
-        if obj is not None and self._is_used(obj):
+        if obj is not None and price_is_used(price=obj):
             return [f.name for f in ModelPrice._meta.fields]
         return self.readonly_fields
 
     def has_delete_permission(self, request: HttpRequest, obj: ModelPrice | None = None) -> bool:
-        if obj is not None and self._is_used(obj):
+        if obj is not None and price_is_used(price=obj):
             return False
         return super().has_delete_permission(request, obj)
 
@@ -207,11 +329,3 @@ class ModelPriceAdmin(admin.ModelAdmin):
             "opts": self.model._meta,
         }
         return TemplateResponse(request, "admin/finops/import_prices.html", context)
-
-    @staticmethod
-    def _is_used(obj: ModelPrice) -> bool:
-        from django.apps import apps
-
-        # Looked up by name: the core app must not import the ingestion app.
-        usage_event = apps.get_model("ingestion", "UsageEvent")
-        return usage_event.objects.filter(price_id=obj.pk).exists()

@@ -8,6 +8,8 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
+from finops.admin import MoneyFieldsMixin
+
 from .models import Feature, PromptTemplate, UsageEvent
 
 
@@ -51,7 +53,7 @@ class PricedFilter(admin.SimpleListFilter):
 
 
 @admin.register(UsageEvent)
-class UsageEventAdmin(admin.ModelAdmin):
+class UsageEventAdmin(MoneyFieldsMixin, admin.ModelAdmin):
     """Events are the ledger: read-only here."""
 
     list_display = (
@@ -72,6 +74,7 @@ class UsageEventAdmin(admin.ModelAdmin):
     list_select_related = ("tenant", "feature")
     show_full_result_count = False
     change_list_template = "admin/ingestion/usageevent/change_list.html"
+    money_fields = {"cost": "currency", "client_cost_usd": "USD"}
 
     @admin.display(boolean=True)
     def priced(self, obj: UsageEvent) -> bool:

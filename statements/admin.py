@@ -11,8 +11,9 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from finops.admin import MoneyFieldsMixin
 from finops.models import ModelPrice
-from finops.money import round_money
+from finops.money import money_format
 
 from .documents import line_rate, statement_download
 from .models import Statement, StatementLine, VendorBill
@@ -20,8 +21,9 @@ from .reconciliation import reconciliation
 from .services import reprice_open_periods, statement_verify
 
 
-class StatementLineInline(admin.TabularInline):
+class StatementLineInline(MoneyFieldsMixin, admin.TabularInline):
     model = StatementLine
+    money_fields = dict.fromkeys(("unit_price", "amount", "amount_exact"), "statement.currency")
     fields = ("position", "kind", "period", "description", "rate", "service_tier", "quantity",
               "unit_price", "amount", "amount_exact")  # fmt: skip
     readonly_fields = fields
@@ -38,7 +40,7 @@ class StatementLineInline(admin.TabularInline):
 
 
 @admin.register(Statement)
-class StatementAdmin(admin.ModelAdmin):
+class StatementAdmin(MoneyFieldsMixin, admin.ModelAdmin):
     """Read-only: statements are drafted and finalized by their jobs."""
 
     list_display = ("number", "tenant", "period", "status", "total", "currency", "downloads")
@@ -51,6 +53,9 @@ class StatementAdmin(admin.ModelAdmin):
     )  # fmt: skip
     exclude = ("created_at",)
     inlines = [StatementLineInline]
+    money_fields = dict.fromkeys(
+        ("subtotal", "adjustments", "markup", "total", "total_exact"), "currency"
+    )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -93,7 +98,8 @@ class StatementAdmin(admin.ModelAdmin):
 
 
 @admin.register(VendorBill)
-class VendorBillAdmin(admin.ModelAdmin):
+class VendorBillAdmin(MoneyFieldsMixin, admin.ModelAdmin):
+    money_fields = {"amount": "currency"}
     list_display = ("provider", "period", "amount", "currency", "reference", "created_at")
     list_filter = ("provider", "period")
 
@@ -118,15 +124,9 @@ class VendorBillAdmin(admin.ModelAdmin):
             rows.append(
                 {
                     **{f: getattr(row, f) for f in row.__slots__},
-                    "ledger_display": round_money(row.ledger, row.currency),
-                    "billed_display": (
-                        None if row.billed is None else round_money(row.billed, row.currency)
-                    ),
-                    "difference_display": (
-                        None
-                        if row.difference is None
-                        else round_money(row.difference, row.currency)
-                    ),
+                    "ledger_display": money_format(row.ledger, row.currency),
+                    "billed_display": money_format(row.billed, row.currency),
+                    "difference_display": money_format(row.difference, row.currency),
                 }
             )
         context = {
@@ -144,12 +144,14 @@ class VendorBillAdmin(admin.ModelAdmin):
 def reprice_open_periods_action(modeladmin: Any, request: HttpRequest, queryset: Any) -> None:
     models = set(queryset.values_list("model", flat=True))
     result = reprice_open_periods(models=models, now=timezone.now())
+    currency = settings.FINOPS_DEFAULT_CURRENCY
+    sign = "+" if result.delta > 0 else ""
     modeladmin.message_user(
         request,
         f"Re-priced {result.events} event(s) of {len(models)} model(s) in months without a "
-        f"final statement: {round_money(result.before, 'USD')} -> "
-        f"{round_money(result.after, 'USD')} ({result.delta:+.6f} moved). Final statements "
-        "are unchanged.",
+        f"final statement: {money_format(result.before, currency)} -> "
+        f"{money_format(result.after, currency)} ({sign}{money_format(result.delta, currency)} "
+        "moved). Final statements are unchanged.",
     )
 
 

@@ -103,6 +103,24 @@ def test_a_price_that_priced_an_event_cannot_be_edited_or_deleted(staff, operato
     assert 'name="rates-0-per_million"' in page
 
 
+def test_a_price_is_used_once_anything_protects_it(operator, acme) -> None:
+    """The core names no app above it: a row is used when a protecting foreign key (an
+    event's, a statement line's) points at it, whichever app holds it."""
+    from finops.selectors import price_is_used, prices_with_use
+
+    post_events(operator, event())
+    used = ModelPrice.objects.get(model="gpt-4o-2024-08-06")
+    unused = ModelPrice.objects.get(model="gpt-4o-mini")
+    assert price_is_used(price=used)
+    assert not price_is_used(price=unused)
+    flags = dict(
+        prices_with_use(ModelPrice.objects.filter(pk__in=[used.pk, unused.pk])).values_list(
+            "model", "used"
+        )
+    )
+    assert flags == {"gpt-4o-2024-08-06": True, "gpt-4o-mini": False}
+
+
 def _price_form(**extra: str) -> dict[str, str]:
     return {
         "model": "staff-model-1", "provider": "openai", "mode": "chat", "currency": "USD",
