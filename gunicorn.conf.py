@@ -10,6 +10,10 @@ import os
 if os.path.isdir("/dev/shm"):
     worker_tmp_dir = "/dev/shm"
 
+# gunicorn's control socket has one default path per user, so the web and guard pools on
+# one host would take each other's; the pools are managed with signals, as ever.
+control_socket_disable = True
+
 
 # Prometheus counters of many worker processes (docs/operations.md, Metrics): a worker
 # that exits takes its live gauges with it. The directory is emptied by whatever starts

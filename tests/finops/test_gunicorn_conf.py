@@ -27,8 +27,9 @@ def test_heartbeat_file_in_memory(monkeypatch):
 
 def test_nothing_else_differs_from_stock_gunicorn(monkeypatch, tmp_path):
     """Stock gunicorn: its own sync worker, `--workers` and `--bind` from the command
-    line; the file only moves the heartbeat directory and tells prometheus-client when a
-    worker exits."""
+    line; the file only moves the heartbeat directory, turns off the control socket (two
+    pools on one host would share its path) and tells prometheus-client when a worker
+    exits."""
     empty = tmp_path / "empty.conf.py"
     empty.write_text("")
     args = ("--workers", "3", "--bind", "127.0.0.1:8123")
@@ -36,7 +37,7 @@ def test_nothing_else_differs_from_stock_gunicorn(monkeypatch, tmp_path):
     with_file = _settings(app)
     without = _settings(_loaded(monkeypatch, *args, "--config", str(empty)))
     differing = {k for k in with_file if with_file[k] != without[k]}
-    assert differing <= {"worker_tmp_dir", "config", "child_exit"}
+    assert differing <= {"worker_tmp_dir", "config", "child_exit", "control_socket_disable"}
     assert with_file["workers"] == 3
     assert with_file["bind"] == ["127.0.0.1:8123"]
     assert app.cfg.worker_class_str == "sync"
