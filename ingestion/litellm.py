@@ -12,6 +12,7 @@ and its neighbours are stored.
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -49,38 +50,42 @@ def _loads(text: str) -> Any:
     return json.loads(text, parse_float=Decimal, parse_constant=Decimal)
 
 
+# A JSON string (skipped whole), a bracket or a comma; a lone quote opens a string that
+# never closes.
+_STRUCTURE = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{},]|"')
+
+
 def _array_items(text: str) -> list[str] | None:
     """The source of each element of a top-level JSON array, found by scanning rather
     than parsing, so that one element nested too deeply to parse is judged alone."""
     if not text.startswith("["):
         return None
     items: list[str] = []
-    depth, start, in_string, escaped = 0, 1, False, False
-    for position, char in enumerate(text):
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
+    depth, start = 0, 1
+    for match in _STRUCTURE.finditer(text):
+        token = match.group()
+        if token == '"':
+            return None
+        if token[0] == '"':
+            continue
+        if token in "[{":
             depth += 1
-        elif char in "]}":
+        elif token in "]}":
             depth -= 1
             if depth == 0:
-                if text[position + 1 :].strip():
-                    return None
-                last = text[start:position].strip()
-                if last or items:
-                    items.append(last)
-                return items
-        elif char == "," and depth == 1:
-            items.append(text[start:position].strip())
-            start = position + 1
+                return _array_closed(text, items, start, match.start())
+        elif depth == 1:
+            items.append(text[start : match.start()].strip())
+            start = match.end()
     return None
+
+
+def _array_closed(text: str, items: list[str], start: int, end: int) -> list[str] | None:
+    """The items once the top-level array closes at `end`; None if anything follows."""
+    if text[end + 1 :].strip():
+        return None
+    last = text[start:end].strip()
+    return [*items, last] if last or items else items
 
 
 def _parse_item(source: str, where: str) -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -28,7 +29,7 @@ from finops.models import Tenant
 from ingestion.models import Feature
 
 from .intake import SERVICE_TIERS, describe, token_count
-from .services import ACCEPTED, DUPLICATE, events_ingest
+from .services import ACCEPTED, DUPLICATE, ItemResult, events_ingest
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -272,34 +273,44 @@ def spans_ingest(*, key_tenant: Tenant | None, request: ExportTraceServiceReques
         Feature.objects.exclude(default_model="").values_list("key", "default_model")
     )
     items: list[bytes] = []
+    for span, attrs in _spans(request):
+        result.spans += 1
+        try:
+            event = span_event(span, attrs, feature_models)
+        except SpanRejected as exc:
+            result.rejected += 1
+            _error(result, f"span {span.trace_id.hex()}{span.span_id.hex()}: {exc}")
+            continue
+        if event is None:
+            result.skipped += 1
+        else:
+            items.append(_encoder.encode(event))
+    if items:
+        _events_count(events_ingest(key_tenant=key_tenant, items=items), result)
+    return result
+
+
+def _spans(request: ExportTraceServiceRequest) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """Each span with its attributes over its resource's."""
     for resource_spans in request.resource_spans:
         defaults = _attributes(resource_spans.resource.attributes)
         for scope_spans in resource_spans.scope_spans:
             for span in scope_spans.spans:
-                result.spans += 1
-                attrs = {**defaults, **_attributes(span.attributes)}
-                try:
-                    event = span_event(span, attrs, feature_models)
-                except SpanRejected as exc:
-                    result.rejected += 1
-                    if len(result.errors) < 5:
-                        span_id = f"{span.trace_id.hex()}{span.span_id.hex()}"
-                        result.errors.append(f"span {span_id}: {exc}")
-                    continue
-                if event is None:
-                    result.skipped += 1
-                    continue
-                items.append(_encoder.encode(event))
-    if not items:
-        return result
-    for item in events_ingest(key_tenant=key_tenant, items=items):
+                yield span, {**defaults, **_attributes(span.attributes)}
+
+
+def _error(result: SpanResult, message: str) -> None:
+    if len(result.errors) < 5:
+        result.errors.append(message)
+
+
+def _events_count(items: list[ItemResult], result: SpanResult) -> None:
+    for item in items:
         if item.status == ACCEPTED:
             result.accepted += 1
         elif item.status == DUPLICATE:
             result.duplicates += 1
         else:
             result.rejected += 1
-            if len(result.errors) < 5:
-                fields = "; ".join(f"{k}: {' '.join(v)}" for k, v in item.errors.items())
-                result.errors.append(f"span {item.event_id}: {fields}")
-    return result
+            fields = "; ".join(f"{k}: {' '.join(v)}" for k, v in item.errors.items())
+            _error(result, f"span {item.event_id}: {fields}")
