@@ -45,7 +45,7 @@ from .operator_serializers import (
     TenantUpdateSerializer,
 )
 from .pagination import time_keyset_page
-from .pricing import parse_price_file
+from .pricing import parse_price_file, prices_import
 from .selectors import price_is_used, prices_with_use
 from .services import (
     PriceInUse,
@@ -54,7 +54,6 @@ from .services import (
     apikey_revoke,
     price_create,
     price_delete,
-    price_file_import,
     price_import_reasons,
     tenant_create,
     tenant_delete,
@@ -412,7 +411,7 @@ class PriceImportApi(ManageApi):
             raise exceptions.ValidationError({field: [PRICE_FILE_HELP]})
         effective_from = params.get("effective_from") or timezone.now()
         try:
-            result = price_file_import(data=data, effective_from=effective_from, source=source)
+            result = prices_import(data=data, effective_from=effective_from, source=source)
         except IntegrityError:
             return Response({"detail": "Another import wrote the same prices; retry."},
                             status=status.HTTP_409_CONFLICT)  # fmt: skip

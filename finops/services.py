@@ -14,10 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from .models import BEGINNING_OF_TIME, ApiKey, ModelPrice, PriceRate, Tenant
-from .money import EXACT
-from .pricing.litellm_map import PriceImportResult, prices_import
-from .pricing.litellm_map import Skip as PriceEntrySkip
-from .pricing.litellm_map import parse_entry as parse_price_entry
+from .pricing.litellm_map import PriceImportResult
 from .pricing.rules import frozen_rules
 from .selectors import price_is_used
 
@@ -162,71 +159,6 @@ def price_delete(*, price: ModelPrice) -> None:
             price.delete()
     except ProtectedError:
         raise PriceInUse(price.pk) from None
-
-
-_PRICE_PLACES = ModelPrice._meta.get_field("input_per_million").decimal_places
-_PRICE_LIMIT = Decimal(10) ** (
-    ModelPrice._meta.get_field("input_per_million").max_digits - _PRICE_PLACES
-)
-_BIGINT = 2**63 - 1
-
-
-def _has_nul(value: Any) -> bool:
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                return True
-        elif isinstance(item, Mapping):
-            pending.extend(item.keys())
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-    return False
-
-
-def _price_entry_problem(name: str, entry: Any) -> str | None:
-    """Why an entry the importer would take cannot be stored (a price beyond the
-    columns, a size beyond 64 bits, a value of the wrong type, a NUL character, which
-    PostgreSQL refuses), else None; entries the importer skips keep its own reason."""
-    if _has_nul(name) or _has_nul(entry):
-        return "contains a NUL character"
-    try:
-        parsed = parse_price_entry(entry)
-    except PriceEntrySkip:
-        return None
-    except (ArithmeticError, TypeError, ValueError) as exc:
-        return f"not a valid price entry ({type(exc).__name__})"
-    prices = [v for v in parsed.fields.values() if isinstance(v, Decimal)]
-    prices += [rate[4] for rate in parsed.rates]
-    for value in prices:
-        if not value.is_finite() or abs(value) >= _PRICE_LIMIT:
-            return "price out of range"
-        if -value.normalize(EXACT).as_tuple().exponent > _PRICE_PLACES:
-            return f"price finer than 1e-{_PRICE_PLACES}"
-    if any(rate[2] > _BIGINT for rate in parsed.rates):
-        return "token threshold out of range"
-    return None
-
-
-def price_file_import(
-    *, data: Mapping[str, Any], effective_from: datetime, source: str = "litellm"
-) -> PriceImportResult:
-    """`finops.pricing.prices_import` (as `manage.py import_prices` runs it) for a file
-    from outside: entries whose values cannot be stored are skipped with their reason
-    first, so that no file fails the whole import."""
-    screened: dict[str, Any] = {}
-    refused: dict[str, str] = {}
-    for name, entry in data.items():
-        problem = _price_entry_problem(name, entry) if isinstance(entry, Mapping) else None
-        if problem is None:
-            screened[name] = entry
-        else:
-            refused[name] = problem
-    result = prices_import(data=screened, effective_from=effective_from, source=source)
-    result.skipped.update(refused)
-    return result
 
 
 def price_import_reasons(result: PriceImportResult) -> list[tuple[str, int]]:

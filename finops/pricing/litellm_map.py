@@ -22,7 +22,7 @@ from typing import Any
 from django.db import transaction
 
 from ..models import BEGINNING_OF_TIME, ModelPrice, PriceRate
-from ..money import per_token_to_per_million
+from ..money import EXACT, per_token_to_per_million
 from .cost import BASE_COLUMNS, parse_off_peak_windows
 from .rules import frozen_rules
 
@@ -231,6 +231,54 @@ def _mode_fields(
     return {"mode": "chat"}
 
 
+_PRICE_PLACES = ModelPrice._meta.get_field("input_per_million").decimal_places
+_PRICE_LIMIT = Decimal(10) ** (
+    ModelPrice._meta.get_field("input_per_million").max_digits - _PRICE_PLACES
+)
+_BIGINT = 2**63 - 1
+
+
+def _leaves(value: Any) -> list[Any]:
+    """Every key and scalar of a JSON value."""
+    leaves, pending = [], [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, Mapping):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        else:
+            leaves.append(item)
+    return leaves
+
+
+def _storable(name: str, entry: Mapping[str, Any]) -> ParsedPrice:
+    """`parse_entry`, and `Skip` too for what the columns cannot hold: a price beyond
+    them or finer than their places (never rounded), a threshold beyond 64 bits, a value
+    of the wrong type, a NUL character (PostgreSQL refuses it). One bad entry never
+    fails a whole file."""
+    leaves = _leaves(entry)
+    if any(isinstance(leaf, float) for leaf in leaves):
+        # The file was read without parse_float=Decimal: the caller's error, not the file's.
+        raise TypeError(f"{name}: a price file's numbers must be read as Decimal")
+    if any(isinstance(leaf, str) and "\x00" in leaf for leaf in [name, *leaves]):
+        raise Skip("contains a NUL character")
+    try:
+        parsed = parse_entry(entry)
+    except (ArithmeticError, TypeError, ValueError) as exc:
+        raise Skip(f"not a valid price entry ({type(exc).__name__})") from None
+    prices = [v for v in parsed.fields.values() if isinstance(v, Decimal)]
+    for value in [*prices, *(rate[4] for rate in parsed.rates)]:
+        if not value.is_finite() or abs(value) >= _PRICE_LIMIT:
+            raise Skip("price out of range")
+        if -value.normalize(EXACT).as_tuple().exponent > _PRICE_PLACES:
+            raise Skip(f"price finer than 1e-{_PRICE_PLACES}")
+    if any(rate[2] > _BIGINT for rate in parsed.rates):
+        raise Skip("token threshold out of range")
+    return parsed
+
+
 def parse_litellm_prices(data: Mapping[str, Any]) -> ParsedPrices:
     """Map LiteLLM's entries to price rows; every entry taken or skipped with a reason."""
     parsed = ParsedPrices()
@@ -246,7 +294,7 @@ def parse_litellm_prices(data: Mapping[str, Any]) -> ParsedPrices:
             parsed.skipped[name] = "model name too long"
             continue
         try:
-            price = parse_entry(entry)
+            price = _storable(name, entry)
         except Skip as exc:
             parsed.skipped[name] = str(exc)
             continue

@@ -279,3 +279,25 @@ def test_non_numbers_in_a_price_file_are_refused_or_skipped(tmp_path: Path) -> N
                     '"output_cost_per_token": "NaN"}}')  # fmt: skip
     call_command("import_prices", str(text), stdout=StringIO())
     assert not ModelPrice.objects.filter(model="m").exists()
+
+
+def test_an_entry_the_columns_cannot_hold_is_skipped_with_its_reason() -> None:
+    """Whatever path reads the file (command, admin, API), one bad entry is skipped and
+    the others are taken: never a failed import, never a silently rounded price."""
+    good = {"mode": "chat", "input_cost_per_token": Decimal("1e-6"),
+            "output_cost_per_token": Decimal("2e-6")}  # fmt: skip
+    parsed = parse_litellm_prices(
+        {
+            "good": good,
+            "listed-mode": {**good, "mode": ["chat"]},
+            "huge": {**good, "input_cost_per_token": Decimal("1e9")},
+            "overflow": {**good, "input_cost_per_token": Decimal("1e999999999")},
+            "too-fine": {**good, "input_cost_per_token": Decimal("1e-40")},
+            "nul\x00": good,
+        }
+    )
+    assert set(parsed.prices) == {"good"}
+    assert parsed.skipped["huge"] == "price out of range"
+    assert parsed.skipped["nul\x00"] == "contains a NUL character"
+    assert parsed.skipped["too-fine"].startswith("price finer than")
+    assert "listed-mode" in parsed.skipped and "overflow" in parsed.skipped
