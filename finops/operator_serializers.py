@@ -93,9 +93,12 @@ def parse_month(value: str) -> date:
     """`YYYY-MM` as the first day of the month, or a ValidationError."""
     try:
         year, month = (int(part) for part in value.split("-"))
-        return date(year, month, 1)
+        first = date(year, month, 1)
     except (ValueError, TypeError):
         raise serializers.ValidationError("Use YYYY-MM.") from None
+    if first.year == date.max.year:  # a month whose end the calendar cannot hold
+        raise serializers.ValidationError(f"Use a month before {date.max.year}-01.")
+    return first
 
 
 @extend_schema_field(

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import UTC, date
+from datetime import UTC
 
 from django.conf import settings
 from django.http import HttpResponse
@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 
 from finops.authentication import HasReadScope, IsOperatorKey, tenant_in_scope
 from finops.money import decimal_string
+from finops.operator_serializers import MonthField
 from finops.pagination import time_keyset_page
 from finops.queries import TimeRangeQuery
 
@@ -28,8 +29,7 @@ from .usage import GRANULARITIES, GROUPS, MAX_ROWS, TooManyRows, usage_report
 
 class StatementQuerySerializer(serializers.Serializer):
     tenant = serializers.CharField(required=False)
-    period = serializers.RegexField(r"^\d{4}-(0[1-9]|1[0-2])$", required=False,
-                                    error_messages={"invalid": "Use YYYY-MM."})  # fmt: skip
+    period = MonthField(required=False)
     status = serializers.ChoiceField(choices=Statement.Status.choices, required=False)
 
 
@@ -165,8 +165,7 @@ class UsageApi(APIView):
 
 
 class FocusQuerySerializer(serializers.Serializer):
-    period = serializers.RegexField(r"^\d{4}-(0[1-9]|1[0-2])$",
-                                    error_messages={"invalid": "Use YYYY-MM."})  # fmt: skip
+    period = MonthField()
 
 
 class FocusExportApi(APIView):
@@ -181,8 +180,7 @@ class FocusExportApi(APIView):
     def get(self, request: Request) -> HttpResponse:
         query = FocusQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        year, month = (int(p) for p in query.validated_data["period"].split("-"))
-        period = date(year, month, 1)
+        period = query.validated_data["period"]
         response = HttpResponse(focus_csv(period), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="focus-{period:%Y-%m}.csv"'
         return response
@@ -204,11 +202,11 @@ class ReconciliationApi(APIView):
     def get(self, request: Request) -> Response:
         query = FocusQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        year, month = (int(p) for p in query.validated_data["period"].split("-"))
-        rows = reconciliation(date(year, month, 1))
+        period = query.validated_data["period"]
+        rows = reconciliation(period)
         return Response(
             {
-                "period": query.validated_data["period"],
+                "period": f"{period:%Y-%m}",
                 "tolerance_percent": decimal_string(
                     settings.FINOPS_RECONCILIATION_TOLERANCE_PERCENT
                 ),

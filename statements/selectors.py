@@ -10,15 +10,14 @@ from .models import Statement
 
 
 def statement_list(
-    *, tenant: Tenant | None, period: str | None = None, status: str | None = None
+    *, tenant: Tenant | None, period: date | None = None, status: str | None = None
 ) -> QuerySet[Statement]:
     """Statements, of one tenant when given (None: all, for operators)."""
     rows = Statement.objects.select_related("tenant")
     if tenant is not None:
         rows = rows.filter(tenant=tenant)
     if period:
-        year, month = (int(part) for part in period.split("-"))
-        rows = rows.filter(period=date(year, month, 1))
+        rows = rows.filter(period=period)
     if status:
         rows = rows.filter(status=status)
     return rows

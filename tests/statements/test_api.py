@@ -120,3 +120,13 @@ def test_names_from_events_cannot_break_the_pdf_or_run_in_a_spreadsheet(operator
     assert features == {"<b>&broken", '\'=HYPERLINK("http://x")'}
     focus = operator.get(f"/api/v1/exports/focus?period={LAST_MONTH:%Y-%m}").content.decode()
     assert not any(cell.startswith("=") for row in csv.reader(io.StringIO(focus)) for cell in row)
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/v1/statements", "/api/v1/exports/focus", "/api/v1/reconciliation"]
+)
+@pytest.mark.parametrize("month", ["0000-01", "9999-12", "2026-00", "26-01", "2026-1"])
+def test_a_month_the_calendar_cannot_hold_is_a_field_error(operator, path, month) -> None:
+    answer = operator.get(f"{path}?period={month}")
+    assert answer.status_code == 400
+    assert set(answer.json()) == {"period"}
