@@ -11,7 +11,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 
 from finops.fields import ExactSum
-from finops.money import round_money
+from finops.money import money_format
 from finops.periods import HOUR, period_end, period_label, period_start
 
 from .alerts import alert_raise
@@ -95,8 +95,8 @@ def _threshold_alert(
         action = f" Its action at 100% is {budget.action}."
     message = (
         f"Budget {budget} ({budget.scope_label}): {percent}% of "
-        f"{round_money(budget.amount, currency)} {currency} spent for "
-        f"{period_label(budget.period, start)} ({round_money(spend, currency)} {currency}); "
+        f"{money_format(budget.amount, currency)} spent for "
+        f"{period_label(budget.period, start)} ({money_format(spend, currency)}); "
         f"threshold {threshold}% crossed.{action}"
     )
     with transaction.atomic():

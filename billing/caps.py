@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from finops.fields import ExactSum
 from finops.models import Tenant
-from finops.money import round_money
+from finops.money import money_format
 from finops.periods import MONTH, period_end, period_start
 from ingestion.models import UsageEvent
 
@@ -88,8 +88,8 @@ def _cap_alert(
         kind=Alert.Kind.CAP_REACHED,
         dedup_key=f"cap:{tenant.id}:{feature or ''}:{month:%Y%m}",
         message=(
-            f"{scope}: month-to-date spend {round_money(spend, currency)} {currency} reached "
-            f"the contractual cap of {round_money(cap, currency)} {currency} for {month:%Y-%m}."
+            f"{scope}: month-to-date spend {money_format(spend, currency)} reached "
+            f"the contractual cap of {money_format(cap, currency)} for {month:%Y-%m}."
         ),
         now=now,
         tenant=tenant,
@@ -118,9 +118,9 @@ def ltv_check(*, now: datetime) -> CapCheck:
             kind=Alert.Kind.TENANT_THROTTLED,
             dedup_key=f"ltv:{tenant.id}",
             message=(
-                f"{tenant.slug} (free tier) cost {round_money(cost, currency)} {currency} in its "
+                f"{tenant.slug} (free tier) cost {money_format(cost, currency)} in its "
                 f"first 30 days, above its predicted lifetime value of "
-                f"{round_money(tenant.predicted_ltv, currency)} {currency}."
+                f"{money_format(tenant.predicted_ltv, currency)}."
             ),
             now=now,
             tenant=tenant,

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db.models import Q
 
 from finops.fields import ExactSum
-from finops.money import round_money
+from finops.money import money_format
 from finops.periods import DAY, HOUR, period_start
 from ingestion.models import Feature
 
@@ -80,9 +80,9 @@ def spikes_detect(*, now: datetime) -> SpikeCheck:
             else:
                 window = "today so far" if start == day else "the last day"
             message = (
-                f"{feature}: ${round_money(cost, 'USD')} in {window}, {ratio}x its 7-day "
+                f"{feature}: {money_format(cost, 'USD')} in {window}, {ratio}x its 7-day "
                 f"{'hourly' if grain == HOUR else 'daily'} average "
-                f"(${round_money(baseline, 'USD')})."
+                f"({money_format(baseline, 'USD')})."
             )
             if alert_raise(
                 kind=Alert.Kind.SPEND_SPIKE,

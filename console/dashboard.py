@@ -27,7 +27,7 @@ from finops.charts import (
     top_series,
 )
 from finops.models import Tenant
-from finops.money import round_money
+from finops.money import money_format
 from finops.periods import DAY, HOUR, period_start
 
 from .metrics import HEALTHY, NO_DATA, WARNING, Metric, Window, metrics_compute
@@ -127,8 +127,9 @@ def tier_costs(*, first: datetime, last: datetime) -> list[TierCost]:
 def _tier_chart(tiers: list[TierCost], currency: str) -> BarChart:
     colors = colors_for([t.label for t in tiers])
     rows = [
-        (t.label, [(t.label, t.cost, f"{t.label}: {t.cost:.2f} {currency}, {t.calls} calls")],
-         f"{round_money(t.cost, currency)} {currency} ({_percent(t.share)})")
+        (t.label,
+         [(t.label, t.cost, f"{t.label}: {money_format(t.cost, currency)}, {t.calls} calls")],
+         f"{money_format(t.cost, currency)} ({_percent(t.share)})")
         for t in tiers
     ]  # fmt: skip
     return horizontal_bars(rows=rows, colors=colors, label_width=120)

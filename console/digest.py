@@ -16,6 +16,7 @@ from django.db import IntegrityError, transaction
 
 from billing.alerts import DeliveryResult, alert_channels, deliveries_send, webhook_post
 from billing.selectors import feature_costs, feature_model_tokens, feature_repeats
+from finops.money import money_format, round_money
 from finops.periods import DAY, period_start
 from finops.pricing import PriceBook, RateClass, TokenVector, token_cost
 from ingestion.models import Feature
@@ -25,11 +26,11 @@ from .models import Digest, DigestDelivery
 from .projection import projection_compute
 
 DAYS_PER_MONTH = Decimal(30)
-_CENT = Decimal("0.01")
 
 
-def _money(value: Decimal) -> str:
-    return f"${value.quantize(_CENT, rounding=ROUND_HALF_UP):,}"
+def _cents(value: Decimal) -> str:
+    """A figure as the digest's data keeps it: a decimal string to the cent."""
+    return str(round_money(value, "USD"))
 
 
 def week_bounds(now: datetime) -> tuple[datetime, datetime]:
@@ -134,19 +135,19 @@ def digest_figures(*, now: datetime) -> dict[str, Any]:
     return {
         "week_start": start.date().isoformat(),
         "week_end": end.date().isoformat(),
-        "total": str(total.quantize(_CENT, ROUND_HALF_UP)),
-        "previous_total": str(before.quantize(_CENT, ROUND_HALF_UP)),
+        "total": _cents(total),
+        "previous_total": _cents(before),
         "change_percent": pct(change),
         "top_feature": top[0] if top else None,
         "top_feature_share_percent": pct(top_share),
         "top_feature_previous_share_percent": pct(top_before),
-        "projected_month_end": str(projection.projected.quantize(_CENT, ROUND_HALF_UP)),
+        "projected_month_end": _cents(projection.projected),
         "projection_month": f"{projection.month:%Y-%m}",
         "warnings": [{"name": m.name, "message": m.message} for m in warnings],
         "action": (
             {
                 "text": actions[0].text,
-                "monthly_saving": str(actions[0].monthly_saving.quantize(_CENT, ROUND_HALF_UP)),
+                "monthly_saving": _cents(actions[0].monthly_saving),
             }
             if actions
             else None
@@ -157,14 +158,14 @@ def digest_figures(*, now: datetime) -> dict[str, Any]:
 def digest_text(figures: dict[str, Any]) -> str:
     """The digest as people read it."""
     lines = [f"Weekly FinOps review, week of {figures['week_start']}"]
-    total = _money(Decimal(figures["total"]))
+    total = money_format(Decimal(figures["total"]), "USD")
     if figures["change_percent"] is None:
         lines.append(f"Total cost: {total} (no spend the week before).")
     else:
         change = Decimal(figures["change_percent"])
         lines.append(
             f"Total cost: {total}, {change:+.1f}% week over week "
-            f"(was {_money(Decimal(figures['previous_total']))})."
+            f"(was {money_format(Decimal(figures['previous_total']), 'USD')})."
         )
     if figures["top_feature"] is not None and figures["top_feature_share_percent"]:
         share = Decimal(figures["top_feature_share_percent"])
@@ -179,7 +180,7 @@ def digest_text(figures: dict[str, Any]) -> str:
         lines.append(text + ".")
     lines.append(
         f"Projected month-end ({figures['projection_month']}): "
-        f"{_money(Decimal(figures['projected_month_end']))}."
+        f"{money_format(Decimal(figures['projected_month_end']), 'USD')}."
     )
     if figures["warnings"]:
         lines.append("Metrics in warning:")
@@ -190,7 +191,7 @@ def digest_text(figures: dict[str, Any]) -> str:
     if action:
         lines.append(
             f"Recommended action: {action['text']}; estimated saving "
-            f"{_money(Decimal(action['monthly_saving']))} per month."
+            f"{money_format(Decimal(action['monthly_saving']), 'USD')} per month."
         )
     else:
         lines.append("Recommended action: none this week.")

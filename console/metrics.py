@@ -27,7 +27,8 @@ WARNING = "warning"
 NO_DATA = "no_data"
 
 _RATIO = Decimal("0.0001")
-_MONEY = Decimal("0.000001")
+# The precision the metrics keep their amounts to (a millionth), not a format for people.
+_MICROS = Decimal("0.000001")
 
 _COUNTS = (
     "calls", "input_tokens", "output_tokens", "chunks_retrieved", "chunks_used",
@@ -124,7 +125,7 @@ def _ratio(part: Decimal | int, whole: Decimal | int) -> Decimal | None:
 def _money_per(amount: Decimal, count: int) -> Decimal | None:
     if not count:
         return None
-    return (amount / count).quantize(_MONEY, rounding=ROUND_HALF_UP)
+    return (amount / count).quantize(_MICROS, rounding=ROUND_HALF_UP)
 
 
 def _status(value: Decimal | None, threshold: Decimal | None, direction: str) -> str:
@@ -219,7 +220,7 @@ def _routing(groups: list[Group], limits: dict) -> Metric:
     metric.breakdown = [
         {"routing_tier": tier, "model": model, "calls": _total(gs, "calls"),
          "call_share": _ratio(_total(gs, "calls"), calls),
-         "cost": _total(gs, "cost").quantize(_MONEY, rounding=ROUND_HALF_UP),
+         "cost": _total(gs, "cost").quantize(_MICROS, rounding=ROUND_HALF_UP),
          "cost_share": _ratio(_total(gs, "cost"), cost)}
         for (tier, model), gs in sorted(mix.items())
     ]  # fmt: skip
@@ -273,7 +274,7 @@ def _concentration(groups: list[Group], limits: dict) -> Metric:
                     "share of cost)", value, threshold, direction, "ratio")  # fmt: skip
     metric.status = _status(value, threshold, direction)
     metric.breakdown = [
-        {"feature": feature or None, "cost": cost.quantize(_MONEY, rounding=ROUND_HALF_UP),
+        {"feature": feature or None, "cost": cost.quantize(_MICROS, rounding=ROUND_HALF_UP),
          "share": _ratio(cost, total)}
         for feature, cost in shares
     ]  # fmt: skip
@@ -289,7 +290,7 @@ def _per(
     factor, _ = limits[name]
     value = _money_per(_total(groups, money), _total(groups, count))
     previous = _money_per(_total(before, money), _total(before, count))
-    threshold = (previous * factor).quantize(_MONEY) if previous is not None else None
+    threshold = (previous * factor).quantize(_MICROS) if previous is not None else None
     metric = Metric(name, label, value, threshold, "above", "money", previous=previous)
     metric.status = _status(value, threshold, "above")
     return metric

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_CEILING, Decimal
 
+from .money import money_format
+
 PALETTE = ("#3b6ea5", "#e07b39", "#5aa469", "#c44e52", "#8172b3", "#937860", "#da8bc3",
            "#8c8c8c", "#ccb974", "#64b5cd")  # fmt: skip
 # The bucket of the series past the top ones; in brackets, so no client's name (feature
@@ -159,7 +161,7 @@ def stacked_columns(
             h = float(amount / scale) * plot_h
             y -= h
             bars.append(Bar(_LEFT + i * slot + gap, y, slot - 2 * gap, h, colors[name],
-                            f"{full_label} {name}: {amount:.2f} {unit}"))  # fmt: skip
+                            f"{full_label} {name}: {money_format(amount, unit)}"))  # fmt: skip
     y_ticks = []
     value = Decimal(0)
     while value <= scale:

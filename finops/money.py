@@ -43,7 +43,6 @@ def decimal_string(amount: Decimal | None) -> str | None:
 # `money_format`'s rule for people; exact figures are `decimal_string`'s.
 SIGNIFICANT_DIGITS = 3
 FINEST_PLACES = 6
-_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£"}
 
 
 def money_places(amount: Decimal, currency: str) -> int:
@@ -56,16 +55,18 @@ def money_places(amount: Decimal, currency: str) -> int:
 
 
 def money_format(amount: Decimal | None, currency: str) -> str | None:
-    """An amount for people to read (the admin, messages): `$1,234.50`, `$0.0129`,
-    `1,235 JPY`; None stays None.
+    """An amount for people to read (the admin, messages, the dashboard, the portal, the
+    statement PDF): the number, then the ISO code: `1,234.50 USD`, `0.0129 USD`,
+    `1,235 JPY`; None stays None. The one formatter for people; machine formats (CSV,
+    JSON) keep their exact or minor-unit figures.
 
     The rule: round half-up to the currency's minor unit, or, where that would keep fewer
     than three significant digits (sub-cent and few-cent amounts), to three significant
-    digits, dropping trailing zeros beyond the minor unit: 0.01286691 USD is `$0.0129`,
-    0.5 USD `$0.50`, 0.00999 USD `$0.00999`, 12.3456 USD `$12.35`. Never finer than six
-    places (0.0000123456 USD is `$0.000012`): a non-zero amount below 0.0000005 reads
-    `<$0.000001` (`>-$0.000001` below zero), so a non-zero amount never shows as zero.
-    USD, EUR and GBP take their symbol in front, other currencies their ISO code after.
+    digits, dropping trailing zeros beyond the minor unit: 0.01286691 USD is `0.0129 USD`,
+    0.5 USD `0.50 USD`, 0.00999 USD `0.00999 USD`, 12.3456 USD `12.35 USD`. Never finer
+    than six places (0.0000123456 USD is `0.000012 USD`): a non-zero amount below
+    0.0000005 reads `<0.000001 USD` (`>-0.000001 USD` below zero), so a non-zero amount
+    never shows as zero.
     """
     if amount is None:
         return None
@@ -74,17 +75,12 @@ def money_format(amount: Decimal | None, currency: str) -> str | None:
     places = money_places(amount, currency)
     rounded = amount.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP, context=EXACT)
     if amount and not rounded:
-        finest = _with_currency(format(Decimal(1).scaleb(-FINEST_PLACES), "f"), currency)
-        return f"<{finest}" if amount > 0 else f">-{finest}"
+        finest = format(Decimal(1).scaleb(-FINEST_PLACES), "f")
+        return f"<{finest} {currency}" if amount > 0 else f">-{finest} {currency}"
     text = format(rounded.copy_abs(), ",f")
     if places > minor_places:
         whole, _, fraction = text.partition(".")
         fraction = fraction.rstrip("0").ljust(minor_places, "0")
         text = f"{whole}.{fraction}" if fraction else whole
     sign = "-" if rounded < 0 else ""
-    return f"{sign}{_with_currency(text, currency)}"
-
-
-def _with_currency(number: str, currency: str) -> str:
-    symbol = _SYMBOLS.get(currency)
-    return f"{symbol}{number}" if symbol else f"{number} {currency}"
+    return f"{sign}{text} {currency}"

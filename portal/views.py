@@ -9,7 +9,6 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 
-from finops.money import round_money
 from statements.documents import statement_download
 from statements.models import Statement
 
@@ -47,7 +46,7 @@ def home(request: HttpRequest, tenant: Any) -> HttpResponse:
         "tenant": tenant,
         "currency": currency,
         "month": f"{now:%B %Y}",
-        "month_to_date": round_money(month_to_date(tenant, now), currency),
+        "month_to_date": month_to_date(tenant, now),
         "chart": daily_cost_chart(tenant, now, currency),
         "statements": Statement.objects.filter(tenant=tenant).order_by("-period"),
     }

@@ -16,7 +16,7 @@ from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
 from reportlab.lib.units import mm
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
-from finops.money import decimal_string, round_money
+from finops.money import decimal_string, money_format, round_money
 
 from .models import Statement, StatementLine
 from .services import rate_label
@@ -139,10 +139,6 @@ def statement_csv(statement: Statement) -> str:
     return out.getvalue()
 
 
-def _money(amount: Decimal, currency: str) -> str:
-    return f"{round_money(amount, currency):,} {currency}"
-
-
 def statement_pdf(statement: Statement) -> bytes:
     """A printable statement: who bills whom for what, every line, the totals, and the
     cost by feature."""
@@ -183,13 +179,12 @@ def statement_pdf(statement: Statement) -> bytes:
                 Paragraph(escape(line.description), small),
                 "" if line.quantity is None else f"{line.quantity:,}",
                 "" if line.unit_price is None else decimal_string(line.unit_price),
-                _money(line.amount, currency),
+                money_format(line.amount, currency),
             ]
         )
     if len(rows) == 1:
-        rows.append(
-            ["", Paragraph("No usage this month.", small), "", "", _money(Decimal(0), currency)]
-        )
+        no_usage = Paragraph("No usage this month.", small)
+        rows.append(["", no_usage, "", "", money_format(Decimal(0), currency)])
     table = Table(rows, colWidths=[10 * mm, 95 * mm, 25 * mm, 25 * mm, 25 * mm], repeatRows=1)
     table.setStyle(
         TableStyle(
@@ -208,10 +203,10 @@ def statement_pdf(statement: Statement) -> bytes:
         story.append(Paragraph("Unit prices are per 1M tokens; queries, per 1M queries.", small))
     story.append(Spacer(1, 5 * mm))
     totals = [
-        ["Usage", _money(statement.subtotal, currency)],
-        ["Adjustments (earlier months)", _money(statement.adjustments, currency)],
-        ["Markup", _money(statement.markup, currency)],
-        ["Total", _money(statement.total, currency)],
+        ["Usage", money_format(statement.subtotal, currency)],
+        ["Adjustments (earlier months)", money_format(statement.adjustments, currency)],
+        ["Markup", money_format(statement.markup, currency)],
+        ["Total", money_format(statement.total, currency)],
     ]
     totals_table = Table(totals, colWidths=[60 * mm, 35 * mm], hAlign="RIGHT")
     totals_table.setStyle(
@@ -234,7 +229,7 @@ def statement_pdf(statement: Statement) -> bytes:
     billable = sum(by_feature.values(), Decimal(0))
     for name, amount in sorted(by_feature.items(), key=lambda kv: -kv[1]):
         share = f"{amount * 100 / billable:.1f}%" if billable else ""
-        feature_rows.append([Paragraph(escape(name), small), _money(amount, currency), share])
+        feature_rows.append([Paragraph(escape(name), small), money_format(amount, currency), share])
     feature_table = Table(feature_rows, colWidths=[95 * mm, 35 * mm, 20 * mm], hAlign="LEFT")
     feature_table.setStyle(
         TableStyle(

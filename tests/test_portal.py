@@ -44,7 +44,7 @@ def test_login_then_the_tenant_sees_its_figures_chart_and_statements(portal) -> 
     assert login.status_code == 302 and login.url == "/portal/"
     page = anonymous.get("/portal/").content.decode()
     assert "Acme" in page
-    assert re.search(r'id="month-to-date">0\.02 USD<', page)  # 4 calls x 0.00575 = 0.023
+    assert re.search(r'id="month-to-date">0\.023 USD<', page)  # 4 calls x 0.00575 = 0.023
     assert page.count("<rect ") >= 1 and "chat_assistant" in page
     statement = Statement.objects.get(tenant__slug="acme", period=LAST_MONTH.date())
     assert statement.number in page

@@ -28,7 +28,7 @@ from typing import Literal
 from django.utils import timezone
 
 from finops.models import Tenant
-from finops.money import round_money
+from finops.money import money_format
 from finops.periods import MONTH, period_end, period_label, period_start
 from ingestion.models import Feature, PromptTemplate
 
@@ -77,8 +77,7 @@ class Call:
         return self.feature.fallback_model if self.feature is not None else ""
 
     def money(self, amount: Decimal) -> str:
-        currency = self.tenant.billing_currency
-        return f"{round_money(amount, currency)} {currency}"
+        return money_format(amount, self.tenant.billing_currency)
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,7 +53,8 @@ def test_an_hour_at_4x_the_weekly_average_raises_one_spike_alert(operator, acme)
     alert = Alert.objects.get()
     assert alert.kind == "spend_spike" and alert.feature == "document_summarization"
     assert alert.message == (
-        "document_summarization: $10.00 in the last hour, 4.0x its 7-day hourly average ($2.50)."
+        "document_summarization: 10.00 USD in the last hour, 4.0x its 7-day hourly average "
+        "(2.50 USD)."
     )
     assert alert.period_start == LAST_HOUR
 

@@ -80,15 +80,15 @@ def test_staff_see_the_figures_of_the_window(staff, ledger) -> None:
 
     assert 'id="window-total">5.20 USD<' in page  # 2.80 + 0.30 + 2.00 + 0.10
     # Cost by tenant tier, every tier listed.
-    assert _row(page, "<td>Enterprise</td>") == "Enterprise 2 3.10 59.6%"
-    assert _row(page, "<td>Pro</td>") == "Pro 1 2.00 38.5%"
-    assert _row(page, "<td>Free</td>") == "Free 1 0.10 1.9%"
+    assert _row(page, "<td>Enterprise</td>") == "Enterprise 2 3.10 USD 59.6%"
+    assert _row(page, "<td>Pro</td>") == "Pro 1 2.00 USD 38.5%"
+    assert _row(page, "<td>Free</td>") == "Free 1 0.10 USD 1.9%"
     assert 'id="tier-cost-chart"' in page and "Enterprise: 3.10 USD, 2 calls" in page
     # Routing mix: the three routed calls (initech's named no tier), two on the cheap tier.
     assert 'id="cheap-share">66.7%<' in page
-    assert _row(page, "premium · big-1") == "premium · big-1 1 33.3% 2.80 54.9%"
-    assert _row(page, "cheap · big-1") == "cheap · big-1 1 33.3% 2.00 39.2%"
-    assert _row(page, "cheap · small-1") == "cheap · small-1 1 33.3% 0.30 5.9%"
+    assert _row(page, "premium · big-1") == "premium · big-1 1 33.3% 2.80 USD 54.9%"
+    assert _row(page, "cheap · big-1") == "cheap · big-1 1 33.3% 2.00 USD 39.2%"
+    assert _row(page, "cheap · small-1") == "cheap · small-1 1 33.3% 0.30 USD 5.9%"
     routing_chart = re.search(r'<svg id="routing-mix-chart".*?</svg>', page, re.S).group(0)
     assert routing_chart.count('<rect class="bar"') == 6  # calls and cost, 3 segments each
     # Daily cost by feature: one day, three features stacked.
@@ -113,7 +113,7 @@ def test_staff_see_the_figures_of_the_window(staff, ledger) -> None:
 def test_the_window_selector_changes_the_figures(staff, ledger) -> None:
     page = staff.get("/admin/dashboard/", {"days": 30}).content.decode()
     assert 'id="window-total">5.30 USD<' in page
-    assert _row(page, "<td>Enterprise</td>") == "Enterprise 3 3.20 60.4%"
+    assert _row(page, "<td>Enterprise</td>") == "Enterprise 3 3.20 USD 60.4%"
     assert "<strong>30 days</strong>" in page and 'href="?days=7"' in page
     # Anything but a choice is the default window.
     page = staff.get("/admin/dashboard/", {"days": "x"}).content.decode()

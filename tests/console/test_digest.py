@@ -57,15 +57,15 @@ def test_the_digest_reads_like_the_weekly_review(weeks) -> None:
 
     lines = digest.text.splitlines()
     assert lines[0] == f"Weekly FinOps review, week of {start:%Y-%m-%d}"
-    assert lines[1] == "Total cost: $4.00, +33.3% week over week (was $3.00)."
+    assert lines[1] == "Total cost: 4.00 USD, +33.3% week over week (was 3.00 USD)."
     assert lines[2] == "Top feature: chat at 75% of cost (+8 points on the week before)."
-    assert re.fullmatch(r"Projected month-end \(\d{4}-\d\d\): \$[\d,]+\.\d\d\.", lines[3])
+    assert re.fullmatch(r"Projected month-end \(\d{4}-\d\d\): [\d,]+\.\d\d USD\.", lines[3])
     assert "Metrics in warning:" in lines
     assert "- chat takes 75% of the cost" in lines
     # $1 a week on big-1 costs $0.10 on small-1: $0.90 a week, $3.86 over 30 days.
     assert lines[-1] == (
         "Recommended action: Route extract's extraction calls from big-1 to its fallback "
-        "model small-1; estimated saving $3.86 per month."
+        "model small-1; estimated saving 3.86 USD per month."
     )
     assert digest.figures["total"] == "4.00"
     assert digest.figures["action"]["monthly_saving"] == "3.86"
@@ -94,7 +94,7 @@ def test_the_digest_is_written_once_and_sent_once(weeks, webhook) -> None:
     assert received["body"]["digest"]["week_start"] == f"{start:%Y-%m-%d}"
     assert received["digest_id"] == str(Digest.objects.get().id)
     (email,) = mail.outbox
-    assert "Total cost: $4.00" in email.body
+    assert "Total cost: 4.00 USD" in email.body
 
 
 def test_a_failed_webhook_is_retried_by_the_delivery_job(weeks, webhook) -> None:
@@ -122,4 +122,4 @@ def test_staff_read_digests_in_the_admin(weeks, admin_client) -> None:
     digest = digest_write(now=now)
     page = admin_client.get(f"/admin/console/digest/{digest.id}/change/")
     assert page.status_code == 200
-    assert "Total cost: $4.00" in page.content.decode()
+    assert "Total cost: 4.00 USD" in page.content.decode()

@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.template import Context, Template
 from django.test import Client
 from django.utils import timezone
 from hypothesis import given
@@ -35,23 +36,23 @@ def staff(db: None) -> Client:
 @pytest.mark.parametrize(
     ("amount", "currency", "shown"),
     [
-        ("0.012866910000000000000000000000", "USD", "$0.0129"),
-        ("0.5", "USD", "$0.50"),
-        ("12.3456", "USD", "$12.35"),
-        ("1234.5", "USD", "$1,234.50"),
-        ("99.999", "USD", "$100.00"),
-        ("2.500000000000000000", "USD", "$2.50"),
-        ("0.075", "USD", "$0.075"),
-        ("0.00999", "USD", "$0.00999"),
-        ("0.0099999", "USD", "$0.01"),
-        ("0.0000123456", "USD", "$0.000012"),
-        ("0.0000005", "USD", "$0.000001"),
-        ("0.00000049", "USD", "<$0.000001"),
-        ("-0.00000049", "USD", ">-$0.000001"),
-        ("-1.005", "USD", "-$1.01"),
-        ("0", "USD", "$0.00"),
-        ("0E-30", "USD", "$0.00"),
-        ("15.000020000000002", "EUR", "€15.00"),
+        ("0.012866910000000000000000000000", "USD", "0.0129 USD"),
+        ("0.5", "USD", "0.50 USD"),
+        ("12.3456", "USD", "12.35 USD"),
+        ("1234.5", "USD", "1,234.50 USD"),
+        ("99.999", "USD", "100.00 USD"),
+        ("2.500000000000000000", "USD", "2.50 USD"),
+        ("0.075", "USD", "0.075 USD"),
+        ("0.00999", "USD", "0.00999 USD"),
+        ("0.0099999", "USD", "0.01 USD"),
+        ("0.0000123456", "USD", "0.000012 USD"),
+        ("0.0000005", "USD", "0.000001 USD"),
+        ("0.00000049", "USD", "<0.000001 USD"),
+        ("-0.00000049", "USD", ">-0.000001 USD"),
+        ("-1.005", "USD", "-1.01 USD"),
+        ("0", "USD", "0.00 USD"),
+        ("0E-30", "USD", "0.00 USD"),
+        ("15.000020000000002", "EUR", "15.00 EUR"),
         ("1234.5", "JPY", "1,235 JPY"),
         ("0.5", "JPY", "0.5 JPY"),
         ("1.0005", "KWD", "1.001 KWD"),
@@ -68,17 +69,24 @@ def test_no_amount_reads_as_nothing() -> None:
     assert money_format(None, "USD") is None
 
 
+def test_templates_write_money_with_the_same_rule() -> None:
+    template = Template("{% load money %}{{ amount|money:currency }}|{{ none|money:currency }}")
+    context = Context({"amount": Decimal("0.00000049"), "none": None, "currency": "usd"})
+    assert template.render(context) == "&lt;0.000001 USD|"
+    assert Template("{% load money %}{{ 1234|money:'JPY' }}").render(Context()) == "1,234 JPY"
+
+
 @given(st.decimals(min_value=Decimal("-1e9"), max_value=Decimal("1e9"), places=30,
                    allow_nan=False, allow_infinity=False))  # fmt: skip
 def test_a_non_zero_amount_never_reads_zero_and_reads_close(amount: Decimal) -> None:
     shown = money_format(amount, "USD")
-    assert len(shown.partition(".")[2]) <= 6
+    assert len(shown.removesuffix(" USD").partition(".")[2]) <= 6
     if not amount:
-        assert shown == "$0.00"
+        assert shown == "0.00 USD"
         return
-    assert not re.fullmatch(r"-?\$0\.0+", shown), (amount, shown)
+    assert not re.fullmatch(r"-?0\.0+ USD", shown), (amount, shown)
     if not shown.startswith(("<", ">")):
-        number = Decimal(shown.replace("$", "").replace(",", ""))
+        number = Decimal(shown.removesuffix(" USD").replace(",", ""))
         # Three significant digits, or the cent: off by at most half the last place.
         assert abs(number - amount) <= max(abs(amount) * Decimal("0.005"), Decimal("0.005"))
 
@@ -90,9 +98,9 @@ def _review_with_cost(cost: str):
 def test_retirement_reviews_list_costs_rounded_and_a_review_shows_it_exactly(staff) -> None:
     review = _review_with_cost("0.012866910000000000000000000000")
     listing = staff.get("/admin/console/retirementreview/").content.decode()
-    assert "$0.0129" in listing and "0.01286691" not in listing
+    assert "0.0129 USD" in listing and "0.01286691" not in listing
     page = staff.get(f"/admin/console/retirementreview/{review.pk}/change/").content.decode()
-    assert "$0.0129" in page and "(exact: 0.01286691)" in page
+    assert "0.0129 USD" in page and "(exact: 0.01286691)" in page
     assert "0.012866910000000000000000000000" not in page
 
 
@@ -101,7 +109,7 @@ def test_the_list_still_sorts_by_the_exact_cost(staff) -> None:
         _review_with_cost(cost)
     listing = staff.get("/admin/console/retirementreview/?o=5").content.decode()
     shown = re.findall(r'<td class="field-cost_rounded">(.*?)</td>', listing)
-    assert shown == ["$0.0105", "$0.02", "$3.00"]
+    assert shown == ["0.0105 USD", "0.02 USD", "3.00 USD"]
 
 
 def test_events_list_costs_rounded_and_an_event_shows_the_exact_cost(staff, operator, acme) -> None:
@@ -125,15 +133,18 @@ def test_prices_per_million_read_rounded_and_a_used_price_shows_them_exactly(
     post_events(operator, event())
     used = ModelPrice.objects.get(model="gpt-4o-2024-08-06")
     listing = staff.get("/admin/finops/modelprice/?q=gpt-4o-2024-08-06").content.decode()
-    assert '<td class="field-input_per_million_rounded">$2.50</td>' in listing
-    assert '<td class="field-output_per_million_rounded">$10.00</td>' in listing
+    assert '<td class="field-input_per_million_rounded">2.50 USD</td>' in listing
+    assert '<td class="field-output_per_million_rounded">10.00 USD</td>' in listing
     assert not LONG_DECIMAL.search(listing)
     page = staff.get(f"/admin/finops/modelprice/{used.pk}/change/").content.decode()
-    assert "$2.50 <span" in page and "(exact: 2.500000000000000001)" in page
+    assert "2.50 USD <span" in page and "(exact: 2.500000000000000001)" in page
     # A figure shown exactly has nothing beside it; the row's rates are shown read-only too.
-    assert re.search(r'field-output_per_million_with_exact">[^$]*?"readonly">\$10\.00</div>', page)
-    assert re.search(r'field-per_query_with_exact">[^$]*?"readonly">-</div>', page)
-    assert re.search(r'<td class="field-per_million_with_exact">\s*<p>\$\d', page)
+    no_amount = r"(?:(?! USD)[\s\S])*?"  # nothing up to the field's own figure reads money
+    assert re.search(
+        rf'field-output_per_million_with_exact">{no_amount}"readonly">10\.00 USD</div>', page
+    )
+    assert re.search(rf'field-per_query_with_exact">{no_amount}"readonly">-</div>', page)
+    assert re.search(r'<td class="field-per_million_with_exact">\s*<p>\d[\d,.]* USD', page)
 
 
 def test_an_unused_price_keeps_its_exact_figures_in_its_inputs(staff) -> None:
@@ -176,7 +187,7 @@ def test_no_admin_list_shows_an_exact_figure(staff, operator, acme) -> None:
         assert not LONG_DECIMAL.search(listing), (path, LONG_DECIMAL.search(listing))
     alert = Alert.objects.get()
     page = staff.get(f"/admin/billing/alert/{alert.pk}/change/").content.decode()
-    assert "$0.123 <span" in page and "(exact: 0.123456789)" in page
+    assert "0.123 USD <span" in page and "(exact: 0.123456789)" in page
     statement = Statement.objects.first()
     page = staff.get(f"/admin/statements/statement/{statement.pk}/change/").content.decode()
     assert "field-total_exact_with_exact" in page and "field-amount_with_exact" in page
