@@ -519,20 +519,29 @@ def percentile(ordered: Sequence[float], q: float) -> float:
 def hey_paced(
     url: str, *, bodies: Sequence[bytes], key: str, rate: float, clients: int, requests: int
 ) -> dict:
-    """A paced run of hey: `clients` workers, each sending at most rate / clients
-    requests a second (hey -q). One hey per body, the clients shared evenly; every
-    latency read from hey's CSV for exact percentiles."""
-    per_body = clients // len(bodies)
-    each = requests // len(bodies) // per_body * per_body  # hey sends n / c per worker
+    """A paced run of hey: `clients` clients, each one hey process of one worker sending
+    rate / clients requests a second (hey -q), the bodies dealt round-robin; every
+    latency read from hey's CSV for exact percentiles.
+
+    hey's workers of one process tick together, so 16 workers of one process would send
+    bursts of 16 at once. Independent callers do not, so each client is its own process,
+    started a 1/clients share of the tick after the previous one: the clients' requests
+    interleave evenly, as those of 16 independent services would."""
+    each = requests // clients
+    per_client = rate / clients
     runs = []
     started = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="finops-bench-hey-"))
     try:
         for i, body in enumerate(bodies):
             (tmp / f"{i}.json").write_bytes(body)
-            paced = f"hey -n {each} -c {per_body} -q {rate / clients:.2f} -m POST"
+        for client in range(clients):
+            start_at = started + client / per_client / clients
+            time.sleep(max(0.0, start_at - time.perf_counter()))
+            paced = f"hey -n {each} -c 1 -q {per_client:.2f} -m POST"
             command = [*paced.split(), "-T", "application/json", "-H",
-                       f"Authorization: Bearer {key}", "-D", str(tmp / f"{i}.json"), "-o", "csv",
+                       f"Authorization: Bearer {key}", "-D",
+                       str(tmp / f"{client % len(bodies)}.json"), "-o", "csv",
                        url]  # fmt: skip
             runs.append((command, subprocess.Popen(command, stdout=subprocess.PIPE, text=True)))
         latencies: list[float] = []
@@ -550,7 +559,7 @@ def hey_paced(
     shown = [f"Authorization: Bearer {key[:15]}..." if "Bearer" in c else c for c in runs[0][0]]
     return {
         "requests": len(latencies),
-        "expected": each * len(bodies),
+        "expected": each * clients,
         "statuses": statuses,
         "offered_rate": rate,
         "rate": len(latencies) / seconds,
@@ -559,7 +568,8 @@ def hey_paced(
         "p99_ms": percentile(latencies, 99),
         "p999_ms": percentile(latencies, 99.9),
         "max_ms": latencies[-1],
-        "command": f"{len(bodies)} x " + " ".join(shown[:-4] + ["<body>", "-o", "csv", url]),
+        "command": f"{clients} x (staggered) "
+        + " ".join(shown[:-4] + ["<body>", "-o", "csv", url]),
     }
 
 
