@@ -72,6 +72,21 @@ class ManageApi(APIView):
 
     permission_classes = [IsAuthenticated, IsOperatorKey, HasManageScope]
 
+    def list_page(
+        self,
+        request: Request,
+        rows: QuerySet,
+        serializer_class: type[serializers.Serializer],
+        *,
+        params: dict[str, Any],
+        filters: tuple[str, ...] = (),
+    ) -> Response:
+        """One page of `rows`, newest first, narrowed by each of `filters` the query
+        gives (an exact match)."""
+        rows = rows.filter(**{name: params[name] for name in filters if params.get(name)})
+        page, next_url = time_keyset_page(request, rows, time_field="created_at")
+        return Response({"results": serializer_class(page, many=True).data, "next": next_url})
+
 
 def field_errors(exc: DjangoValidationError) -> exceptions.ValidationError:
     """A model's validation error as the API's field-level 400."""
@@ -104,13 +119,8 @@ class TenantsApi(ManageApi):
     )
     def get(self, request: Request) -> Response:
         params = query(TenantQuerySerializer, request)
-        tenants = Tenant.objects.all()
-        if params.get("tier"):
-            tenants = tenants.filter(tier=params["tier"])
-        if params.get("status"):
-            tenants = tenants.filter(status=params["status"])
-        rows, next_url = time_keyset_page(request, tenants, time_field="created_at")
-        return Response({"results": TenantSerializer(rows, many=True).data, "next": next_url})
+        return self.list_page(request, Tenant.objects.all(), TenantSerializer, params=params,
+                              filters=("tier", "status"))  # fmt: skip
 
     @extend_schema(
         operation_id="manage_tenants_create",

@@ -9,7 +9,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from finops.operator_apis import PAGE_PARAMETERS, ManageApi, page_response, query
-from finops.pagination import time_keyset_page
 
 from .models import Feature
 from .operator_serializers import FeatureListSerializer, FeatureQuerySerializer
@@ -27,11 +26,5 @@ class FeaturesApi(ManageApi):
     )
     def get(self, request: Request) -> Response:
         params = query(FeatureQuerySerializer, request)
-        features = Feature.objects.all()
-        if params.get("status"):
-            features = features.filter(status=params["status"])
-        if params.get("task_type"):
-            features = features.filter(task_type=params["task_type"])
-        rows, next_url = time_keyset_page(request, features, time_field="created_at")
-        return Response({"results": FeatureListSerializer(rows, many=True).data,
-                         "next": next_url})  # fmt: skip
+        return self.list_page(request, Feature.objects.all(), FeatureListSerializer,
+                              params=params, filters=("status", "task_type"))  # fmt: skip

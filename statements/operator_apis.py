@@ -9,7 +9,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from finops.operator_apis import PAGE_PARAMETERS, ManageApi, page_response, query
-from finops.pagination import time_keyset_page
 
 from .models import VendorBill
 from .operator_serializers import (
@@ -32,13 +31,8 @@ class VendorBillsApi(ManageApi):
     )
     def get(self, request: Request) -> Response:
         params = query(VendorBillQuerySerializer, request)
-        bills = VendorBill.objects.all()
-        if params.get("provider"):
-            bills = bills.filter(provider=params["provider"])
-        if params.get("period"):
-            bills = bills.filter(period=params["period"])
-        rows, next_url = time_keyset_page(request, bills, time_field="created_at")
-        return Response({"results": VendorBillSerializer(rows, many=True).data, "next": next_url})
+        return self.list_page(request, VendorBill.objects.all(), VendorBillSerializer,
+                              params=params, filters=("provider", "period"))  # fmt: skip
 
     @extend_schema(
         operation_id="manage_vendor_bills_create",
