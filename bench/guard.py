@@ -161,6 +161,7 @@ end
         key=key,
         web_workers=2,
         guard_workers=args.workers,
+        server=args.server,
         log=harness.RESULTS / "guard-servers.log",
     ) as stack:
         result["budgets"] = limits_set(stack, conn)
@@ -245,6 +246,9 @@ def main() -> int:
     parser.add_argument("--reuse", action="store_true", help="use the bench database as it is")
     parser.add_argument("--keep", action="store_true", help="keep the bench database")
     parser.add_argument("--workers", type=int, default=2, help="guard pool workers (2)")
+    parser.add_argument(
+        "--server", choices=sorted(harness.SERVERS), default="gunicorn", help="the pools' server"
+    )
     parser.add_argument("--clients", type=int, default=16, help="connections (16)")
     parser.add_argument("--seconds", type=int, default=30, help="each phase (30)")
     parser.add_argument("--rate", type=float, help="paced rate (half the closed loop's)")

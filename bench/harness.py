@@ -373,9 +373,24 @@ def _wait_ready(url: str, processes: Sequence[subprocess.Popen], timeout: float 
     raise BenchError(f"{url} did not answer 200 within {timeout:.0f} s")
 
 
+# The standard servers a pool may run, as deployed: gunicorn's sync workers (the default)
+# or granian's WSGI workers, which keep nginx's upstream connections alive.
+SERVERS = {
+    "gunicorn": "gunicorn config.wsgi:application --workers {workers} --bind 127.0.0.1:{port}",
+    "granian": "granian --interface wsgi --workers {workers} --blocking-threads 1 "
+    "--host 127.0.0.1 --port {port} --no-ws config.wsgi:application",
+}
+
+
 @contextmanager
 def serving_stack(
-    *, database_url: str, key: str, web_workers: int, guard_workers: int, log: Path
+    *,
+    database_url: str,
+    key: str,
+    web_workers: int,
+    guard_workers: int,
+    log: Path,
+    server: str = "gunicorn",
 ) -> Iterator[Stack]:
     """nginx (deploy/nginx.conf.template) in front of a web and a guard pool of stock
     `gunicorn config.wsgi:application --workers N`, as deployed; always stopped."""
@@ -388,11 +403,10 @@ def serving_stack(
     with open(log, "ab") as out:
         try:
             for pool, workers in (("web", web_workers), ("guard", guard_workers)):
-                command = f"gunicorn config.wsgi:application --workers {workers} "
-                command += f"--bind 127.0.0.1:{ports[pool]}"
+                command = SERVERS[server].format(workers=workers, port=ports[pool])
                 processes.append(
                     subprocess.Popen(
-                        [BIN / "gunicorn", *command.split()[1:]],
+                        [BIN / command.split()[0], *command.split()[1:]],
                         cwd=ROOT,
                         env=env,
                         stdout=out,
