@@ -7,12 +7,13 @@ from rest_framework import serializers
 
 from finops.models import Tenant
 from finops.money import decimal_string
+from finops.serializers import StrictFieldsMixin, StrictSerializer
 from ingestion.models import Feature, PromptTemplate
 
 from .models import Alert, Budget
 
 
-class BudgetSerializer(serializers.ModelSerializer):
+class BudgetSerializer(StrictFieldsMixin, serializers.ModelSerializer):
     tenant = serializers.SlugRelatedField(
         slug_field="slug", queryset=Tenant.objects.all(), required=False, allow_null=True
     )
@@ -50,7 +51,7 @@ class BudgetSerializer(serializers.ModelSerializer):
         return data
 
 
-class AlertQuerySerializer(serializers.Serializer):
+class AlertQuerySerializer(StrictSerializer):
     tenant = serializers.CharField(required=False, max_length=63)
     kind = serializers.ChoiceField(choices=Alert.Kind.choices, required=False)
     since = serializers.DateTimeField(required=False)
@@ -58,7 +59,7 @@ class AlertQuerySerializer(serializers.Serializer):
     cursor = serializers.CharField(required=False)
 
 
-class FeatureSerializer(serializers.ModelSerializer):
+class FeatureSerializer(StrictFieldsMixin, serializers.ModelSerializer):
     kill_switch_active = serializers.SerializerMethodField()
 
     class Meta:

@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 
 from finops.authentication import HasReadScope, tenant_in_scope
 from finops.queries import TimeRangeQuery
+from finops.serializers import StrictSerializer
 
 from .metrics import Window, metrics_compute
 from .projection import projection_compute
@@ -85,7 +86,7 @@ class MetricsApi(APIView):
         })  # fmt: skip
 
 
-class ProjectionQuerySerializer(serializers.Serializer):
+class ProjectionQuerySerializer(StrictSerializer):
     tenant = serializers.CharField(required=False)
 
 

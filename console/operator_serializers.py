@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from finops.operator_serializers import DecimalString, StrictQuery, StrictSerializer
+from finops.operator_serializers import DecimalString
+from finops.serializers import StrictQuery, StrictSerializer
 from ingestion.models import Feature
 
 from .models import RetirementReview

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from .serializers import StrictSerializer
 
-class TimeRangeQuery(serializers.Serializer):
+
+class TimeRangeQuery(StrictSerializer):
     """`from` (a Python keyword, hence `from_` here) and `to`: a half-open time range."""
 
     from_ = serializers.DateTimeField(help_text="Start, inclusive (RFC 3339).")

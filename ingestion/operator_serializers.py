@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from finops.operator_serializers import StrictQuery
+from finops.serializers import StrictQuery
 
 from .models import Feature
 

@@ -7,11 +7,12 @@ from typing import Any
 from rest_framework import serializers
 
 from finops.money import decimal_string
+from finops.serializers import StrictSerializer
 
 from .models import UsageEvent
 
 
-class EventQuerySerializer(serializers.Serializer):
+class EventQuerySerializer(StrictSerializer):
     tenant = serializers.CharField(required=False, max_length=63)
     feature = serializers.CharField(required=False, max_length=128)
     model = serializers.CharField(required=False, max_length=200)

@@ -18,6 +18,7 @@ from finops.money import decimal_string
 from finops.operator_serializers import MonthField
 from finops.pagination import time_keyset_page
 from finops.queries import TimeRangeQuery
+from finops.serializers import StrictQuery, StrictSerializer
 
 from .documents import statement_download, statement_json
 from .focus import focus_csv
@@ -27,7 +28,7 @@ from .selectors import statement_list
 from .usage import GRANULARITIES, GROUPS, MAX_ROWS, TooManyRows, usage_report
 
 
-class StatementQuerySerializer(serializers.Serializer):
+class StatementQuerySerializer(StrictQuery):
     tenant = serializers.CharField(required=False)
     period = MonthField(required=False)
     status = serializers.ChoiceField(choices=Statement.Status.choices, required=False)
@@ -164,7 +165,7 @@ class UsageApi(APIView):
         return Response({"results": rows, "next": None})
 
 
-class FocusQuerySerializer(serializers.Serializer):
+class FocusQuerySerializer(StrictSerializer):
     period = MonthField()
 
 

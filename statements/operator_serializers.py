@@ -10,9 +10,8 @@ from finops.operator_serializers import (
     CURRENCY,
     DecimalString,
     MonthField,
-    StrictQuery,
-    StrictSerializer,
 )
+from finops.serializers import StrictQuery, StrictSerializer
 
 from .models import VendorBill
 

@@ -53,6 +53,8 @@ def test_an_operator_creates_lists_changes_and_deletes_budgets(manager, acme) ->
         ({"period": "day", "amount": "1", "thresholds": [50, 50]}, "thresholds"),
         ({"period": "day", "amount": "1", "thresholds": [0]}, "thresholds"),
         ({"period": "day", "amount": "1", "action": "explode"}, "action"),
+        ({"period": "day", "amount": "1", "treshold": [50]}, "treshold"),
+        ({"period": "day", "amount": "1", "id": 7}, "id"),
     ],
 )
 def test_bad_budgets_are_refused_field_by_field(manager, acme, payload, field) -> None:
@@ -124,3 +126,21 @@ def test_feature_policies_are_read_and_changed(manager, acme_client, db) -> None
     assert acme_client.patch("/api/v1/features/chat_assistant", {"status": "sunset"},
                              format="json").status_code == 403  # fmt: skip
     assert manager.get("/api/v1/features/nothing").status_code == 404
+
+
+def test_a_misspelt_field_or_query_parameter_is_refused_not_dropped(manager, operator) -> None:
+    FeatureFactory(key="chat_assistant", default_model="gpt-4o")
+    budget = manager.post("/api/v1/budgets", {"period": "day", "amount": "1"}, format="json")
+    answer = manager.patch(f"/api/v1/budgets/{budget.json()['id']}", {"amout": "2"},
+                           format="json")  # fmt: skip
+    assert answer.status_code == 400 and answer.json() == {"amout": ["Unknown field."]}
+    assert Budget.objects.get().amount == 1
+    answer = manager.patch("/api/v1/features/chat_assistant", {"kill_switch": True},
+                           format="json")  # fmt: skip
+    assert answer.status_code == 400 and set(answer.json()) == {"kill_switch"}
+    assert not Feature.objects.get(key="chat_assistant").kill_switch_enabled
+    assert set(operator.get("/api/v1/alerts?knd=cap_reached").json()) == {"knd"}
+    # Pagination parameters are part of every list's query.
+    assert operator.get("/api/v1/alerts?limit=5").status_code == 200
+    assert operator.get("/api/v1/statements?limit=5").status_code == 200
+    assert operator.get("/api/v1/events?limit=5").status_code == 200
