@@ -10,7 +10,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from finops.operator_apis import PAGE_PARAMETERS, ManageApi, page_response, query
-from finops.pagination import time_keyset_page
 
 from .models import RetirementReview
 from .operator_serializers import (
@@ -37,12 +36,8 @@ class RetirementReviewsApi(ManageApi):
     )
     def get(self, request: Request) -> Response:
         params = query(ReviewQuerySerializer, request)
-        reviews = _reviews().filter(decision=params["decision"])
-        if params.get("kind"):
-            reviews = reviews.filter(kind=params["kind"])
-        rows, next_url = time_keyset_page(request, reviews, time_field="opened_at")
-        return Response({"results": RetirementReviewSerializer(rows, many=True).data,
-                         "next": next_url})  # fmt: skip
+        return self.list_page(request, _reviews(), RetirementReviewSerializer, params=params,
+                              filters=("decision", "kind"), time_field="opened_at")  # fmt: skip
 
 
 class RetirementReviewDetailApi(ManageApi):

@@ -80,11 +80,12 @@ class ManageApi(APIView):
         *,
         params: dict[str, Any],
         filters: tuple[str, ...] = (),
+        time_field: str = "created_at",
     ) -> Response:
-        """One page of `rows`, newest first, narrowed by each of `filters` the query
-        gives (an exact match)."""
+        """One page of `rows`, newest first by `time_field`, narrowed by each of
+        `filters` the query gives (an exact match)."""
         rows = rows.filter(**{name: params[name] for name in filters if params.get(name)})
-        page, next_url = time_keyset_page(request, rows, time_field="created_at")
+        page, next_url = time_keyset_page(request, rows, time_field=time_field)
         return Response({"results": serializer_class(page, many=True).data, "next": next_url})
 
 
