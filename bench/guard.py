@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import harness
+import load
 import msgspec
 import psycopg
 from harness import say
@@ -153,8 +154,8 @@ function request()
   n = n + 1
   return wrk.format("POST", "/api/v1/guard", headers, bodies[n % #bodies + 1])
 end
-{harness.WRK_REPORT}"""
-    static_script = f"expected = 200\n{harness.WRK_REPORT}"
+{load.WRK_REPORT}"""
+    static_script = f"expected = 200\n{load.WRK_REPORT}"
 
     with harness.serving_stack(
         database_url=args.database_url,
@@ -174,23 +175,21 @@ end
                 f"guard: {tenant}/{feature}/{model} -> {answer['decision']} {answer['model']} "
                 f"({answer['error_type']})"
             )
-        harness.wrk(guard_url, script=script, connections=args.clients, seconds=5)  # warm-up
+        load.wrk(guard_url, script=script, connections=args.clients, seconds=5)  # warm-up
         harness.checkpoint(conn)
 
         say(f"closed loop: wrk, {args.clients} connections, {args.seconds} s")
-        closed = harness.wrk(
-            guard_url, script=script, connections=args.clients, seconds=args.seconds
-        )
-        static_closed = harness.wrk(
+        closed = load.wrk(guard_url, script=script, connections=args.clients, seconds=args.seconds)
+        static_closed = load.wrk(
             stack.static_url, script=static_script, connections=args.clients, seconds=args.seconds
         )
         rate = args.rate or closed["rate"] / 2
         requests = int(rate * args.seconds)
         say(f"paced: hey, {args.clients} clients, {rate:,.0f} requests/s, {requests:,} requests")
-        paced = harness.hey_paced(
+        paced = load.hey_paced(
             guard_url, bodies=bodies, key=key, rate=rate, clients=args.clients, requests=requests
         )
-        static_paced = harness.hey_paced(
+        static_paced = load.hey_paced(
             stack.static_url,
             bodies=[b""] * len(bodies),
             key=key,

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import harness
+import load
 import msgspec
 import psycopg
 from harness import say
@@ -84,7 +85,7 @@ def run(args: argparse.Namespace) -> dict:
     }
 
     def script(name: str) -> str:
-        return harness.wrk_bodies_script(
+        return load.wrk_bodies_script(
             files[name], path="/api/v1/events", key=key, expected=202, placeholder=PLACEHOLDER
         )
 
@@ -99,14 +100,14 @@ def run(args: argparse.Namespace) -> dict:
     ) as stack:
         url = f"{stack.url}/api/v1/events"
         # Untimed: features and prompt templates are created on first sight.
-        harness.wrk(url, script=script("warm_batch"), connections=args.clients, seconds=5)
-        harness.wrk(url, script=script("warm_single"), connections=args.single_clients, seconds=3)
+        load.wrk(url, script=script("warm_batch"), connections=args.clients, seconds=5)
+        load.wrk(url, script=script("warm_single"), connections=args.single_clients, seconds=3)
         time.sleep(2)  # requests in flight when wrk stopped
         conn.execute(f"TRUNCATE {harness.TABLE} CASCADE")
 
         harness.checkpoint(conn)
         say(f"batch: {args.clients} connections, {args.batch_size} events each, {args.seconds}s")
-        batch = harness.wrk(
+        batch = load.wrk(
             url, script=script("batch"), connections=args.clients, seconds=args.seconds
         )
         time.sleep(2)  # requests in flight when wrk stopped
@@ -131,7 +132,7 @@ def run(args: argparse.Namespace) -> dict:
             f"single: {args.single_clients} connections, one event a request, "
             f"{args.single_seconds}s"
         )
-        single = harness.wrk(
+        single = load.wrk(
             url,
             script=script("single"),
             connections=args.single_clients,
@@ -139,9 +140,9 @@ def run(args: argparse.Namespace) -> dict:
         )
         single["ok"] = single["unexpected"] == 0 and single["socket_errors"] == 0
         result["single"] = single
-        health = harness.wrk(
+        health = load.wrk(
             f"{stack.url}/api/v1/health",
-            script=f"expected = 200\n{harness.WRK_REPORT}",
+            script=f"expected = 200\n{load.WRK_REPORT}",
             connections=args.single_clients,
             seconds=args.single_seconds,
         )
