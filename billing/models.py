@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 from django.db import models
+from django.db.models import Q
 
 from finops.fields import ExactDecimalField
-from finops.models import Tenant
+from finops.models import ApiKey, Tenant
 
 
 class RollupSums(models.Model):
@@ -149,9 +150,14 @@ def default_thresholds() -> list[int]:
     return [50, 80, 100]
 
 
+# An end-user field set to this applies to each end user on their own.
+EACH_USER = "*"
+
+
 class Budget(models.Model):
-    """A spend limit on a scope (any combination of tenant, feature, model and prompt
-    template; none of them: all usage) for each hour, day or month.
+    """A spend limit on a scope (any combination of tenant, feature, model, prompt
+    template, end user and API key; none of them: all usage) for each hour, day or
+    month. `user` is one end user, or `*` for each end user on their own.
 
     Crossing a threshold (percent of the amount) raises one alert per threshold and
     period. `action` says what the guard does at 100 percent.
@@ -182,6 +188,12 @@ class Budget(models.Model):
         on_delete=models.CASCADE,
         related_name="+",
     )
+    user = models.CharField(
+        max_length=200, blank=True, help_text="An end user, or * for each end user."
+    )
+    api_key = models.ForeignKey(
+        ApiKey, null=True, blank=True, on_delete=models.CASCADE, related_name="budgets"
+    )
     period = models.CharField(max_length=8, choices=Period.choices)
     amount = ExactDecimalField(max_digits=20, decimal_places=6)
     thresholds = models.JSONField(default=default_thresholds)
@@ -196,13 +208,126 @@ class Budget(models.Model):
 
     @property
     def scope_label(self) -> str:
-        parts = [
-            f"tenant {self.tenant.slug}" if self.tenant_id else "",
-            f"feature {self.feature.key}" if self.feature_id else "",
-            f"model {self.model}" if self.model else "",
-            f"prompt {self.prompt_template.key}" if self.prompt_template_id else "",
+        return scope_label(self)
+
+
+def scope_label(limit: Budget | RateLimit) -> str:
+    """What a budget or rate limit covers, for people."""
+    user = limit.user
+    parts = [
+        f"tenant {limit.tenant.slug}" if limit.tenant_id else "",
+        f"feature {limit.feature.key}" if limit.feature_id else "",
+        f"model {limit.model}" if limit.model else "",
+        f"prompt {limit.prompt_template.key}" if limit.prompt_template_id else "",
+        ("each end user" if user == EACH_USER else f"end user {user}") if user else "",
+        f"API key {limit.api_key.prefix}" if limit.api_key_id else "",
+    ]
+    return ", ".join(p for p in parts if p) or "all usage"
+
+
+class RateLimit(models.Model):
+    """Requests, tokens (input + output) or cost per minute, hour or day on a scope (the
+    same dimensions as a budget). A call that would pass one is answered `block` with
+    `error_type` `rate_limited` and `retry_after`, the seconds until its window ends.
+    Requests are counted by the guard as it allows them; tokens and cost are what the
+    events of the window add up to (cost also counts the calls still in flight)."""
+
+    class Window(models.TextChoices):
+        MINUTE = "minute", "Minute"
+        HOUR = "hour", "Hour"
+        DAY = "day", "Day"
+
+    name = models.CharField(max_length=200, blank=True)
+    tenant = models.ForeignKey(
+        Tenant, null=True, blank=True, on_delete=models.CASCADE, related_name="rate_limits"
+    )
+    feature = models.ForeignKey(
+        "ingestion.Feature", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    model = models.CharField(max_length=200, blank=True)
+    prompt_template = models.ForeignKey(
+        "ingestion.PromptTemplate",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+    )
+    user = models.CharField(
+        max_length=200, blank=True, help_text="An end user, or * for each end user."
+    )
+    api_key = models.ForeignKey(
+        ApiKey, null=True, blank=True, on_delete=models.CASCADE, related_name="rate_limits"
+    )
+    window = models.CharField(max_length=8, choices=Window.choices, default=Window.MINUTE)
+    requests = models.PositiveIntegerField(null=True, blank=True)
+    tokens = models.PositiveBigIntegerField(null=True, blank=True)
+    cost = ExactDecimalField(max_digits=20, decimal_places=6, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(requests__isnull=False) | Q(tokens__isnull=False)
+                | Q(cost__isnull=False),
+                name="rate_limit_sets_a_limit",
+            )  # fmt: skip
         ]
-        return ", ".join(p for p in parts if p) or "all usage"
+
+    def __str__(self) -> str:
+        return self.name or f"{scope_label(self)} per {self.window}"
+
+
+class KillSwitch(models.Model):
+    """A tripped kill switch: the guard downgrades the calls it covers to the feature's
+    fallback model until it is cleared. With a tenant it covers that tenant's calls of the
+    feature (tripped by the spike detection on that tenant's own spend); without one, the
+    whole feature (set by staff only)."""
+
+    tenant = models.ForeignKey(
+        Tenant, null=True, blank=True, on_delete=models.CASCADE, related_name="kill_switches"
+    )
+    feature = models.ForeignKey(
+        "ingestion.Feature", on_delete=models.CASCADE, related_name="kill_switches"
+    )
+    tripped_at = models.DateTimeField()
+    reason = models.TextField()
+    automatic = models.BooleanField(default=True, help_text="Tripped by spike detection.")
+    cleared_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-tripped_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "feature"],
+                condition=Q(cleared_at__isnull=True),
+                nulls_distinct=False,
+                name="kill_switch_one_active",
+            )
+        ]
+
+    def __str__(self) -> str:
+        whose = self.tenant.slug if self.tenant_id else "every tenant"
+        return f"{self.feature.key} for {whose}"
+
+
+class GuardReservation(models.Model):
+    """A call the guard allowed whose event has not arrived, recorded beside Redis so a
+    Redis that loses its state gets it back: one row per counter it was reserved on.
+    Deleted in the transaction that stores the call's event; past `expires_ms` it no
+    longer counts. Unlogged on PostgreSQL (migration 0012)."""
+
+    pk = models.CompositePrimaryKey("reservation", "counter")
+    reservation = models.CharField(max_length=32)
+    counter = models.CharField(max_length=600)
+    nanos = models.BigIntegerField(help_text="The reserved cost in billionths.")
+    expires_ms = models.BigIntegerField(help_text="Unix time in milliseconds.")
+
+    class Meta:
+        indexes = [models.Index(fields=["counter"], name="guard_reservation_counter")]
+
+    def __str__(self) -> str:
+        return f"{self.reservation} on {self.counter}"
 
 
 class Alert(models.Model):

@@ -4,7 +4,7 @@ from django.db import models
 from django.db.models import F, Q
 
 from finops.fields import ExactDecimalField, TransactionId
-from finops.models import ModelPrice, ServiceTier, Tenant
+from finops.models import ApiKey, ModelPrice, ServiceTier, Tenant
 
 
 class Feature(models.Model):
@@ -108,6 +108,17 @@ class UsageEvent(models.Model):
     grounding_tokens = models.BigIntegerField(default=0)
     wasted_tokens = models.BigIntegerField(default=0)
     user = models.CharField(max_length=200, blank=True)
+    # The key that posted it (what API-key budgets count). No constraint: revoking or
+    # deleting a key must not touch the ledger.
+    api_key = models.ForeignKey(
+        ApiKey,
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
+        db_index=False,
+    )
     session = models.CharField(max_length=200, blank=True)
     routing_tier = models.CharField(max_length=64, blank=True)
     latency_ms = models.IntegerField(null=True, blank=True)
@@ -176,6 +187,17 @@ class UsageEvent(models.Model):
         indexes = [
             models.Index(fields=["tenant", "timestamp"], name="usage_event_tenant_time"),
             models.Index(fields=["timestamp"], name="usage_event_time"),
+            # What the guard's counters of one end user or one key are seeded from.
+            models.Index(
+                fields=["tenant", "user", "timestamp"],
+                condition=~Q(user=""),
+                name="usage_event_user_time",
+            ),
+            models.Index(
+                fields=["api_key", "timestamp"],
+                condition=Q(api_key__isnull=False),
+                name="usage_event_key_time",
+            ),
             models.Index(
                 fields=["model"], condition=Q(price__isnull=True), name="usage_event_unpriced"
             ),
