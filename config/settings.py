@@ -83,6 +83,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: it times the whole answer, the other middleware's work included.
     "finops.metrics.RequestMetricsMiddleware",
+    # A lost database answers 503 + Retry-After on every API view (finops/faults.py).
+    "finops.faults.DatabaseFaultMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

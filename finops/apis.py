@@ -10,6 +10,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from .faults import API_PATHS
+
 
 class HealthApi(APIView):
     authentication_classes: list = []
@@ -36,6 +38,6 @@ class HealthApi(APIView):
 
 def server_error(request: HttpRequest) -> HttpResponse:
     """500s: JSON for API clients, Django's page elsewhere."""
-    if request.path.startswith(("/api/", "/v1/")):
+    if request.path.startswith(API_PATHS):
         return JsonResponse({"detail": "Internal server error."}, status=500)
     return defaults.server_error(request)
