@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator, validate_email
 from django.db import models
 from django.db.models import Q
 
@@ -268,7 +270,8 @@ class RateLimit(models.Model):
         ordering = ["id"]
         constraints = [
             models.CheckConstraint(
-                condition=Q(requests__isnull=False) | Q(tokens__isnull=False)
+                condition=Q(requests__isnull=False)
+                | Q(tokens__isnull=False)
                 | Q(cost__isnull=False),
                 name="rate_limit_sets_a_limit",
             )  # fmt: skip
@@ -276,6 +279,10 @@ class RateLimit(models.Model):
 
     def __str__(self) -> str:
         return self.name or f"{scope_label(self)} per {self.window}"
+
+    @property
+    def scope_label(self) -> str:
+        return scope_label(self)
 
 
 class KillSwitch(models.Model):
@@ -297,6 +304,7 @@ class KillSwitch(models.Model):
 
     class Meta:
         ordering = ["-tripped_at", "-id"]
+        verbose_name_plural = "kill switches"
         constraints = [
             models.UniqueConstraint(
                 fields=["tenant", "feature"],
@@ -330,16 +338,33 @@ class GuardReservation(models.Model):
         return f"{self.reservation} on {self.counter}"
 
 
+class Severity(models.TextChoices):
+    """How urgent an alert is, lowest first (`SEVERITY_RANK`)."""
+
+    INFO = "info", "Info"
+    WARNING = "warning", "Warning"
+    CRITICAL = "critical", "Critical"
+
+
+SEVERITY_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
+
+
 class Alert(models.Model):
-    """Raised once: `dedup_key` names the rule, scope, period and threshold."""
+    """Raised once: `dedup_key` names the rule, scope, period and threshold. An alert on a
+    condition that can clear (a metric in warning) is resolved once: `resolved_at`."""
 
     class Kind(models.TextChoices):
         BUDGET_THRESHOLD = "budget_threshold", "Budget threshold"
         SPEND_SPIKE = "spend_spike", "Spend spike"
         CAP_REACHED = "cap_reached", "Cap reached"
         TENANT_THROTTLED = "tenant_throttled", "Tenant throttled"
+        METRIC_WARNING = "metric_warning", "Metric warning"
+        PROJECTION_OVERRUN = "projection_overrun", "Projection overrun"
+
+    Severity = Severity
 
     kind = models.CharField(max_length=32, choices=Kind.choices)
+    severity = models.CharField(max_length=8, choices=Severity.choices, default=Severity.WARNING)
     tenant = models.ForeignKey(
         Tenant, null=True, blank=True, on_delete=models.CASCADE, related_name="alerts"
     )
@@ -355,6 +380,7 @@ class Alert(models.Model):
     message = models.TextField()
     dedup_key = models.CharField(max_length=255, unique=True)
     created_at = models.DateTimeField()
+    resolved_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -390,18 +416,93 @@ class Delivery(models.Model):
 
 
 class AlertDelivery(Delivery):
-    """One alert on one channel; sent once."""
+    """One notice of an alert (raised, or later resolved) to one target of one channel;
+    sent once. `target` is a webhook URL or comma-separated e-mail addresses, copied from
+    the route (or the default settings) when the alert was raised; blank on rows from
+    before routes: the default settings."""
+
+    class Notice(models.TextChoices):
+        TRIGGERED = "triggered", "Triggered"
+        RESOLVED = "resolved", "Resolved"
 
     alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="deliveries")
+    notice = models.CharField(max_length=16, choices=Notice.choices, default=Notice.TRIGGERED)
+    route = models.ForeignKey(
+        "AlertRoute", null=True, blank=True, on_delete=models.SET_NULL, related_name="deliveries"
+    )
+    target = models.CharField(max_length=1000, blank=True)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["alert", "channel"], name="alert_delivery_once")
+            models.UniqueConstraint(
+                fields=["alert", "notice", "channel", "target"], name="alert_delivery_once"
+            )
         ]
         indexes = [models.Index(fields=["status", "next_attempt_at"], name="alert_delivery_due")]
 
     def __str__(self) -> str:
-        return f"{self.alert_id} by {self.channel}: {self.status}"
+        notice = " (resolved)" if self.notice == self.Notice.RESOLVED else ""
+        return f"{self.alert_id}{notice} by {self.channel}: {self.status}"
+
+
+class AlertRoute(models.Model):
+    """Where alerts go. A staff route (no tenant) gets every alert of its kind (blank:
+    every kind) at or above `min_severity`; the default settings
+    (`FINOPS_ALERT_WEBHOOK_URL`, `FINOPS_ALERT_EMAILS`) get the alerts of the kinds no staff
+    route names. A tenant's route gets the alerts about that tenant only."""
+
+    kind = models.CharField(
+        max_length=32, choices=Alert.Kind.choices, blank=True, help_text="Blank: every kind."
+    )
+    min_severity = models.CharField(max_length=8, choices=Severity.choices, default=Severity.INFO)
+    channel = models.CharField(max_length=16, choices=Delivery.Channel.choices)
+    target = models.CharField(
+        max_length=1000, help_text="The webhook URL, or comma-separated e-mail addresses."
+    )
+    tenant = models.ForeignKey(
+        Tenant,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="alert_routes",
+        help_text="Blank: a staff route. Set: the alerts about this tenant, and no other.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["tenant_id", "kind", "id"]
+
+    def __str__(self) -> str:
+        whose = self.tenant.slug if self.tenant_id else "staff"
+        return f"{self.kind or 'every kind'} ({self.min_severity}+) to {whose} by {self.channel}"
+
+    def clean(self) -> None:
+        try:
+            if self.channel == Delivery.Channel.WEBHOOK:
+                URLValidator(schemes=["http", "https"])(self.target)
+            else:
+                for address in self.target.split(","):
+                    validate_email(address.strip())
+        except ValidationError as error:
+            raise ValidationError({"target": error.messages}) from None
+
+
+class AlertMute(models.Model):
+    """Staff mute an alert kind (blank: every kind) for one tenant: its alerts are still
+    stored, as history, but notify nobody."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="alert_mutes")
+    kind = models.CharField(
+        max_length=32, choices=Alert.Kind.choices, blank=True, help_text="Blank: every kind."
+    )
+    reason = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "kind"], name="alert_mute_once")]
+
+    def __str__(self) -> str:
+        return f"{self.kind or 'every kind'} muted for {self.tenant}"
 
 
 class FeatureCap(models.Model):

@@ -37,10 +37,11 @@ class Feature(models.Model):
         default=False,
         help_text="Move to the fallback model automatically when the cost rate spikes.",
     )
-    kill_switch_active_since = models.DateTimeField(
+    sunset_on = models.DateField(
         null=True,
         blank=True,
-        help_text="Set when the kill switch tripped; clear it to lift the switch.",
+        help_text="When the feature is to be sunset (set by its retirement review); the "
+        "guard names it to the callers of a deprecated feature.",
     )
     auto_created = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
