@@ -139,7 +139,13 @@ def lifecycles_advance(*, now: datetime) -> int:
         if review.decision == RetirementReview.Decision.CONSOLIDATE and target == order[0]:
             target = Feature.Status.DEPRECATED  # its traffic moves to another feature
         feature = Feature.objects.filter(key=review.subject).first()
-        if feature is None or order.index(target) <= order.index(feature.status):
+        if feature is None:
+            continue
+        if review.sunset_on and feature.sunset_on != review.sunset_on:
+            # What the guard's notice to a deprecated feature's callers names.
+            feature.sunset_on = review.sunset_on
+            feature.save(update_fields=["sunset_on"])
+        if order.index(target) <= order.index(feature.status):
             continue
         feature.status = target
         feature.save(update_fields=["status"])

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 from django.contrib import admin
@@ -7,6 +8,7 @@ from django.db.models import Count, Max, Min, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
 
 from finops.admin import MoneyFieldsMixin
 
@@ -26,7 +28,34 @@ class FeatureAdmin(admin.ModelAdmin):
     )
     list_filter = ("status", "task_type", "auto_created")
     search_fields = ("key", "name")
-    readonly_fields = ("auto_created", "created_at")
+    readonly_fields = ("active_kill_switches", "auto_created", "created_at")
+
+    @admin.display(description="active kill switches")
+    def active_kill_switches(self, obj: Feature) -> str:
+        """Staff set and clear them under Billing, Kill switches: this shows them (the
+        rows are billing's, reached through their relation, not imported)."""
+        if obj.pk is None:
+            return "-"
+        switches = obj.kill_switches.filter(cleared_at__isnull=True).select_related("tenant")
+        url = reverse("admin:billing_killswitch_changelist")
+        listed = format_html_join(
+            "",
+            "<li>for {} since {} UTC{}</li>",
+            (
+                (
+                    s.tenant.slug if s.tenant_id else "every tenant",
+                    f"{s.tripped_at.astimezone(UTC):%Y-%m-%d %H:%M}",
+                    "" if s.automatic else " (set by staff)",
+                )
+                for s in switches
+            ),
+        )
+        return format_html(
+            '<ul>{}</ul><a href="{}?feature__id__exact={}&amp;active=yes">Kill switches</a>',
+            listed or "none",
+            url,
+            obj.pk,
+        )
 
 
 @admin.register(PromptTemplate)

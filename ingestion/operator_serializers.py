@@ -10,17 +10,14 @@ from .models import Feature
 
 
 class FeatureListSerializer(serializers.ModelSerializer):
-    kill_switch_active = serializers.SerializerMethodField()
+    """A feature's policy; its tripped kill switches (billing's, per tenant) are listed at
+    `/api/v1/features/{key}`."""
 
     class Meta:
         model = Feature
         fields = ["key", "name", "status", "task_type", "default_model", "fallback_model",
-                  "kill_switch_enabled", "kill_switch_active", "auto_created",
-                  "created_at"]  # fmt: skip
+                  "kill_switch_enabled", "auto_created", "created_at"]  # fmt: skip
         read_only_fields = fields
-
-    def get_kill_switch_active(self, feature: Feature) -> bool:
-        return feature.kill_switch_active_since is not None
 
 
 class FeatureQuerySerializer(StrictQuery):

@@ -27,7 +27,7 @@ def test_an_operator_lists_features_with_their_policy(manager, operator, acme) -
     assert deprecated[0] | {"created_at": None} == {
         "key": "chat_assistant", "name": "", "status": "deprecated", "task_type": "chat",
         "default_model": "gpt-4o", "fallback_model": "gpt-4o-mini", "kill_switch_enabled": False,
-        "kill_switch_active": False, "auto_created": False, "created_at": None,
+        "auto_created": False, "created_at": None,
     }  # fmt: skip
     assert len(deprecated) == 1
     first = manager.get("/api/v1/features?limit=1").json()
