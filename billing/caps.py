@@ -86,6 +86,7 @@ def _cap_alert(
     scope = f"{tenant.slug} / {feature}" if feature else tenant.slug
     return alert_raise(
         kind=Alert.Kind.CAP_REACHED,
+        severity=Alert.Severity.CRITICAL,  # the guard blocks from now on
         dedup_key=f"cap:{tenant.id}:{feature or ''}:{month:%Y%m}",
         message=(
             f"{scope}: month-to-date spend {money_format(spend, currency)} reached "
@@ -116,6 +117,7 @@ def ltv_check(*, now: datetime) -> CapCheck:
         currency = tenant.billing_currency
         if alert_raise(
             kind=Alert.Kind.TENANT_THROTTLED,
+            severity=Alert.Severity.WARNING,
             dedup_key=f"ltv:{tenant.id}",
             message=(
                 f"{tenant.slug} (free tier) cost {money_format(cost, currency)} in its "

@@ -240,6 +240,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "console.tasks.digest_write_task",
         "schedule": crontab(minute="0", hour="7", day_of_week="mon"),
     },
+    # Daily 06:00 UTC: last week's metrics and cost against its projection (metric alarms).
+    "check-metric-alarms": {
+        "task": "console.tasks.alarms_check_task",
+        "schedule": crontab(minute="0", hour="6"),
+    },
     "deliver-alerts": {"task": "billing.tasks.alerts_deliver_task", "schedule": 60.0},
     "deliver-digests": {"task": "console.tasks.digests_deliver_task", "schedule": 60.0},
 }

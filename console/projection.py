@@ -102,6 +102,38 @@ class Projection:
         }  # fmt: skip
 
 
+def feature_trends(*, costs: dict[str, dict[date, Decimal]], today: datetime) -> dict[str, Trend]:
+    """Each feature's trend, fitted on its last 14 complete days before `today` from its
+    first day with cost: the days before it existed are not days it cost nothing. Day
+    numbers count from `today` (0)."""
+    origin = today.date()
+    recent = [(today - timedelta(days=i)).date() for i in range(TREND_DAYS, 0, -1)]
+    trends = {}
+    for feature, per_day in sorted(costs.items()):
+        used = [d for d in recent if per_day.get(d)]
+        points = [((d - origin).days, per_day.get(d, Decimal(0))) for d in recent
+                  if used and d >= used[0]]  # fmt: skip
+        trends[feature] = trend_fit(points)
+    return trends
+
+
+def projected_cost(*, start: datetime, end: datetime, tenant: Tenant | None = None) -> Decimal:
+    """What the projection made at `start` (a UTC midnight) foresaw for the days from
+    `start` to `end`, also past the end of `start`'s month: each feature's trend, plus
+    (across tenants) the planned features from their launch."""
+    costs = feature_costs_by_day(start=start - timedelta(days=TREND_DAYS), end=start,
+                                 tenant=tenant)  # fmt: skip
+    trends = feature_trends(costs=costs, today=start)
+    days = range((end - start).days)  # day numbers from `start`
+    total = sum((t.at(x) for t in trends.values() for x in days), Decimal(0))
+    if tenant is None:
+        for plan in PlannedFeature.objects.select_related("reuses"):
+            trend = trends.get(plan.reuses.key, Trend())
+            launch = (plan.launch_date - start.date()).days
+            total += sum((plan.multiplier * trend.at(x) for x in days if x >= launch), Decimal(0))
+    return total
+
+
 def projection_compute(*, now: datetime, tenant: Tenant | None = None) -> Projection:
     """The month of `now`, projected to its end. The trend of each feature is fitted on its
     last 14 complete days (also the previous month's) from its first day with cost; today
@@ -116,17 +148,10 @@ def projection_compute(*, now: datetime, tenant: Tenant | None = None) -> Projec
     origin = today.date()
     daily_actual: dict[date, Decimal] = defaultdict(Decimal)
     daily_projected: dict[date, Decimal] = defaultdict(Decimal)
-    trends: dict[str, Trend] = {}
+    trends = feature_trends(costs=costs, today=today)
 
     for feature, per_day in sorted(costs.items()):
-        # From the feature's first day with cost: the days before it existed are not
-        # days it cost nothing.
-        recent = [(today - timedelta(days=i)).date() for i in range(TREND_DAYS, 0, -1)]
-        used = [d for d in recent if per_day.get(d)]
-        points = [((d - origin).days, per_day.get(d, Decimal(0))) for d in recent
-                  if used and d >= used[0]]  # fmt: skip
-        trend = trend_fit(points)
-        trends[feature] = trend
+        trend = trends[feature]
         actual = projected = Decimal(0)
         for d in days:
             spent = per_day.get(d, Decimal(0))

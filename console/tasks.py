@@ -7,6 +7,7 @@ from celery import shared_task
 
 from finops.periods import clock_reading
 
+from .alarms import alarms_check
 from .digest import digest_write, digests_deliver
 from .reviews import lifecycles_advance, reviews_open
 
@@ -32,3 +33,12 @@ def digest_write_task(now: str | None = None) -> str:
 def digests_deliver_task(now: str | None = None) -> str:
     result = digests_deliver(now=clock_reading(now))
     return f"sent {result.sent} digest notification(s), {result.failed} given up"
+
+
+@shared_task
+def alarms_check_task(now: str | None = None) -> str:
+    result = alarms_check(now=clock_reading(now))
+    return (
+        f"checked last week's metrics for {result.scopes} scope(s): {result.raised} new "
+        f"metric alert(s), {result.resolved} resolved; {result.overruns} projection overrun(s)"
+    )
