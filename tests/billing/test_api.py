@@ -25,8 +25,9 @@ def test_an_operator_creates_lists_changes_and_deletes_budgets(manager, acme) ->
     assert created.status_code == 201, created.json()
     body = created.json()
     assert body == {"id": body["id"], "name": "", "tenant": "acme", "feature": "chat_assistant",
-                    "model": "", "prompt_template": None, "period": "month", "amount": "500",
-                    "thresholds": [50, 80, 100], "action": "block"}  # fmt: skip
+                    "model": "", "prompt_template": None, "user": "", "api_key": None,
+                    "period": "month", "amount": "500", "thresholds": [50, 80, 100],
+                    "action": "block"}  # fmt: skip
 
     listed = manager.get("/api/v1/budgets").json()
     assert [b["id"] for b in listed["results"]] == [body["id"]] and listed["next"] is None
@@ -71,10 +72,13 @@ def test_a_budget_amount_sent_as_a_json_number_keeps_every_digit(manager, acme) 
     assert response.json()["amount"] == "1234567890123.123456"
 
 
-def test_budgets_need_an_operator_key_with_the_right_scope(make_client, acme_client, acme) -> None:
+def test_budgets_need_the_right_scope(make_client, acme_client, acme) -> None:
     payload = {"period": "day", "amount": "1"}
-    assert acme_client.get("/api/v1/budgets").status_code == 403
+    # A tenant key reads its own tenant's budgets; without `manage` it writes none.
+    assert acme_client.get("/api/v1/budgets").status_code == 200
     assert acme_client.post("/api/v1/budgets", payload, format="json").status_code == 403
+    ingest_only = make_client(None, ["ingest"])
+    assert ingest_only.get("/api/v1/budgets").status_code == 403
     reader = make_client(None, ["read"])
     assert reader.get("/api/v1/budgets").status_code == 200
     assert reader.post("/api/v1/budgets", payload, format="json").status_code == 403
@@ -97,8 +101,9 @@ def test_a_tenant_key_sees_only_its_own_alerts(acme_client, globex_client, opera
     assert len(operator.get("/api/v1/alerts").json()["results"]) == 3
     spikes = operator.get("/api/v1/alerts?kind=spend_spike").json()["results"]
     assert [a["kind"] for a in spikes] == ["spend_spike"]
-    fields = {"id", "kind", "tenant", "feature", "model", "prompt_template", "period_start",
-              "threshold", "value", "message", "created_at"}  # fmt: skip
+    fields = {"id", "kind", "severity", "tenant", "feature", "model", "prompt_template",
+              "period_start", "threshold", "value", "message", "created_at",
+              "resolved_at"}  # fmt: skip
     assert set(mine[0]) == fields
 
 
