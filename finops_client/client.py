@@ -177,7 +177,10 @@ class FinOpsClient:
 
     def guard(self, tenant: str | None, feature: str, model: str, **fields: Any) -> dict[str, Any]:
         """The guard's decision for one call: `{"decision", "model", "reason",
-        "error_type"}`. Raises `RuntimeError` if the service does not answer 200."""
+        "error_type", "reservation_id", "retry_after", "notice"}`. Put its
+        `reservation_id` on the call's event (`record(..., reservation_id=...)`) so the
+        call's reservation is settled when its cost arrives. Raises `RuntimeError` if
+        the service does not answer 200."""
         body = {"feature": feature, "model": model, **fields}
         if tenant:
             body["tenant"] = tenant

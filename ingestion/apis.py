@@ -5,7 +5,6 @@ from typing import Any
 import msgspec
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.db import OperationalError
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -114,7 +113,9 @@ class EventsApi(APIView):
         if len(body) > limit:
             return _too_large()
         items, is_batch = _split_items(body)
-        results = events_ingest(key_tenant=request.auth.tenant, items=items)
+        results = events_ingest(
+            key_tenant=request.auth.tenant, items=items, api_key_id=request.auth.id
+        )
         counts = {ACCEPTED: 0, DUPLICATE: 0, REJECTED: 0}
         for result in results:
             counts[REJECTED if result.status == CONFLICT else result.status] += 1
@@ -222,13 +223,10 @@ class OtlpTracesApi(APIView):
             return self._too_large(f"Request body is larger than {limit} bytes once decompressed.")
         except otlp.OtlpError as exc:
             return HttpResponse(str(exc), status=400, content_type="text/plain")
-        try:
-            result = otlp.spans_ingest(key_tenant=request.auth.tenant, request=export)
-        except OperationalError:
-            # The database is away or overloaded: the exporter retries a 503 later.
-            response = HttpResponse("Try again later.", status=503, content_type="text/plain")
-            response["Retry-After"] = "5"
-            return response
+        # A database fault answers 503 + Retry-After (finops.faults), which exporters retry.
+        result = otlp.spans_ingest(
+            key_tenant=request.auth.tenant, request=export, api_key_id=request.auth.id
+        )
         events_counted(intake=OTLP, accepted=result.accepted, duplicate=result.duplicates,
                        rejected=result.rejected, skipped=result.skipped)  # fmt: skip
         answer = otlp.ExportTraceServiceResponse()
@@ -281,7 +279,7 @@ class LiteLLMApi(APIView):
         except litellm.LiteLLMError as exc:
             raise ValidationError({"non_field_errors": [str(exc)]}) from None
         results, rejected = litellm.payloads_ingest(
-            key_tenant=request.auth.tenant, payloads=payloads
+            key_tenant=request.auth.tenant, payloads=payloads, api_key_id=request.auth.id
         )
         counts = {s: sum(1 for r in results if r["status"] == s)
                   for s in ("accepted", "duplicate", "skipped", "rejected")}  # fmt: skip

@@ -274,6 +274,7 @@ def payload_event(payload: dict[str, Any]) -> dict[str, Any] | None:
         "tenant": tenant if isinstance(tenant, str) and tenant else None,
         "feature": tags.get("feature"),
         "prompt_template": tags.get("prompt"),
+        "reservation_id": tags.get("reservation"),
         "provider": provider,
         "user": payload.get("end_user") or None,
         "cache_write_1h_tokens": cache_write_1h or None,
@@ -294,7 +295,9 @@ def payload_event(payload: dict[str, Any]) -> dict[str, Any] | None:
     return event
 
 
-def payloads_ingest(*, key_tenant: Any, payloads: list[Any]) -> tuple[list[dict[str, Any]], int]:
+def payloads_ingest(
+    *, key_tenant: Any, payloads: list[Any], api_key_id: int | None = None
+) -> tuple[list[dict[str, Any]], int]:
     """Per payload an answer item (`index`, `status`: accepted, duplicate, skipped or
     rejected), and how many were rejected."""
     answers: list[dict[str, Any] | None] = [None] * len(payloads)
@@ -320,7 +323,9 @@ def payloads_ingest(*, key_tenant: Any, payloads: list[Any]) -> tuple[list[dict[
             continue
         items.append(_encoder.encode(event))
         positions.append(index)
-    results = events_ingest(key_tenant=key_tenant, items=items) if items else []
+    results = (
+        events_ingest(key_tenant=key_tenant, items=items, api_key_id=api_key_id) if items else []
+    )
     for position, result in zip(positions, results, strict=True):
         status = result.status if result.status in ("accepted", "duplicate") else "rejected"
         answer: dict[str, Any] = {"index": position, "status": status,

@@ -244,6 +244,7 @@ def span_event(
         "tenant": _text(attrs, "finops.tenant"),
         "feature": feature,
         "prompt_template": _text(attrs, "finops.prompt_template"),
+        "reservation_id": _text(attrs, "finops.reservation_id"),
         # OTel's provider names (`gcp.gemini`, `aws.bedrock`) pass through; the price
         # lookup knows them.
         "provider": _text(attrs, "gen_ai.provider.name", "gen_ai.system"),
@@ -267,7 +268,12 @@ def span_event(
     return event
 
 
-def spans_ingest(*, key_tenant: Tenant | None, request: ExportTraceServiceRequest) -> SpanResult:
+def spans_ingest(
+    *,
+    key_tenant: Tenant | None,
+    request: ExportTraceServiceRequest,
+    api_key_id: int | None = None,
+) -> SpanResult:
     result = SpanResult()
     feature_models = dict(
         Feature.objects.exclude(default_model="").values_list("key", "default_model")
@@ -286,7 +292,8 @@ def spans_ingest(*, key_tenant: Tenant | None, request: ExportTraceServiceReques
         else:
             items.append(_encoder.encode(event))
     if items:
-        _events_count(events_ingest(key_tenant=key_tenant, items=items), result)
+        results = events_ingest(key_tenant=key_tenant, items=items, api_key_id=api_key_id)
+        _events_count(results, result)
     return result
 
 

@@ -63,6 +63,7 @@ class EventIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     prompt_hash: Annotated[str, Meta(max_length=128)] = ""
     tags: Annotated[dict[TagKey, TagValue], Meta(max_length=20)] = {}
     cost_usd: Decimal | None = None
+    reservation_id: Annotated[str, Meta(max_length=32, pattern="^[0-9a-f]*$")] = ""
 
 
 class Envelope(msgspec.Struct):

@@ -23,6 +23,10 @@ class SpendRow:
     timestamp: datetime
     cost: Decimal
     new_event: bool
+    user: str = ""
+    api_key_id: int | None = None
+    tokens: int = 0  # input + output, of a new event
+    reservation: str = ""  # the guard's reservation the new event settles
 
 
 # Sent inside the transaction that stores the rows, with `rows` (a list of SpendRow) and,

@@ -283,12 +283,17 @@ def _with_tenants(
 
 
 def events_ingest(
-    *, key_tenant: Tenant | None, items: Sequence[bytes], now: datetime | None = None
+    *,
+    key_tenant: Tenant | None,
+    items: Sequence[bytes],
+    now: datetime | None = None,
+    api_key_id: int | None = None,
 ) -> list[ItemResult]:
     """Store each valid item once per (tenant, event_id); judge each item alone.
 
     `items` are JSON-encoded events. `key_tenant` is the tenant of a tenant-scoped key,
-    or None for an operator key, which may post for any tenant. Returns one result per
+    or None for an operator key, which may post for any tenant; `api_key_id` is the
+    posting key (what key budgets count). Returns one result per
     item, in order; when it returns, every accepted event is committed.
     """
     now = now or datetime.now(UTC)
@@ -320,7 +325,8 @@ def events_ingest(
             {i.event.prompt_template for i in to_store if i.event.prompt_template},
             prompt_defaults,
         )
-        columns, costs = _columns(to_store, feature_ids=feature_ids, prompt_ids=prompt_ids, now=now)
+        columns, costs = _columns(to_store, feature_ids=feature_ids, prompt_ids=prompt_ids, now=now,
+                                  api_key_id=api_key_id)  # fmt: skip
         insert = events_insert(columns=columns, count=len(to_store))
         inserted = insert.pairs
         if inserted and spend_recorded.has_listeners():
@@ -338,6 +344,10 @@ def events_ingest(
                     timestamp=item.event.timestamp,
                     cost=costs[position][0] or Decimal(0),
                     new_event=True,
+                    user=item.event.user,
+                    api_key_id=api_key_id,
+                    tokens=item.event.input_tokens + item.event.output_tokens,
+                    reservation=item.event.reservation_id,
                 )
                 for position, item in enumerate(to_store)
                 if (item.tenant.id, item.event.event_id) in inserted
@@ -400,6 +410,7 @@ def _columns(
     feature_ids: dict[str, int],
     prompt_ids: dict[str, int],
     now: datetime,
+    api_key_id: int | None = None,
 ) -> tuple[dict[str, list[Any]], list[tuple[Decimal | None, bool]]]:
     """Column-wise values for the writer, and each row's (cost, priced)."""
     book = PriceBook.for_models(
@@ -437,6 +448,7 @@ def _columns(
         c["grounding_tokens"].append(e.grounding_tokens)
         c["wasted_tokens"].append(e.wasted_tokens)
         c["user"].append(e.user)
+        c["api_key_id"].append(api_key_id)
         c["session"].append(e.session)
         c["routing_tier"].append(e.routing_tier)
         c["latency_ms"].append(e.latency_ms)

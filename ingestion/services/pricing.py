@@ -19,7 +19,7 @@ CHUNK = 2000
 PRICING_FIELDS = ("id", "tenant_id", "feature_id", "prompt_template_id", "model", "provider",
                   "timestamp", "batch", "service_tier", "input_tokens", "output_tokens",
                   "cached_input_tokens", "cache_write_tokens", "cache_write_1h_tokens",
-                  "reasoning_tokens", "queries")  # fmt: skip
+                  "reasoning_tokens", "queries", "user", "api_key_id")  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -108,6 +108,8 @@ def events_price_unpriced(*, now: datetime | None = None, chunk: int = CHUNK) ->
                             timestamp=e.timestamp,
                             cost=e.cost,
                             new_event=False,
+                            user=e.user,
+                            api_key_id=e.api_key_id,
                         )
                         for e in updates
                         if e.id in priced
@@ -228,6 +230,7 @@ def _changes_record(changed: list[_Change], *, now: datetime, result: RepricingR
         spend_recorded.send(sender=CostChange, rows=[
             SpendRow(tenant=tenants[e.tenant_id], feature_id=e.feature_id, feature_key="",
                      prompt_template_id=e.prompt_template_id, model=e.model,
-                     timestamp=e.timestamp, cost=e.cost, new_event=False)
+                     timestamp=e.timestamp, cost=e.cost, new_event=False, user=e.user,
+                     api_key_id=e.api_key_id)
             for e in moved
         ])  # fmt: skip
