@@ -1,7 +1,9 @@
-"""Budgets: their spend, read from the rollups, and the alerts at their thresholds."""
+"""Budgets: their spend, read from the rollups (from the events for budgets on end users
+or API keys), and the alerts at their thresholds."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -13,17 +15,29 @@ from django.db.models import QuerySet
 from finops.fields import ExactSum
 from finops.money import money_format
 from finops.periods import HOUR, period_end, period_label, period_start
+from ingestion.models import UsageEvent
 
 from .alerts import alert_raise
-from .models import Alert, Budget, UsageRollup
+from .guard.policies import policy_cache_clear
+from .models import EACH_USER, Alert, Budget, RateLimit, UsageRollup
 
-BUDGET_FIELDS = ("name", "tenant", "feature", "model", "prompt_template", "period", "amount",
-                 "thresholds", "action")  # fmt: skip
+BUDGET_FIELDS = ("name", "tenant", "feature", "model", "prompt_template", "user", "api_key",
+                 "period", "amount", "thresholds", "action")  # fmt: skip
+
+
+def limit_scope_complete(limit: Budget | RateLimit) -> None:
+    """A tenant's API key only ever spends for its tenant: a limit on one names the tenant
+    too, so that the tenant's own keys list it."""
+    if limit.api_key_id and limit.api_key.tenant_id and not limit.tenant_id:
+        limit.tenant = limit.api_key.tenant
 
 
 def budget_create(**fields: Any) -> Budget:
     budget = Budget(**{k: v for k, v in fields.items() if k in BUDGET_FIELDS})
+    limit_scope_complete(budget)
     budget.save()
+    # This worker's guard sees the change at once; the others within their policy TTL.
+    transaction.on_commit(policy_cache_clear)
     return budget
 
 
@@ -31,13 +45,16 @@ def budget_update(*, budget: Budget, **fields: Any) -> Budget:
     for name, value in fields.items():
         if name in BUDGET_FIELDS:
             setattr(budget, name, value)
+    limit_scope_complete(budget)
     budget.save()
+    transaction.on_commit(policy_cache_clear)
     return budget
 
 
 def budget_delete(*, budget: Budget) -> None:
     # Its alerts stay, unlinked: they are history.
     budget.delete()
+    transaction.on_commit(policy_cache_clear)
 
 
 def budget_rollups(*, budget: Budget, start: datetime, end: datetime) -> QuerySet[UsageRollup]:
@@ -60,6 +77,32 @@ def budget_spend(*, budget: Budget, start: datetime) -> Decimal:
     return rows.aggregate(spend=ExactSum("cost"))["spend"] or Decimal(0)
 
 
+def budget_spends(*, budget: Budget, start: datetime) -> dict[str, Decimal]:
+    """A budget's spend for one of its periods, by end user for a budget on each end
+    user (`*`), else under ''. The rollups hold no end users or keys: budgets naming
+    either read the events, through their indexes."""
+    if not budget.user and not budget.api_key_id:
+        return {"": budget_spend(budget=budget, start=start)}
+    events = UsageEvent.objects.filter(
+        timestamp__gte=start, timestamp__lt=period_end(budget.period, start)
+    )
+    for field, value in (
+        ("tenant_id", budget.tenant_id),
+        ("feature_id", budget.feature_id),
+        ("prompt_template_id", budget.prompt_template_id),
+        ("api_key_id", budget.api_key_id),
+        ("model", budget.model or None),
+    ):
+        if value is not None:
+            events = events.filter(**{field: value})  # fmt: skip
+    if budget.user == EACH_USER:
+        rows = events.exclude(user="").values_list("user").annotate(spend=ExactSum("cost"))
+        return {user: spend or Decimal(0) for user, spend in rows}
+    if budget.user:
+        events = events.filter(user=budget.user)
+    return {"": events.aggregate(spend=ExactSum("cost"))["spend"] or Decimal(0)}
+
+
 @dataclass(slots=True)
 class BudgetCheck:
     budgets: int = 0
@@ -70,31 +113,51 @@ def budgets_evaluate(*, now: datetime) -> BudgetCheck:
     """Raise an alert for each threshold crossed in the current and the previous period
     (a period's last spend may be rolled up after it ends); each only once."""
     result = BudgetCheck()
-    budgets = Budget.objects.select_related("tenant", "feature", "prompt_template")
+    budgets = Budget.objects.select_related("tenant", "feature", "prompt_template", "api_key")
     for budget in budgets:
         result.budgets += 1
         current = period_start(budget.period, now)
         previous = period_start(budget.period, current - timedelta(seconds=1))
         for start in (previous, current):
-            spend = budget_spend(budget=budget, start=start)
-            for threshold in sorted(set(budget.thresholds)):
-                if spend * 100 < budget.amount * threshold:
-                    break
-                if _threshold_alert(budget, start, threshold, spend, now):
-                    result.alerts += 1
+            for user, spend in budget_spends(budget=budget, start=start).items():
+                result.alerts += _thresholds_alert(budget, start, spend, now, user)
     return result
 
 
+def _thresholds_alert(
+    budget: Budget, start: datetime, spend: Decimal, now: datetime, user: str
+) -> int:
+    raised = 0
+    for threshold in sorted(set(budget.thresholds)):
+        if spend * 100 < budget.amount * threshold:
+            break
+        if _threshold_alert(budget, start, threshold, spend, now, user):
+            raised += 1
+    return raised
+
+
+def threshold_severity(budget: Budget, threshold: int) -> str:
+    """Below 100 percent a notice; at 100 a warning, critical when the guard now blocks."""
+    if threshold < 100:
+        return Alert.Severity.INFO
+    if budget.action == Budget.Action.BLOCK:
+        return Alert.Severity.CRITICAL
+    return Alert.Severity.WARNING
+
+
 def _threshold_alert(
-    budget: Budget, start: datetime, threshold: int, spend: Decimal, now: datetime
+    budget: Budget, start: datetime, threshold: int, spend: Decimal, now: datetime, user: str = ""
 ) -> Alert | None:
     currency = budget.tenant.billing_currency if budget.tenant_id else "USD"
     percent = (spend * 100 / budget.amount).quantize(Decimal(1)) if budget.amount else 0
     action = ""
     if threshold >= 100 and budget.action != Budget.Action.NOTIFY:
         action = f" Its action at 100% is {budget.action}."
+    whose = f" for end user {user}" if user else ""
+    # One alert per end user of a budget on each of them; the key stays short.
+    per_user = f":{hashlib.sha256(user.encode()).hexdigest()[:16]}" if user else ""
     message = (
-        f"Budget {budget} ({budget.scope_label}): {percent}% of "
+        f"Budget {budget} ({budget.scope_label}){whose}: {percent}% of "
         f"{money_format(budget.amount, currency)} spent for "
         f"{period_label(budget.period, start)} ({money_format(spend, currency)}); "
         f"threshold {threshold}% crossed.{action}"
@@ -102,9 +165,10 @@ def _threshold_alert(
     with transaction.atomic():
         return alert_raise(
             kind=Alert.Kind.BUDGET_THRESHOLD,
-            dedup_key=f"budget:{budget.id}:{start:%Y%m%dT%H}:{threshold}",
+            dedup_key=f"budget:{budget.id}:{start:%Y%m%dT%H}:{threshold}{per_user}",
             message=message,
             now=now,
+            severity=threshold_severity(budget, threshold),
             tenant=budget.tenant,
             feature=budget.feature.key if budget.feature_id else "",
             model=budget.model,

@@ -10,6 +10,7 @@ from finops.periods import clock_reading
 from .alerts import alerts_deliver
 from .budgets import budgets_evaluate
 from .caps import caps_check, ltv_check
+from .guard.reservations import reservations_prune
 from .rollups import rollups_update
 from .spikes import spikes_detect
 
@@ -46,6 +47,12 @@ def caps_check_task(now: str | None = None) -> str:
 @shared_task
 def ltv_check_task(now: str | None = None) -> str:
     return f"{ltv_check(now=clock_reading(now)).alerts} new free-tier throttle alert(s)"
+
+
+@shared_task
+def guard_reservations_prune_task(now: str | None = None) -> str:
+    now_ms = int(clock_reading(now).timestamp() * 1000)
+    return f"deleted {reservations_prune(now_ms=now_ms)} expired guard reservation(s)"
 
 
 @shared_task

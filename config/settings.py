@@ -225,6 +225,10 @@ CELERY_BEAT_SCHEDULE = {
     "detect-spikes": {"task": "billing.tasks.spikes_detect_task", "schedule": 300.0},
     "check-caps": {"task": "billing.tasks.caps_check_task", "schedule": 60.0},
     "check-free-tier-ltv": {"task": "billing.tasks.ltv_check_task", "schedule": 60.0},
+    "prune-guard-reservations": {
+        "task": "billing.tasks.guard_reservations_prune_task",
+        "schedule": 600.0,
+    },
     "draft-statements": {"task": "statements.tasks.statements_draft_task", "schedule": 900.0},
     "finalize-statements": {
         "task": "statements.tasks.statements_finalize_task",

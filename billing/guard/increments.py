@@ -19,22 +19,24 @@ from ingestion.signals import SpendRow
 from ..caps import FREE_TIER_WINDOW
 from . import redis as guard_redis
 from .amounts import to_limbs
-from .scopes import queue_name, window_scope
+from .reservations import Release, reservations_settle
+from .scopes import window_scope
 
 log = logging.getLogger(__name__)
 
-Cell = tuple[int, str, str, str, str]  # tenant, feature id, prompt id, model, hour
+# tenant, feature id, prompt id, key id, model, end user, minute
+Cell = tuple[int, str, str, str, str, str, str]
 
 
 @dataclass(frozen=True, slots=True)
 class Increment:
-    """What one committed transaction adds: per hour cell, per window counter, and how
-    many new events of each (tenant, feature, model) settle reservations."""
+    """What one committed transaction adds: cost and tokens per minute cell, cost per
+    window counter, and the reservations its new events settle."""
 
     xact: int
-    cells: dict[Cell, Decimal]
+    cells: dict[Cell, tuple[Decimal, int]]
     direct: dict[str, Decimal]
-    releases: dict[str, int]
+    releases: list[Release]
 
 
 def spend_recorded_receiver(sender: Any, rows: list[SpendRow], **kwargs: Any) -> None:
@@ -47,27 +49,26 @@ def spend_recorded_receiver(sender: Any, rows: list[SpendRow], **kwargs: Any) ->
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_current_xact_id()::text::bigint")
             xact = cursor.fetchone()[0]
-    increment = spend_increment(xact, rows)
+    increment = spend_increment(xact, rows, reservations_settle(r.reservation for r in rows))
     transaction.on_commit(lambda: _apply(increment))
 
 
-def spend_increment(xact: int, rows: list[SpendRow]) -> Increment:
-    cells: dict[Cell, Decimal] = {}
+def spend_increment(
+    xact: int, rows: list[SpendRow], releases: list[Release] | None = None
+) -> Increment:
+    cells: dict[Cell, tuple[Decimal, int]] = {}
     direct: dict[str, Decimal] = {}
-    releases: dict[str, int] = {}
     with localcontext(EXACT):
         for row in rows:
-            if row.new_event:
-                queue = queue_name(row.tenant.id, row.feature_key, row.model)
-                releases[queue] = releases.get(queue, 0) + 1
-            if not row.cost:
+            if not row.cost and not row.tokens:
                 continue
             cell = _cell(row)
-            cells[cell] = cells.get(cell, Decimal(0)) + row.cost
-            window = _free_window(row)
+            cost, tokens = cells.get(cell, (Decimal(0), 0))
+            cells[cell] = (cost + row.cost, tokens + row.tokens)
+            window = _free_window(row) if row.cost else None
             if window is not None:
                 direct[window] = direct.get(window, Decimal(0)) + row.cost
-    return Increment(xact=xact, cells=cells, direct=direct, releases=releases)
+    return Increment(xact=xact, cells=cells, direct=direct, releases=releases or [])
 
 
 def _cell(row: SpendRow) -> Cell:
@@ -75,8 +76,10 @@ def _cell(row: SpendRow) -> Cell:
         row.tenant.id,
         "" if row.feature_id is None else str(row.feature_id),
         "" if row.prompt_template_id is None else str(row.prompt_template_id),
+        "" if row.api_key_id is None else str(row.api_key_id),
         row.model,
-        row.timestamp.astimezone(UTC).strftime("%Y%m%d%H"),
+        row.user,
+        row.timestamp.astimezone(UTC).strftime("%Y%m%d%H%M"),
     )
 
 
@@ -93,14 +96,14 @@ def _free_window(row: SpendRow) -> str | None:
 
 def increment_apply(inc: Increment) -> None:
     args: list[Any] = [inc.xact, len(inc.cells)]
-    for (tenant, feature, prompt, model, hour), amount in inc.cells.items():
-        args += [tenant, feature, prompt, model, hour, to_limbs(amount)]
+    for cell, (cost, tokens) in inc.cells.items():
+        args += [*cell, to_limbs(cost), to_limbs(Decimal(tokens))]
     args.append(len(inc.direct))
     for name, amount in inc.direct.items():
         args += [name, to_limbs(amount)]
     args.append(len(inc.releases))
-    for queue, count in inc.releases.items():
-        args += [queue, count]
+    for name, member in inc.releases:
+        args += [name, member]
     guard_redis.scripts().apply(args=args)
 
 

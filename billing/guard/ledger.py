@@ -7,7 +7,7 @@ from decimal import Decimal, localcontext
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import F, Q, Sum
 
 from finops.fields import ExactSum
 from finops.money import EXACT
@@ -15,19 +15,27 @@ from ingestion.models import CostChange, UsageEvent
 
 from ..models import RollupWatermark, UsageRollup
 from ..rollups import WATERMARK
-from .scopes import Scope
+from .scopes import TOKENS, Scope
 
 _WATERMARK_TRIES = 5
 
 
 def ledger_spend(scope: Scope) -> tuple[Decimal, str | None]:
-    """The scope's exact spend in the ledger, and on PostgreSQL the snapshot it was read
-    in (`xmin:xmax:xip,...`). Calendar scopes read the rollups up to their watermark and
-    the events and cost changes above it; nothing is scanned twice or missed."""
+    """The scope's exact spend (or tokens) in the ledger, and on PostgreSQL the snapshot
+    it was read in (`xmin:xmax:xip,...`). Calendar scopes read the rollups up to their
+    watermark and the events and cost changes above it; nothing is scanned twice or
+    missed."""
+    spend, snapshot, _ = ledger_seed(scope)
+    return spend, snapshot
+
+
+def ledger_seed(scope: Scope) -> tuple[Decimal, str | None, str]:
+    """`ledger_spend`, and the reservations recorded on the scope's counter in the same
+    snapshot (`id:nanos:expires_ms,...`; PostgreSQL only)."""
     if connection.vendor == "postgresql":
         return _ledger_spend_postgresql(scope)
     with transaction.atomic():  # one read snapshot
-        return _ledger_spend_generic(scope), None
+        return _ledger_spend_generic(scope), None, ""
 
 
 # --- PostgreSQL: one statement, one snapshot -----------------------------------------
@@ -40,11 +48,13 @@ def _event_filters(scope: Scope, alias: str) -> tuple[str, dict[str, Any]]:
         "prompt_id": ("prompt_template_id",
                       scope.prompt_template[0] if scope.prompt_template else None),
         "model": ("model", scope.model),
+        "user": ("user", scope.user),
+        "api_key": ("api_key_id", scope.api_key_id),
     }  # fmt: skip
     sql, params = [], {}
     for param, (column, value) in columns.items():
         if value is not None:
-            sql.append(f"{alias}.{column} = %({param})s")
+            sql.append(f'{alias}."{column}" = %({param})s')
             params[param] = value
     sql.append(f"{alias}.timestamp >= %(start)s AND {alias}.timestamp < %(end)s")
     params.update(start=scope.start, end=scope.end)
@@ -69,8 +79,14 @@ def _rollup_filters(scope: Scope) -> tuple[str, dict[str, Any]]:
     return " AND ".join(sql), params
 
 
+# The reservations recorded on the counter, read in the same snapshot as its spend.
+_RESERVED = """
+  (SELECT COALESCE(string_agg(g.reservation || ':' || g.nanos || ':' || g.expires_ms, ','), '')
+     FROM billing_guardreservation g WHERE g.counter = %(counter)s)
+"""
+
 _EVENTS_ONLY = """
-SELECT pg_current_snapshot()::text, COALESCE(sum(e.cost), 0)
+SELECT pg_current_snapshot()::text, COALESCE(sum({measure}), 0), {reserved}
   FROM ingestion_usageevent e WHERE {events}
 """
 
@@ -91,30 +107,36 @@ SELECT pg_current_snapshot()::text,
      JOIN ingestion_usageevent e ON e.id = c.event_id
     WHERE c.xact >= %(low_changes)s AND {events}),
   (SELECT events_position::text || ':' || changes_position::text
-     FROM billing_rollupwatermark WHERE name = %(watermark)s)
+     FROM billing_rollupwatermark WHERE name = %(watermark)s),
+  {reserved}
 """
 
 
-def _ledger_spend_postgresql(scope: Scope) -> tuple[Decimal, str | None]:
+def _ledger_spend_postgresql(scope: Scope) -> tuple[Decimal, str | None, str]:
     events_sql, params = _event_filters(scope, "e")
+    params["counter"] = scope.name
     with connection.cursor() as cursor:
         if scope.grain is None:
-            cursor.execute(_EVENTS_ONLY.format(events=events_sql), params)
-            snapshot, spend = cursor.fetchone()
-            return spend, snapshot
+            measure = "e.input_tokens + e.output_tokens" if scope.measure == TOKENS else "e.cost"
+            cursor.execute(
+                _EVENTS_ONLY.format(measure=measure, events=events_sql, reserved=_RESERVED),
+                params,
+            )
+            snapshot, spend, reserved = cursor.fetchone()
+            return Decimal(spend), snapshot, reserved
         rollup_sql, rollup_params = _rollup_filters(scope)
         params.update(rollup_params, watermark=WATERMARK)
-        sql = _ROLLUPS_AND_TAIL.format(rollups=rollup_sql, events=events_sql)
+        sql = _ROLLUPS_AND_TAIL.format(rollups=rollup_sql, events=events_sql, reserved=_RESERVED)
         for _ in range(_WATERMARK_TRIES):
             mark = RollupWatermark.objects.filter(name=WATERMARK).values_list(
                 "events_position", "changes_position"
             )
             params["low_events"], params["low_changes"] = mark.first() or (0, 0)
             cursor.execute(sql, params)
-            snapshot, folded, events, changes, seen = cursor.fetchone()
+            snapshot, folded, events, changes, seen, reserved = cursor.fetchone()
             if seen in (None, f"{params['low_events']}:{params['low_changes']}"):
                 with localcontext(EXACT):
-                    return folded + events + changes, snapshot
+                    return folded + events + changes, snapshot, reserved
     raise RuntimeError("the rollup watermark kept moving while a counter was read")
 
 
@@ -132,6 +154,10 @@ def _dimensions(scope: Scope) -> dict[str, Any]:
         kwargs["prompt_template_id"] = scope.prompt_template[0]
     if scope.model is not None:
         kwargs["model"] = scope.model
+    if scope.user is not None:
+        kwargs["user"] = scope.user
+    if scope.api_key_id is not None:
+        kwargs["api_key_id"] = scope.api_key_id
     return kwargs
 
 
@@ -156,6 +182,9 @@ def _sum(rows: Any, field: str) -> Decimal:
 
 def _ledger_spend_generic(scope: Scope) -> Decimal:
     events = UsageEvent.objects.filter(**_dimensions(scope))
+    if scope.measure == TOKENS:
+        tokens = events.aggregate(n=Sum(F("input_tokens") + F("output_tokens")))["n"]
+        return Decimal(tokens or 0)
     if scope.grain is None:
         return _sum(events, "cost")
     # Without transaction ids (SQLite runs one writer at a time), positions are row ids.

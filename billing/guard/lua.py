@@ -3,8 +3,9 @@
 Amounts are four base-10^12 limbs of 1e-30 units; snapshots are PostgreSQL's
 `xmin:xmax:xip,...`. Key names: `g:s:<counter>` (value and snapshot), `g:m:` (a seed in
 progress), `g:p:` (increments waiting for it), `g:shapes` (the counter shapes in use),
-`g:rz:`/`g:rt:` (a counter's reservations and their total), `g:rl:` (a reservation's
-counters), `g:q:` (reservations waiting for their event).
+`g:rz:`/`g:rt:` (a counter's reservations and their total), `g:pr:` (reservations
+released while the counter was being seeded), `g:rr:` (calls let through in a rate
+limit's window).
 """
 
 from __future__ import annotations
@@ -60,8 +61,9 @@ local function now_ms()
 end
 """
 
-# ARGV: xact, then counts and groups: cells (tenant, feature id, prompt id, model,
-# hour YYYYMMDDHH, amount), direct counters (name, amount), releases (queue, count).
+# ARGV: xact, then counts and groups: cells (tenant, feature id, prompt id, key id,
+# model, end user, minute YYYYMMDDHHMM, cost, tokens), direct counters (name, amount),
+# releases (counter, reservation member).
 APPLY = (
     LUA_COMMON
     + """
@@ -83,20 +85,23 @@ local i = 2
 local shapes = redis.call("SMEMBERS", "g:shapes")
 local cells = tonumber(ARGV[i]); i = i + 1
 for _ = 1, cells do
-  local t, f, p, m, h = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
-  local delta = parse(ARGV[i + 5])
-  i = i + 6
+  local dims = {ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]}
+  local minute = ARGV[i + 6]
+  local cost, tokens = parse(ARGV[i + 7]), parse(ARGV[i + 8])
+  i = i + 9
   for _, shape in ipairs(shapes) do
-    local period = string.sub(shape, 6)
-    local value = h
-    if period == "day" then value = string.sub(h, 1, 8)
-    elseif period == "month" then value = string.sub(h, 1, 6) end
-    local dims = {t, f, p, m}
-    local parts = {shape, value}
-    for d = 1, 4 do
-      if string.sub(shape, d, d) == "-" then parts[d + 2] = "" else parts[d + 2] = dims[d] end
+    local period = string.sub(shape, 9)
+    local value = minute
+    if period == "hour" then value = string.sub(minute, 1, 10)
+    elseif period == "day" then value = string.sub(minute, 1, 8)
+    elseif period == "month" then value = string.sub(minute, 1, 6) end
+    local parts = {}
+    for d = 1, 6 do
+      if string.sub(shape, d + 1, d + 1) == "-" then parts[d] = "" else parts[d] = dims[d] end
     end
-    apply(table.concat(parts, ":"), x, delta)
+    local name = shape .. ":" .. value .. ":" .. parts[1] .. ":" .. parts[2] .. ":"
+      .. parts[3] .. ":" .. parts[4] .. ":" .. parts[5] .. string.char(31) .. parts[6]
+    if string.sub(shape, 1, 1) == "n" then apply(name, x, tokens) else apply(name, x, cost) end
   end
 end
 local direct = tonumber(ARGV[i]); i = i + 1
@@ -105,24 +110,15 @@ for _ = 1, direct do
   i = i + 2
 end
 local releases = tonumber(ARGV[i]); i = i + 1
-local now = now_ms()
 for _ = 1, releases do
-  local queue, count = ARGV[i], tonumber(ARGV[i + 1])
+  local name, member = ARGV[i], ARGV[i + 1]
   i = i + 2
-  while count > 0 do
-    local entry = redis.call("LPOP", queue)
-    if not entry then break end
-    local id, n, expires = string.match(entry, "^([^:]+):(%d+):(%d+)$")
-    if tonumber(expires) > now then
-      local member = id .. ":" .. n
-      for _, name in ipairs(redis.call("LRANGE", "g:rl:" .. id, 0, -1)) do
-        if redis.call("ZREM", "g:rz:" .. name, member) == 1 then
-          redis.call("DECRBY", "g:rt:" .. name, n)
-        end
-      end
-      redis.call("DEL", "g:rl:" .. id)
-      count = count - 1
-    end
+  if redis.call("ZREM", "g:rz:" .. name, member) == 1 then
+    redis.call("DECRBY", "g:rt:" .. name, tonumber(string.match(member, ":(%d+)$")))
+  elseif redis.call("EXISTS", "g:m:" .. name) == 1 then
+    -- A seed in progress may have read the reservation before this release.
+    redis.call("SADD", "g:pr:" .. name, member)
+    redis.call("PEXPIRE", "g:pr:" .. name, 120000)
   end
 end
 return 1
@@ -139,8 +135,9 @@ if redis.call("SET", "g:m:" .. name, token, "NX", "PX", SEED_MARKER_MS) then ret
 return redis.call("GET", "g:m:" .. name) or ""
 """.replace("SEED_MARKER_MS", str(SEED_MARKER_MS))
 
-# ARGV: name, token, amount, snapshot, ttl ms. 1: installed (or present); 0: the marker
-# is gone (Redis was flushed or the seed took too long), seed again.
+# ARGV: name, token, amount, snapshot, ttl ms, reservations ("id:nanos:expires_ms,...",
+# as the seed's snapshot saw them), reservation key ttl ms. 1: installed (or present);
+# 0: the marker is gone (Redis was flushed or the seed took too long), seed again.
 SEED_INSTALL = (
     LUA_COMMON
     + """
@@ -153,72 +150,109 @@ local pending = redis.call("HGETALL", "g:p:" .. name)
 for j = 1, #pending, 2 do
   if not visible(pending[j], snap) then v = add(v, parse(pending[j + 1]), 1) end
 end
+local now = now_ms()
+local zset, total, released = "g:rz:" .. name, "g:rt:" .. name, "g:pr:" .. name
+for entry in string.gmatch(ARGV[6], "[^,]+") do
+  local id, n, expires = string.match(entry, "^([^:]+):(%d+):(%d+)$")
+  local member = id .. ":" .. n
+  if tonumber(expires) > now and redis.call("SISMEMBER", released, member) == 0 then
+    if redis.call("ZADD", zset, tonumber(expires), member) == 1 then
+      redis.call("INCRBY", total, tonumber(n))
+    end
+    redis.call("PEXPIRE", zset, tonumber(ARGV[7]))
+    redis.call("PEXPIRE", total, tonumber(ARGV[7]))
+  end
+end
 redis.call("HSET", key, "v", fmt(v), "snap", snap)
 redis.call("PEXPIRE", key, tonumber(ARGV[5]))
-redis.call("DEL", "g:p:" .. name, "g:m:" .. name)
+redis.call("DEL", "g:p:" .. name, "g:m:" .. name, released)
 return 1
 """
 )
 
-# ARGV: reservation id, nanos, ttl ms, queue if allowed, queue if downgraded, count,
-# then per counter: name, limit, strict (1: over the limit, 0: at it), blocking (1/0).
+# ARGV: reservation id, nanos, expires (unix ms), reservation key ttl ms, count, then per
+# limit: kind ("s": spend counter, "r": request counter), name, limit (limbs, or a
+# count), strict (1: over the limit, 0: at it), blocking (1/0), window ms (for "r").
 # Returns {"seed", i...} for counters to seed first, else {"ok", reserved (0/1), then
-# per counter: hit (0/1), spend, reserved nanos}.
+# per limit: hit (0/1), value (limbs, or the count), reserved nanos}.
 CHECK = (
     LUA_COMMON
     + """
-local id, n, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local count = tonumber(ARGV[6])
+local id, n, expires, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local count = tonumber(ARGV[5])
 local missing = {"seed"}
 local values = {}
 for c = 1, count do
-  local v = redis.call("HGET", "g:s:" .. ARGV[3 + 4 * c], "v")
-  if v then values[c] = v else missing[#missing + 1] = c end
+  local base = 6 * c
+  if ARGV[base] == "s" then
+    local v = redis.call("HGET", "g:s:" .. ARGV[base + 1], "v")
+    if v then values[c] = v else missing[#missing + 1] = c end
+  else
+    values[c] = redis.call("GET", ARGV[base + 1]) or "0"
+  end
 end
 if #missing > 1 then return missing end
 local now = now_ms()
 local out = {"ok", 0}
-local blocked, downgraded = false, false
+local blocked, spends = false, 0
+local member = id .. ":" .. n
 for c = 1, count do
-  local base = 3 + 4 * c
-  local name = ARGV[base]
-  local zset, total = "g:rz:" .. name, "g:rt:" .. name
-  local expired = redis.call("ZRANGEBYSCORE", zset, "-inf", now)
-  for _, member in ipairs(expired) do
-    redis.call("DECRBY", total, tonumber(string.match(member, ":(%d+)$")))
+  local base = 6 * c
+  local name = ARGV[base + 1]
+  local hit, reserved = false, 0
+  if ARGV[base] == "s" then
+    spends = spends + 1
+    local zset, total = "g:rz:" .. name, "g:rt:" .. name
+    local expired = redis.call("ZRANGEBYSCORE", zset, "-inf", now)
+    for _, member in ipairs(expired) do
+      redis.call("DECRBY", total, tonumber(string.match(member, ":(%d+)$")))
+    end
+    if #expired > 0 then redis.call("ZREMRANGEBYSCORE", zset, "-inf", now) end
+    reserved = tonumber(redis.call("GET", total) or "0")
+    -- A seed may have installed this call's own reservation from the row recorded
+    -- before the check: a call is judged on the others' reservations.
+    if redis.call("ZSCORE", zset, member) then reserved = reserved - n end
+    local diff = cmp(add(parse(values[c]), nanos(reserved), 1), parse(ARGV[base + 2]))
+    hit = diff > 0 or (diff == 0 and ARGV[base + 3] == "0")
+  else
+    hit = tonumber(values[c]) >= tonumber(ARGV[base + 2])
   end
-  if #expired > 0 then redis.call("ZREMRANGEBYSCORE", zset, "-inf", now) end
-  local spend = parse(values[c])
-  local reserved = tonumber(redis.call("GET", total) or "0")
-  local diff = cmp(add(spend, nanos(reserved), 1), parse(ARGV[base + 1]))
-  local hit = diff > 0 or (diff == 0 and ARGV[base + 2] == "0")
-  if hit then
-    if ARGV[base + 3] == "1" then blocked = true else downgraded = true end
-  end
+  if hit and ARGV[base + 4] == "1" then blocked = true end
   out[#out + 1] = hit and 1 or 0
   out[#out + 1] = values[c]
   out[#out + 1] = reserved
 end
-if not blocked and n > 0 then
-  local expires = now + ttl
-  local member = id .. ":" .. n
-  local names = {}
+if blocked then
+  -- Nothing is reserved for a refused call, not even what a seed installed for it.
   for c = 1, count do
-    local name = ARGV[3 + 4 * c]
-    names[#names + 1] = name
-    redis.call("ZADD", "g:rz:" .. name, expires, member)
-    redis.call("INCRBY", "g:rt:" .. name, n)
-    redis.call("PEXPIRE", "g:rz:" .. name, 2 * ttl)
-    redis.call("PEXPIRE", "g:rt:" .. name, 2 * ttl)
+    local name = ARGV[6 * c + 1]
+    if ARGV[6 * c] == "s" then
+      if redis.call("ZREM", "g:rz:" .. name, member) == 1 then
+        redis.call("DECRBY", "g:rt:" .. name, n)
+      elseif redis.call("EXISTS", "g:m:" .. name) == 1 then
+        redis.call("SADD", "g:pr:" .. name, member)
+        redis.call("PEXPIRE", "g:pr:" .. name, 120000)
+      end
+    end
   end
-  redis.call("RPUSH", "g:rl:" .. id, unpack(names))
-  redis.call("PEXPIRE", "g:rl:" .. id, 2 * ttl)
-  local queue = ARGV[4]
-  if downgraded then queue = ARGV[5] end
-  redis.call("RPUSH", queue, id .. ":" .. n .. ":" .. expires)
-  redis.call("PEXPIRE", queue, 2 * ttl)
-  out[2] = 1
+  return out
 end
+for c = 1, count do
+  local base = 6 * c
+  local name = ARGV[base + 1]
+  if ARGV[base] == "r" then
+    redis.call("INCR", name)
+    redis.call("PEXPIRE", name, tonumber(ARGV[base + 5]))
+  elseif n > 0 then
+    -- A seed may have installed it already, from the row recorded before the check.
+    if redis.call("ZADD", "g:rz:" .. name, expires, member) == 1 then
+      redis.call("INCRBY", "g:rt:" .. name, n)
+    end
+    redis.call("PEXPIRE", "g:rz:" .. name, ttl)
+    redis.call("PEXPIRE", "g:rt:" .. name, ttl)
+  end
+end
+if n > 0 and spends > 0 then out[2] = 1 end
 return out
 """
 )

@@ -1,10 +1,11 @@
 """What the rules read from the database (tenants, features, prompt templates, caps,
-budgets), kept in memory for FINOPS_GUARD_POLICY_TTL seconds."""
+budgets, rate limits), kept in memory for FINOPS_GUARD_POLICY_TTL seconds."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import date
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -13,7 +14,8 @@ from django.conf import settings
 from finops.models import Tenant
 from ingestion.models import Feature, PromptTemplate
 
-from ..models import Budget, FeatureCap
+from ..killswitches import kill_switch_cache_clear
+from ..models import Budget, FeatureCap, RateLimit
 from . import estimates
 
 T = TypeVar("T")
@@ -35,6 +37,7 @@ def _cached(key: Any, load: Callable[[], T]) -> T:
 def policy_cache_clear() -> None:
     _cache.clear()
     estimates.estimate_cache_clear()
+    kill_switch_cache_clear()
 
 
 def tenant_by_slug(slug: str) -> Tenant | None:
@@ -69,7 +72,24 @@ def enforced_budgets() -> list[Budget]:
         "budgets",
         lambda: list(
             Budget.objects.exclude(action=Budget.Action.NOTIFY).select_related(
-                "feature", "prompt_template"
+                "tenant", "feature", "prompt_template", "api_key"
             )
         ),
+    )
+
+
+def enforced_rate_limits() -> list[RateLimit]:
+    return _cached(
+        "rate_limits",
+        lambda: list(
+            RateLimit.objects.select_related("tenant", "feature", "prompt_template", "api_key")
+        ),
+    )
+
+
+def sunset_date(feature_id: int) -> date | None:
+    """When a deprecated feature is to be sunset (set by its retirement review)."""
+    return _cached(
+        ("sunset", feature_id),
+        lambda: Feature.objects.filter(id=feature_id).values_list("sunset_on", flat=True).first(),
     )

@@ -3,12 +3,14 @@
 1. block: the tenant is suspended (`tenant_suspended`), the feature is sunset
    (`feature_sunset`), the tenant reached its monthly cap (`tenant_cap_reached`), the
    tenant reached its cap on this feature (`feature_cap_reached`), a budget whose action
-   is `block` is spent (`budget_exceeded`);
+   is `block` is spent (`budget_exceeded`), a rate limit is reached (`rate_limited`,
+   with `retry_after`);
 2. downgrade to the feature's fallback model: a budget whose action is `downgrade` is
-   spent (`budget_exceeded`), the feature is throttled (`feature_sunset`), its kill switch
-   tripped (`spend_spike`), the tenant is on the free tier and cost more in its first 30
-   days than its predicted lifetime value (`ltv_throttled`);
-3. allow.
+   spent (`budget_exceeded`), the feature is throttled (`feature_sunset`), a kill switch
+   covering the tenant's calls of the feature tripped (`spend_spike`), the tenant is on
+   the free tier and cost more in its first 30 days than its predicted lifetime value
+   (`ltv_throttled`);
+3. allow (with a `notice` when the feature is deprecated).
 
 Each rule is a small function giving the limits it sets on a call: a standing one
 matches as it is, one on spend when its counter reaches the limit. Limits on spend are
@@ -19,12 +21,14 @@ calls other requests were allowed and have not reported yet.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 
+import msgspec
 from django.utils import timezone
 
 from finops.models import Tenant
@@ -33,11 +37,19 @@ from finops.periods import MONTH, period_end, period_label, period_start
 from ingestion.models import Feature, PromptTemplate
 
 from ..caps import FREE_TIER_WINDOW, cap_overridden
-from ..models import Budget
-from .counters import CheckItem, CheckResult, limits_check
+from ..killswitches import active_kill_switch, kill_switch_reason
+from ..models import EACH_USER, Budget, RateLimit
+from .counters import REQUESTS, CheckItem, CheckResult, limits_check
 from .estimates import call_estimate
-from .policies import enforced_budgets, feature_by_key, feature_caps, prompt_by_key
-from .scopes import calendar_scope, queue_name, window_scope
+from .policies import (
+    enforced_budgets,
+    enforced_rate_limits,
+    feature_by_key,
+    feature_caps,
+    prompt_by_key,
+    sunset_date,
+)
+from .scopes import COST, TOKENS, Scope, calendar_scope, window_scope
 
 ALLOW, DOWNGRADE, BLOCK = "allow", "downgrade", "block"
 
@@ -48,16 +60,23 @@ BUDGET_EXCEEDED = "budget_exceeded"
 LTV_THROTTLED = "ltv_throttled"
 FEATURE_SUNSET = "feature_sunset"
 SPEND_SPIKE = "spend_spike"
+RATE_LIMITED = "rate_limited"
 
 
-@dataclass(frozen=True, slots=True)
-class GuardDecision:
-    """The guard's answer (`error_type` names the rule that matched; null on allow)."""
+class GuardDecision(msgspec.Struct, frozen=True, omit_defaults=True):
+    """The guard's answer (`error_type` names the rule that matched; null on allow).
+    `reservation_id`: the reservation this call holds on its limits; send it back on the
+    call's event (or release it) so exactly this reservation is settled. `retry_after`:
+    seconds until the rate limit that matched has room again. `notice`: the feature is
+    deprecated, and when it will be sunset. The last three are left out when empty."""
 
     decision: Literal["allow", "downgrade", "block"]
     model: str
     reason: str
     error_type: str | None
+    reservation_id: str | None = None
+    retry_after: int | None = None
+    notice: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +90,8 @@ class Call:
     model: str
     now: datetime
     month: datetime
+    user: str = ""
+    api_key_id: int | None = None
 
     @property
     def fallback(self) -> str:
@@ -89,6 +110,7 @@ class Limit:
     error_type: str
     reason: Callable[[CheckResult], str]
     item: CheckItem | None = None
+    retry_after: int | None = None
 
 
 # What a standing limit matches with: nothing was counted.
@@ -175,22 +197,22 @@ def feature_throttled(call: Call) -> list[Limit]:
 
 
 def kill_switch(call: Call) -> list[Limit]:
-    feature = call.feature
-    if feature is None or not feature.kill_switch_enabled:
+    """The tenant's own switch on the feature, else a feature-wide one staff set."""
+    if call.feature is None:
         return []
-    since = feature.kill_switch_active_since
-    if not since:
+    switch = active_kill_switch(call.tenant.id, call.feature.id)
+    if switch is None:
         return []
-    return [
-        Limit(
-            DOWNGRADE,
-            SPEND_SPIKE,
-            lambda _: (
-                f"The kill switch of {feature.key} tripped at {since:%Y-%m-%d %H:%M} UTC on "
-                "a spend spike."
-            ),
-        )
-    ]
+    reason = kill_switch_reason(switch)
+    return [Limit(DOWNGRADE, SPEND_SPIKE, lambda _: reason)]
+
+
+def rate_limits(call: Call) -> list[Limit]:
+    limits: list[Limit] = []
+    for rate in enforced_rate_limits():
+        if _applies(rate, call):
+            limits += _rate_limits(call, rate)
+    return limits
 
 
 def ltv_throttled(call: Call) -> list[Limit]:
@@ -218,6 +240,7 @@ RULES: tuple[Callable[[Call], list[Limit]], ...] = (
     tenant_cap,
     feature_cap,
     blocking_budgets,
+    rate_limits,
     downgrading_budgets,
     feature_throttled,
     kill_switch,
@@ -232,35 +255,49 @@ def _budget_limits(call: Call, action: str) -> list[Limit]:
     return [
         _budget_limit(call, budget)
         for budget in enforced_budgets()
-        if budget.action == action and _budget_applies(budget, call)
+        if budget.action == action and _applies(budget, call)
     ]
 
 
-def _budget_applies(budget: Budget, call: Call) -> bool:
+def _applies(limit: Budget | RateLimit, call: Call) -> bool:
+    """Whether a budget's or rate limit's scope covers the call."""
     feature, prompt = call.feature, call.prompt
-    if budget.tenant_id is not None and budget.tenant_id != call.tenant.id:
+    if limit.tenant_id is not None and limit.tenant_id != call.tenant.id:
         return False
-    if budget.feature_id is not None and (feature is None or budget.feature_id != feature.id):
+    if limit.feature_id is not None and (feature is None or limit.feature_id != feature.id):
         return False
-    if budget.prompt_template_id is not None and (
-        prompt is None or budget.prompt_template_id != prompt.id
+    if limit.prompt_template_id is not None and (
+        prompt is None or limit.prompt_template_id != prompt.id
     ):
         return False
-    return not budget.model or budget.model == call.model
+    if limit.api_key_id is not None and limit.api_key_id != call.api_key_id:
+        return False
+    if limit.user == EACH_USER:
+        if not call.user:
+            return False
+    elif limit.user and limit.user != call.user:
+        return False
+    return not limit.model or limit.model == call.model
+
+
+def _scope(call: Call, limit: Budget | RateLimit, period: str, measure: str = COST) -> Scope:
+    """The counter of a budget's or rate limit's scope in the period holding the call;
+    a limit for each end user counts the call's own."""
+    start = period_start(period, call.now)
+    feature = (limit.feature_id, limit.feature.key) if limit.feature_id else None
+    prompt = (
+        (limit.prompt_template_id, limit.prompt_template.key) if limit.prompt_template_id else None
+    )
+    user = call.user if limit.user == EACH_USER else (limit.user or None)
+    return calendar_scope(period=period, start=start, end=period_end(period, start),
+                          tenant_id=limit.tenant_id, feature=feature, prompt_template=prompt,
+                          model=limit.model or None, user=user, api_key_id=limit.api_key_id,
+                          measure=measure)  # fmt: skip
 
 
 def _budget_limit(call: Call, budget: Budget) -> Limit:
-    start = period_start(budget.period, call.now)
-    feature = (budget.feature_id, budget.feature.key) if budget.feature_id else None
-    prompt = (
-        (budget.prompt_template_id, budget.prompt_template.key)
-        if budget.prompt_template_id
-        else None
-    )
-    scope = calendar_scope(period=budget.period, start=start,
-                           end=period_end(budget.period, start), tenant_id=budget.tenant_id,
-                           feature=feature, prompt_template=prompt,
-                           model=budget.model or None)  # fmt: skip
+    scope = _scope(call, budget, budget.period)
+    start = scope.start
     action = budget.action
     return Limit(
         BLOCK if action == Budget.Action.BLOCK else DOWNGRADE,
@@ -274,6 +311,44 @@ def _budget_limit(call: Call, budget: Budget) -> Limit:
     )
 
 
+# --- Rate limits ----------------------------------------------------------------------
+
+
+def _rate_limits(call: Call, rate: RateLimit) -> list[Limit]:
+    """One limit per measure the rate limit sets: requests are counted as the guard lets
+    calls through, tokens and cost as their events arrive (cost with calls in flight)."""
+    window = rate.window
+    limits = []
+    for measure, amount, unit in (
+        (REQUESTS, rate.requests, "requests"),
+        (TOKENS, rate.tokens, "tokens"),
+        (COST, rate.cost, None),
+    ):
+        if amount is None:
+            continue
+        scope = _scope(call, rate, window, TOKENS if measure == TOKENS else COST)
+        kind = REQUESTS if measure == REQUESTS else "s"
+        item = CheckItem(scope, Decimal(amount), strict=False, blocking=True, kind=kind)
+        retry = max(1, math.ceil((scope.end - call.now).total_seconds()))
+        limits.append(
+            Limit(BLOCK, RATE_LIMITED, _rate_reason(call, rate, amount, unit), item, retry)
+        )
+    return limits
+
+
+def _rate_reason(
+    call: Call, rate: RateLimit, amount: Decimal | int, unit: str | None
+) -> Callable[[CheckResult], str]:
+    limit = f"{amount} {unit}" if unit else call.money(Decimal(amount))
+
+    def reason(result: CheckResult) -> str:
+        used = f"{result.spend:,.0f} {unit}" if unit else call.money(_in_flight(result))
+        return (f"Rate limit {rate} ({rate.scope_label}) reached: {used} of {limit} this "
+                f"{rate.window}.")  # fmt: skip
+
+    return reason
+
+
 # --- The decision ---------------------------------------------------------------------
 
 
@@ -285,6 +360,8 @@ def guard_decide(
     prompt_template_key: str = "",
     estimated_cost: Decimal | None = None,
     now: datetime | None = None,
+    user: str = "",
+    api_key_id: int | None = None,
 ) -> GuardDecision:
     now = now or timezone.now()
     call = Call(
@@ -295,12 +372,26 @@ def guard_decide(
         model=model,
         now=now,
         month=period_start(MONTH, now),
+        user=user,
+        api_key_id=api_key_id,
     )
     limits = _limits(call)
-    for limit, result in zip(limits, _results(call, limits, estimated_cost), strict=True):
+    results, reservation = _results(call, limits, estimated_cost)
+    decision = GuardDecision(ALLOW, model, "Within every cap, budget and policy.", None)
+    for limit, result in zip(limits, results, strict=True):
         if result.hit:
-            return _decision(call, limit, result)
-    return GuardDecision(ALLOW, model, "Within every cap, budget and policy.", None)
+            decision = _decision(call, limit, result)
+            break
+    return msgspec.structs.replace(decision, reservation_id=reservation, notice=_notice(call))
+
+
+def _notice(call: Call) -> str | None:
+    feature = call.feature
+    if feature is None or feature.status != Feature.Status.DEPRECATED:
+        return None
+    sunset = sunset_date(feature.id)
+    when = f"it will be sunset on {sunset:%Y-%m-%d}" if sunset else "no sunset date is set yet"
+    return f"Feature {feature.key} is deprecated: {when}. Move its calls before then."
 
 
 def _limits(call: Call) -> list[Limit]:
@@ -315,36 +406,34 @@ def _limits(call: Call) -> list[Limit]:
     return limits
 
 
-def _results(call: Call, limits: list[Limit], estimated_cost: Decimal | None) -> list[CheckResult]:
-    """Each limit's result, the limits on spend checked in one step. The call reserves
-    on its fallback's queue when a standing downgrade already applies."""
+def _results(
+    call: Call, limits: list[Limit], estimated_cost: Decimal | None
+) -> tuple[list[CheckResult], str | None]:
+    """Each limit's result, the limits on spend and rate checked in one step, and the
+    reservation the call holds (None: nothing reserved)."""
     items = [limit.item for limit in limits if limit.item is not None]
     if not items:
-        return [MATCHED] * len(limits)
-    tenant, feature_key, model = call.tenant, call.feature_key, call.model
-    downgrade_queue = queue_name(tenant.id, feature_key, call.fallback or model)
-    standing_downgrade = any(limit.item is None and limit.decision == DOWNGRADE for limit in limits)
-    checked = iter(
-        limits_check(
-            items,
-            reserve=lambda: (
-                estimated_cost
-                if estimated_cost is not None
-                else call_estimate(feature_key=feature_key, model=model)
-            ),
-            allow_queue=(
-                downgrade_queue if standing_downgrade else queue_name(tenant.id, feature_key, model)
-            ),
-            downgrade_queue=downgrade_queue,
-        )
+        return [MATCHED] * len(limits), None
+    feature_key, model = call.feature_key, call.model
+    checked = limits_check(
+        items,
+        reserve=lambda: (
+            estimated_cost
+            if estimated_cost is not None
+            else call_estimate(feature_key=feature_key, model=model)
+        ),
     )
-    return [MATCHED if limit.item is None else next(checked) for limit in limits]
+    results = iter(checked.results)
+    return [MATCHED if limit.item is None else next(results) for limit in limits], (
+        checked.reservation
+    )
 
 
 def _decision(call: Call, limit: Limit, result: CheckResult) -> GuardDecision:
     reason = limit.reason(result)
     if limit.decision == BLOCK:
-        return GuardDecision(BLOCK, call.model, reason, limit.error_type)
+        return GuardDecision(BLOCK, call.model, reason, limit.error_type,
+                             retry_after=limit.retry_after)  # fmt: skip
     if call.fallback:
         return GuardDecision(DOWNGRADE, call.fallback, f"{reason} Use {call.fallback}.",
                              limit.error_type)  # fmt: skip

@@ -8,14 +8,19 @@ from functools import lru_cache
 
 from ..models import UsageRollup
 
-_PERIOD_FORMAT = {"hour": "%Y%m%d%H", "day": "%Y%m%d", "month": "%Y%m"}
+_PERIOD_FORMAT = {"minute": "%Y%m%d%H%M", "hour": "%Y%m%d%H", "day": "%Y%m%d", "month": "%Y%m"}
+
+COST, TOKENS = "c", "n"  # what a counter sums: exact cost, or input + output tokens
+# Free text (model, end user) is separated by a character events cannot hold in those
+# fields unnoticed, so that one tenant's model and user names never form another's.
+SEP = "\x1f"
 
 
 @dataclass(frozen=True, slots=True)
 class Scope:
-    """The ledger's cost of events in [start, end) that match every dimension given.
-    `shape` names which dimensions (and the period) a calendar counter has; window
-    counters (a free-tier tenant's first 30 days) have none."""
+    """The ledger's cost (or tokens) of events in [start, end) that match every
+    dimension given. `shape` names what a calendar counter sums, which dimensions and
+    the period; window counters (a free-tier tenant's first 30 days) have none."""
 
     name: str
     shape: str
@@ -26,6 +31,9 @@ class Scope:
     feature: tuple[int, str] | None = None  # (id, key)
     prompt_template: tuple[int, str] | None = None  # (id, key)
     model: str | None = None
+    user: str | None = None
+    api_key_id: int | None = None
+    measure: str = COST
 
 
 @lru_cache(maxsize=4096)
@@ -38,26 +46,38 @@ def calendar_scope(
     feature: tuple[int, str] | None = None,
     prompt_template: tuple[int, str] | None = None,
     model: str | None = None,
+    user: str | None = None,
+    api_key_id: int | None = None,
+    measure: str = COST,
 ) -> Scope:
     """A counter of one calendar period. Its name is built exactly as the increment
-    script builds it from an event (see `lua.APPLY`): shape, period, then the dimensions
-    in the order tenant, feature, prompt template, model (the only free text, last).
-    Scopes are immutable, so the guard's repeated ones are built once."""
-    dims = {"t": tenant_id, "f": feature, "p": prompt_template, "m": model}
-    shape = "".join(flag if value is not None else "-" for flag, value in dims.items())
-    shape = f"{shape}:{period}"
-    name = ":".join(
-        [
-            shape,
-            start.astimezone(UTC).strftime(_PERIOD_FORMAT[period]),
-            _part(tenant_id),
-            _part(feature[0] if feature else None),
-            _part(prompt_template[0] if prompt_template else None),
-            _part(model),
-        ]
+    script builds it from an event (see `lua.APPLY`): shape (measure, one flag per
+    dimension, period), the period, then the dimensions in the order tenant, feature,
+    prompt template, API key, model, end user. Scopes are immutable, so the guard's
+    repeated ones are built once."""
+    dims = {"t": tenant_id, "f": feature, "p": prompt_template, "k": api_key_id,
+            "m": model, "u": user}  # fmt: skip
+    flags = "".join(flag if value is not None else "-" for flag, value in dims.items())
+    shape = f"{measure}{flags}:{period}"
+    name = (
+        ":".join(
+            [
+                shape,
+                start.astimezone(UTC).strftime(_PERIOD_FORMAT[period]),
+                _part(tenant_id),
+                _part(feature[0] if feature else None),
+                _part(prompt_template[0] if prompt_template else None),
+                _part(api_key_id),
+            ]
+        )
+        + f":{_part(model)}{SEP}{_part(user)}"
     )
-    grain = UsageRollup.Grain.HOUR if period == "hour" else UsageRollup.Grain.DAY
-    return Scope(name, shape, start, end, grain, tenant_id, feature, prompt_template, model)
+    # Rollups hold cost by tenant, feature, prompt template and model, by hour or day.
+    grain = None
+    if measure == COST and user is None and api_key_id is None and period != "minute":
+        grain = UsageRollup.Grain.HOUR if period == "hour" else UsageRollup.Grain.DAY
+    return Scope(name, shape, start, end, grain, tenant_id, feature, prompt_template, model,
+                 user, api_key_id, measure)  # fmt: skip
 
 
 def _part(value: int | str | None) -> str:
@@ -71,7 +91,6 @@ def window_scope(*, tenant_id: int, start: datetime, end: datetime) -> Scope:
     return Scope(name, "", start, end, None, tenant_id)
 
 
-def queue_name(tenant_id: int, feature_key: str, model: str) -> str:
-    """Where the reservations of a tenant's calls of one feature and model wait for
-    their events."""
-    return f"g:q:{tenant_id}:{feature_key}\x1f{model}"
+def requests_name(scope: Scope) -> str:
+    """The Redis key counting the calls the guard let through in a scope's window."""
+    return f"g:rr:{scope.name}"

@@ -59,6 +59,8 @@ def guard_answer(*, key: ApiKey, body: bytes) -> tuple[int, Any]:
         model=data.model,
         prompt_template_key=data.prompt_template,
         estimated_cost=data.estimated_cost,
+        user=data.user,
+        api_key_id=key.id,
     )
     guard_decision_counted(decision.error_type)
     return 200, decision

@@ -28,7 +28,7 @@ from billing.guard import counters, guard_decide, scopes, views
 from billing.guard import redis as guard_redis
 from billing.guard.ledger import ledger_spend
 from billing.guard.views import GUARD_MAX_BODY
-from billing.models import Budget, FeatureCap
+from billing.models import Budget, FeatureCap, KillSwitch
 from billing.rollups import rollups_update
 from finops.fields import ExactSum
 from finops.models import Tenant
@@ -200,8 +200,8 @@ def test_spend_before_signup_or_after_the_free_window_does_not_count_for_ltv(ope
 def test_feature_lifecycle_and_kill_switch(operator) -> None:
     TenantFactory(slug="acme2")
     feature = FeatureFactory(key="document_summarization", fallback_model=FALLBACK)
-    Feature.objects.filter(id=feature.id).update(kill_switch_enabled=True,
-                                                  kill_switch_active_since=now())  # fmt: skip
+    KillSwitch.objects.create(feature=feature, tenant=None, automatic=False, tripped_at=now(),
+                              reason="Set by staff.")  # fmt: skip
     answer = guard(operator, tenant="acme2")
     assert (answer["decision"], answer["model"], answer["error_type"]) == (
         "downgrade", FALLBACK, "spend_spike",
@@ -216,8 +216,8 @@ def test_feature_lifecycle_and_kill_switch(operator) -> None:
 
 def test_a_downgrade_without_a_fallback_keeps_the_model_and_says_so(operator) -> None:
     feature = FeatureFactory(key="document_summarization")
-    Feature.objects.filter(id=feature.id).update(kill_switch_enabled=True,
-                                                  kill_switch_active_since=now())  # fmt: skip
+    KillSwitch.objects.create(feature=feature, tenant=None, automatic=False, tripped_at=now(),
+                              reason="Set by staff.")  # fmt: skip
     TenantFactory(slug="acme2")
     answer = guard(operator, tenant="acme2")
     assert (answer["decision"], answer["model"]) == ("downgrade", MODEL)
@@ -420,9 +420,11 @@ def test_the_openapi_schema_describes_the_guard(client) -> None:
 
 
 def _pair(client, tenant: str, i: int) -> str:
+    """A guarded call: asked, made if allowed, its event carrying its reservation."""
     answer = guard(client, tenant=tenant)
     if answer["decision"] == "allow":
-        calls(client, 1, tenant=tenant, prefix=f"pair-{i}")
+        reservation = answer.get("reservation_id", "")
+        calls(client, 1, tenant=tenant, prefix=f"pair-{i}", reservation_id=reservation)
     return answer["decision"]
 
 
@@ -452,7 +454,8 @@ def test_concurrent_small_calls_stop_at_the_cap(operator) -> None:
     def pair(i: int) -> str:
         answer = guard(operator, tenant="racing", estimated_cost="0.75")
         if answer["decision"] == "allow":
-            calls(operator, 1, tenant="racing", prefix=f"p-{i}", input_tokens=300_000)
+            calls(operator, 1, tenant="racing", prefix=f"p-{i}", input_tokens=300_000,
+                  reservation_id=answer["reservation_id"])  # fmt: skip
         return answer["decision"]
 
     decisions = run_at_once(50, pair)

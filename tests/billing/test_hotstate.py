@@ -53,11 +53,11 @@ def test_lua_sums_are_exact(redis_db, start: Decimal, deltas: list[Decimal]) -> 
     token = guard_redis.scripts().seed_begin(args=[name, "", "t"])
     # A snapshot that saw nothing at or above transaction 10: later increments count.
     assert guard_redis.scripts().seed_install(args=[name, token, to_limbs(start),
-                                                 "10:10:", 60_000]) == 1  # fmt: skip
+                                                 "10:10:", 60_000, "", 60_000]) == 1  # fmt: skip
     for xact, delta in enumerate(deltas, start=10):
-        increment_apply(Increment(xact=xact, cells={}, direct={name: delta}, releases={}))
+        increment_apply(Increment(xact=xact, cells={}, direct={name: delta}, releases=[]))
     # One the snapshot saw is not added again.
-    increment_apply(Increment(xact=9, cells={}, direct={name: Decimal(5)}, releases={}))
+    increment_apply(Increment(xact=9, cells={}, direct={name: Decimal(5)}, releases=[]))
     with localcontext(EXACT):
         expected = start + sum(deltas, Decimal(0))
     assert counters.counter_value(name) == expected
@@ -69,15 +69,15 @@ def test_increments_wait_for_a_seed_in_progress_and_apply_once(redis_db) -> None
     # While the seed reads the ledger, transactions 20 (which its snapshot sees) and 21
     # (which it does not) commit and report.
     for xact in (20, 21):
-        increment_apply(Increment(xact=xact, cells={}, direct={name: Decimal("1.5")}, releases={}))
+        increment_apply(Increment(xact=xact, cells={}, direct={name: Decimal("1.5")}, releases=[]))
     assert counters.counter_value(name) is None
     installed = guard_redis.scripts().seed_install(
-        args=[name, token, to_limbs(Decimal("10.5")), "21:22:21", 60_000]
+        args=[name, token, to_limbs(Decimal("10.5")), "21:22:21", 60_000, "", 60_000]
     )
     assert installed == 1
     assert counters.counter_value(name) == Decimal("12")
     # Without a seed in progress an increment is dropped: the next seed reads it.
-    increment_apply(Increment(xact=30, cells={}, direct={"ltv:test:0:2": Decimal(1)}, releases={}))
+    increment_apply(Increment(xact=30, cells={}, direct={"ltv:test:0:2": Decimal(1)}, releases=[]))
     assert counters.counter_value("ltv:test:0:2") is None
     assert not redis_db.exists("g:p:ltv:test:0:2")
 
@@ -87,7 +87,7 @@ def test_a_seed_whose_marker_was_flushed_does_not_install(redis_db) -> None:
     token = guard_redis.scripts().seed_begin(args=[name, "", "t"])
     redis_db.flushdb()
     assert guard_redis.scripts().seed_install(args=[name, token, to_limbs(Decimal(1)),
-                                                 "5:5:", 60_000]) == 0  # fmt: skip
+                                                 "5:5:", 60_000, "", 60_000]) == 0  # fmt: skip
     assert counters.counter_value(name) is None
 
 
@@ -108,3 +108,24 @@ def test_a_forked_process_makes_its_own_check_connection(redis_db) -> None:
     os.close(read)
     os.waitpid(pid, 0)
     assert answer == b"1"
+
+
+def test_a_release_during_a_seed_is_not_undone_by_it(redis_db) -> None:
+    """The seed's snapshot saw two reservations recorded; while it read, the event of
+    one committed and released it. The seed installs only the other."""
+    name = "ct-----:month:209901:1::::\x1f"
+    token = guard_redis.scripts().seed_begin(args=[name, "ct-----:month", "t"])
+    increment_apply(Increment(xact=40, cells={}, direct={}, releases=[(name, "aa:7")]))
+    expires = int(redis_db.time()[0] * 1000) + 60_000
+    recorded = f"aa:7:{expires},bb:5:{expires}"
+    assert (
+        guard_redis.scripts().seed_install(
+            args=[name, token, to_limbs(Decimal(1)), "40:41:40", 60_000, recorded, 60_000]
+        )
+        == 1
+    )
+    assert counters.reserved_nanos(name) == 5
+    assert redis_db.zrange(f"g:rz:{name}", 0, -1) == [b"bb:5"]
+    # Released again after the install: gone, and counted down once.
+    increment_apply(Increment(xact=41, cells={}, direct={}, releases=[(name, "bb:5")] * 2))
+    assert counters.reserved_nanos(name) == 0
