@@ -1,11 +1,20 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from django.db import transaction
+from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import status
-from rest_framework.permissions import IsAuthenticated
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
+from rest_framework import exceptions, serializers, status
+from rest_framework.permissions import SAFE_METHODS, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -16,17 +25,22 @@ from finops.authentication import (
     IsOperatorKey,
     tenant_in_scope,
 )
+from finops.models import ApiKey, Tenant
 from finops.pagination import time_keyset_page
 from ingestion.models import Feature
 
 from .alerts import alert_json
 from .budgets import budget_create, budget_delete, budget_update
+from .models import Budget, RateLimit
 from .policies import feature_policy_update
-from .selectors import alert_list, budget_list
+from .ratelimits import rate_limit_create, rate_limit_delete, rate_limit_update
+from .selectors import alert_list, budget_list, rate_limit_list
 from .serializers import (
     AlertQuerySerializer,
     BudgetSerializer,
     FeatureSerializer,
+    LimitQuerySerializer,
+    RateLimitSerializer,
 )
 
 
@@ -35,46 +49,161 @@ def _read_or_manage(request: Request) -> list:
     return [IsAuthenticated(), IsOperatorKey(), scope]
 
 
-class BudgetsApi(APIView):
-    """Budgets: operator keys; `read` to list, `manage` to create."""
+# --- Budgets and rate limits -----------------------------------------------------------
+
+SELF_SERVICE_ONLY = (
+    "A tenant key manages only limits on an end user (user) or on one of its own API keys "
+    "(api_key); its tenant-wide, feature-wide and global limits are the operator's."
+)
+
+
+def _page(serializer_class: type[serializers.Serializer], name: str) -> serializers.Serializer:
+    return inline_serializer(name, {"results": serializer_class(many=True),
+                                    "next": serializers.URLField(allow_null=True)})  # fmt: skip
+
+
+class LimitApi(APIView):
+    """Budgets and rate limits. Operator keys: every limit. A tenant key: its own tenant's
+    (another tenant's, or a global one, is 404), and it writes only those on an end user
+    or on one of its own API keys (others: 403). `read` to list and get, `manage` to
+    write."""
 
     def get_permissions(self) -> list:
-        return _read_or_manage(self.request)
+        scope = HasReadScope() if self.request.method in SAFE_METHODS else HasManageScope()
+        return [IsAuthenticated(), scope]
 
-    @extend_schema(responses=BudgetSerializer(many=True), parameters=[
-        OpenApiParameter("limit", int), OpenApiParameter("cursor", str)])  # fmt: skip
+    @property
+    def key_tenant(self) -> Tenant | None:
+        return self.request.auth.tenant
+
+    def context(self) -> dict[str, Tenant | None]:
+        return {"key_tenant": self.key_tenant}
+
+    def visible(self, selector: Callable[..., QuerySet]) -> QuerySet:
+        """The limits this key may read."""
+        return selector(tenant=self.key_tenant, tenant_only=self.key_tenant is not None)
+
+    def listed(self, selector: Callable[..., QuerySet]) -> QuerySet:
+        query = LimitQuerySerializer(data=self.request.query_params)
+        query.is_valid(raise_exception=True)
+        tenant = tenant_in_scope(self.request, query.validated_data.get("tenant"))
+        return selector(tenant=tenant, tenant_only=self.key_tenant is not None)
+
+    def check_self_service(
+        self, stored: Budget | RateLimit | None, fields: dict[str, Any] | None = None
+    ) -> None:
+        """For a tenant key: the limit it writes, before (`stored`) and after the write
+        (`stored` with `fields`), names an end user or one of the tenant's own API keys,
+        and no other key (an operator key's limit stays the operator's)."""
+        key_tenant = self.key_tenant
+        if key_tenant is None:
+            return
+
+        def tenants_own(user: str, api_key: ApiKey | None) -> bool:
+            if api_key is not None and api_key.tenant_id != key_tenant.id:
+                return False
+            return bool(user) or api_key is not None
+
+        if stored is not None and not tenants_own(stored.user, stored.api_key):
+            raise exceptions.PermissionDenied(SELF_SERVICE_ONLY)
+        if fields is not None:
+            user = fields.get("user", stored.user if stored else "")
+            api_key = fields.get("api_key", stored.api_key if stored else None)
+            if not tenants_own(user, api_key):
+                raise exceptions.PermissionDenied(SELF_SERVICE_ONLY)
+
+
+class BudgetsApi(LimitApi):
+    @extend_schema(
+        parameters=[OpenApiParameter("tenant", str), OpenApiParameter("limit", int),
+                    OpenApiParameter("cursor", str)],
+        responses=_page(BudgetSerializer, "BudgetPage"),
+        operation_id="api_v1_budgets_list",
+    )  # fmt: skip
     def get(self, request: Request) -> Response:
-        rows, next_url = time_keyset_page(request, budget_list(), time_field="created_at")
+        rows, next_url = time_keyset_page(request, self.listed(budget_list),
+                                          time_field="created_at")  # fmt: skip
         return Response({"results": BudgetSerializer(rows, many=True).data, "next": next_url})
 
     @extend_schema(request=BudgetSerializer, responses={201: BudgetSerializer})
     def post(self, request: Request) -> Response:
-        serializer = BudgetSerializer(data=request.data)
+        serializer = BudgetSerializer(data=request.data, context=self.context())
         serializer.is_valid(raise_exception=True)
+        self.check_self_service(None, serializer.validated_data)
         budget = budget_create(**serializer.validated_data)
         return Response(BudgetSerializer(budget).data, status=status.HTTP_201_CREATED)
 
 
-class BudgetDetailApi(APIView):
-    def get_permissions(self) -> list:
-        return _read_or_manage(self.request)
-
+class BudgetDetailApi(LimitApi):
     @extend_schema(responses=BudgetSerializer)
     def get(self, request: Request, budget_id: int) -> Response:
-        return Response(BudgetSerializer(get_object_or_404(budget_list(), id=budget_id)).data)
+        budget = get_object_or_404(self.visible(budget_list), id=budget_id)
+        return Response(BudgetSerializer(budget).data)
 
     @extend_schema(request=BudgetSerializer, responses=BudgetSerializer)
     def patch(self, request: Request, budget_id: int) -> Response:
-        budget = get_object_or_404(budget_list(), id=budget_id)
-        serializer = BudgetSerializer(budget, data=request.data, partial=True)
+        budget = get_object_or_404(self.visible(budget_list), id=budget_id)
+        self.check_self_service(budget)
+        serializer = BudgetSerializer(budget, data=request.data, partial=True,
+                                      context=self.context())  # fmt: skip
         serializer.is_valid(raise_exception=True)
+        self.check_self_service(budget, serializer.validated_data)
         with transaction.atomic():
             budget = budget_update(budget=budget, **serializer.validated_data)
         return Response(BudgetSerializer(budget).data)
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, budget_id: int) -> Response:
-        budget_delete(budget=get_object_or_404(budget_list(), id=budget_id))
+        budget = get_object_or_404(self.visible(budget_list), id=budget_id)
+        self.check_self_service(budget)
+        budget_delete(budget=budget)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class RateLimitsApi(LimitApi):
+    @extend_schema(
+        parameters=[OpenApiParameter("tenant", str), OpenApiParameter("limit", int),
+                    OpenApiParameter("cursor", str)],
+        responses=_page(RateLimitSerializer, "RateLimitPage"),
+        operation_id="api_v1_rate_limits_list",
+    )  # fmt: skip
+    def get(self, request: Request) -> Response:
+        rows, next_url = time_keyset_page(request, self.listed(rate_limit_list),
+                                          time_field="created_at")  # fmt: skip
+        return Response({"results": RateLimitSerializer(rows, many=True).data, "next": next_url})
+
+    @extend_schema(request=RateLimitSerializer, responses={201: RateLimitSerializer})
+    def post(self, request: Request) -> Response:
+        serializer = RateLimitSerializer(data=request.data, context=self.context())
+        serializer.is_valid(raise_exception=True)
+        self.check_self_service(None, serializer.validated_data)
+        rate_limit = rate_limit_create(**serializer.validated_data)
+        return Response(RateLimitSerializer(rate_limit).data, status=status.HTTP_201_CREATED)
+
+
+class RateLimitDetailApi(LimitApi):
+    @extend_schema(responses=RateLimitSerializer)
+    def get(self, request: Request, rate_limit_id: int) -> Response:
+        rate_limit = get_object_or_404(self.visible(rate_limit_list), id=rate_limit_id)
+        return Response(RateLimitSerializer(rate_limit).data)
+
+    @extend_schema(request=RateLimitSerializer, responses=RateLimitSerializer)
+    def patch(self, request: Request, rate_limit_id: int) -> Response:
+        rate_limit = get_object_or_404(self.visible(rate_limit_list), id=rate_limit_id)
+        self.check_self_service(rate_limit)
+        serializer = RateLimitSerializer(rate_limit, data=request.data, partial=True,
+                                         context=self.context())  # fmt: skip
+        serializer.is_valid(raise_exception=True)
+        self.check_self_service(rate_limit, serializer.validated_data)
+        with transaction.atomic():
+            rate_limit = rate_limit_update(rate_limit=rate_limit, **serializer.validated_data)
+        return Response(RateLimitSerializer(rate_limit).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, rate_limit_id: int) -> Response:
+        rate_limit = get_object_or_404(self.visible(rate_limit_list), id=rate_limit_id)
+        self.check_self_service(rate_limit)
+        rate_limit_delete(rate_limit=rate_limit)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -87,6 +216,7 @@ class AlertsApi(APIView):
         parameters=[
             OpenApiParameter("tenant", str),
             OpenApiParameter("kind", str),
+            OpenApiParameter("severity", str),
             OpenApiParameter("since", OpenApiTypes.DATETIME),
             OpenApiParameter("limit", int),
             OpenApiParameter("cursor", str),
@@ -103,6 +233,7 @@ class AlertsApi(APIView):
             tenant=tenant,
             tenant_only=key_tenant is not None,
             kind=params.get("kind"),
+            severity=params.get("severity"),
             since=params.get("since"),
         )
         rows, next_url = time_keyset_page(request, alerts, time_field="created_at")
@@ -110,9 +241,10 @@ class AlertsApi(APIView):
 
 
 class FeatureApi(APIView):
-    """A feature's policy: lifecycle, default and fallback model, kill switch. Operator
-    keys only: features are shared by all tenants, and their names are created from any
-    tenant's events, so a tenant key must not list or probe them."""
+    """A feature's policy: lifecycle, default and fallback model, kill switches (listed;
+    `kill_switch_all` sets or clears the one for every tenant). Operator keys only:
+    features are shared by all tenants, and their names are created from any tenant's
+    events, so a tenant key must not list or probe them."""
 
     def get_permissions(self) -> list:
         return _read_or_manage(self.request)
@@ -126,5 +258,6 @@ class FeatureApi(APIView):
         feature = get_object_or_404(Feature, key=key)
         serializer = FeatureSerializer(feature, data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
-        feature = feature_policy_update(feature=feature, **serializer.validated_data)
+        feature = feature_policy_update(feature=feature, set_by=f"API key {request.auth.prefix}",
+                                        **serializer.validated_data)  # fmt: skip
         return Response(FeatureSerializer(feature).data)

@@ -13,12 +13,42 @@ from finops.fields import ExactSum
 from finops.models import Tenant
 from finops.periods import DAY, period_start
 from finops.pricing import TOKEN_COLUMNS
+from ingestion.models import Feature, PromptTemplate
 
-from .models import Alert, Budget, FeatureRollup, UsageRollup
+from .models import Alert, Budget, FeatureRollup, RateLimit, UsageRollup
 
 
-def budget_list() -> QuerySet[Budget]:
-    return Budget.objects.select_related("tenant", "feature", "prompt_template")
+def budget_list(*, tenant: Tenant | None = None, tenant_only: bool = False) -> QuerySet[Budget]:
+    """Budgets; of `tenant` when given, and with `tenant_only` of `tenant` alone (a tenant
+    key's view: never the global ones)."""
+    budgets = Budget.objects.select_related("tenant", "feature", "prompt_template", "api_key")
+    if tenant is not None or tenant_only:
+        budgets = budgets.filter(tenant=tenant)
+    return budgets
+
+
+def rate_limit_list(
+    *, tenant: Tenant | None = None, tenant_only: bool = False
+) -> QuerySet[RateLimit]:
+    """Rate limits, narrowed as `budget_list` narrows budgets."""
+    limits = RateLimit.objects.select_related("tenant", "feature", "prompt_template", "api_key")
+    if tenant is not None or tenant_only:
+        limits = limits.filter(tenant=tenant)
+    return limits
+
+
+def features_used_by(*, tenant: Tenant) -> QuerySet[Feature]:
+    """The features in the tenant's own usage (its daily rollups): what a tenant key may
+    name. Features are shared by all tenants, so one the tenant never used must look to
+    it as if it did not exist."""
+    used = UsageRollup.objects.filter(grain=UsageRollup.Grain.DAY, tenant=tenant)
+    return Feature.objects.filter(key__in=used.values("feature"))
+
+
+def prompt_templates_used_by(*, tenant: Tenant) -> QuerySet[PromptTemplate]:
+    """The prompt templates in the tenant's own usage, as `features_used_by`."""
+    used = UsageRollup.objects.filter(grain=UsageRollup.Grain.DAY, tenant=tenant)
+    return PromptTemplate.objects.filter(key__in=used.values("prompt_template"))
 
 
 def alert_list(
@@ -26,6 +56,7 @@ def alert_list(
     tenant: Tenant | None,
     tenant_only: bool,
     kind: str | None = None,
+    severity: str | None = None,
     since: datetime | None = None,
 ) -> QuerySet[Alert]:
     """Alerts; with `tenant_only`, those of `tenant` alone (a tenant key's view)."""
@@ -34,6 +65,8 @@ def alert_list(
         alerts = alerts.filter(tenant=tenant)
     if kind:
         alerts = alerts.filter(kind=kind)
+    if severity:
+        alerts = alerts.filter(severity=severity)
     if since:
         alerts = alerts.filter(created_at__gte=since)
     return alerts
@@ -108,6 +141,14 @@ def daily_usage_by(*, field: str, since: datetime, until: datetime) -> dict[str,
                   tenants_n=Count("tenant_id", distinct=True))
     )  # fmt: skip
     return {row[field]: row for row in rows}
+
+
+def tenant_ids_with_usage(*, start: datetime, end: datetime) -> list[int]:
+    """The tenants with usage on the UTC days in [start, end), by id."""
+    days = UsageRollup.objects.filter(
+        grain=UsageRollup.Grain.DAY, period_start__gte=start, period_start__lt=end
+    )
+    return sorted(set(days.values_list("tenant_id", flat=True)))
 
 
 def tenant_ids_using(*, field: str, value: str, since: datetime) -> list[int]:
