@@ -62,40 +62,36 @@ class RollupWatermarkAdmin(UsageRollupAdmin):
     list_select_related = ()
 
 
-@admin.register(Budget)
-class BudgetAdmin(MoneyFieldsMixin, admin.ModelAdmin):
-    money_fields = {"amount": "tenant.billing_currency"}
-    list_display = ("__str__", "tenant", "feature", "model", "prompt_template", "user",
-                    "api_key", "period", "amount", "thresholds", "action")  # fmt: skip
-    list_filter = ("period", "action")
+_SCOPE = ("tenant", "feature", "model", "prompt_template", "user", "api_key")
+
+
+class LimitScopeAdmin(MoneyFieldsMixin, admin.ModelAdmin):
+    """A budget's or rate limit's scope, as both show and edit it."""
+
     search_fields = ("name", "tenant__slug", "feature__key", "model", "prompt_template__key",
                      "user", "api_key__prefix")  # fmt: skip
     autocomplete_fields = ("tenant", "feature", "prompt_template", "api_key")
     list_select_related = ("tenant", "feature", "prompt_template", "api_key")
-    fields = ("name", "tenant", "feature", "model", "prompt_template", "user", "api_key",
-              "period", "amount", "thresholds", "action")  # fmt: skip
 
-    def save_model(self, request: HttpRequest, obj: Budget, form: Any, change: bool) -> None:
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         limit_scope_complete(obj)
         super().save_model(request, obj, form, change)
+
+
+@admin.register(Budget)
+class BudgetAdmin(LimitScopeAdmin):
+    money_fields = {"amount": "tenant.billing_currency"}
+    list_display = ("__str__", *_SCOPE, "period", "amount", "thresholds", "action")
+    list_filter = ("period", "action")
+    fields = ("name", *_SCOPE, "period", "amount", "thresholds", "action")
 
 
 @admin.register(RateLimit)
-class RateLimitAdmin(MoneyFieldsMixin, admin.ModelAdmin):
+class RateLimitAdmin(LimitScopeAdmin):
     money_fields = {"cost": "tenant.billing_currency"}
-    list_display = ("__str__", "tenant", "feature", "model", "prompt_template", "user",
-                    "api_key", "window", "requests", "tokens", "cost")  # fmt: skip
+    list_display = ("__str__", *_SCOPE, "window", "requests", "tokens", "cost")
     list_filter = ("window",)
-    search_fields = ("name", "tenant__slug", "feature__key", "model", "prompt_template__key",
-                     "user", "api_key__prefix")  # fmt: skip
-    autocomplete_fields = ("tenant", "feature", "prompt_template", "api_key")
-    list_select_related = ("tenant", "feature", "prompt_template", "api_key")
-    fields = ("name", "tenant", "feature", "model", "prompt_template", "user", "api_key",
-              "window", "requests", "tokens", "cost")  # fmt: skip
-
-    def save_model(self, request: HttpRequest, obj: RateLimit, form: Any, change: bool) -> None:
-        limit_scope_complete(obj)
-        super().save_model(request, obj, form, change)
+    fields = ("name", *_SCOPE, "window", "requests", "tokens", "cost")
 
 
 class AlertDeliveryInline(admin.TabularInline):

@@ -156,7 +156,51 @@ def default_thresholds() -> list[int]:
 EACH_USER = "*"
 
 
-class Budget(models.Model):
+class LimitScope(models.Model):
+    """What a budget or rate limit covers: every dimension it names must match a call
+    (none: all usage)."""
+
+    name = models.CharField(max_length=200, blank=True)
+    tenant = models.ForeignKey(
+        Tenant, null=True, blank=True, on_delete=models.CASCADE, related_name="%(class)ss"
+    )
+    feature = models.ForeignKey(
+        "ingestion.Feature", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    model = models.CharField(max_length=200, blank=True)
+    prompt_template = models.ForeignKey(
+        "ingestion.PromptTemplate",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+    )
+    user = models.CharField(
+        max_length=200, blank=True, help_text="An end user, or * for each end user."
+    )
+    api_key = models.ForeignKey(
+        ApiKey, null=True, blank=True, on_delete=models.CASCADE, related_name="%(class)ss"
+    )
+
+    class Meta:
+        abstract = True
+
+    @property
+    def scope_label(self) -> str:
+        """What it covers, for people."""
+        user = self.user
+        parts = [
+            f"tenant {self.tenant.slug}" if self.tenant_id else "",
+            f"feature {self.feature.key}" if self.feature_id else "",
+            f"model {self.model}" if self.model else "",
+            f"prompt {self.prompt_template.key}" if self.prompt_template_id else "",
+            ("each end user" if user == EACH_USER else f"end user {user}") if user else "",
+            f"API key {self.api_key.prefix}" if self.api_key_id else "",
+        ]
+        return ", ".join(p for p in parts if p) or "all usage"
+
+
+class Budget(LimitScope):
     """A spend limit on a scope (any combination of tenant, feature, model, prompt
     template, end user and API key; none of them: all usage) for each hour, day or
     month. `user` is one end user, or `*` for each end user on their own.
@@ -175,27 +219,6 @@ class Budget(models.Model):
         DOWNGRADE = "downgrade", "Downgrade to the fallback model"
         BLOCK = "block", "Block"
 
-    name = models.CharField(max_length=200, blank=True)
-    tenant = models.ForeignKey(
-        Tenant, null=True, blank=True, on_delete=models.CASCADE, related_name="budgets"
-    )
-    feature = models.ForeignKey(
-        "ingestion.Feature", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
-    )
-    model = models.CharField(max_length=200, blank=True)
-    prompt_template = models.ForeignKey(
-        "ingestion.PromptTemplate",
-        null=True,
-        blank=True,
-        on_delete=models.CASCADE,
-        related_name="+",
-    )
-    user = models.CharField(
-        max_length=200, blank=True, help_text="An end user, or * for each end user."
-    )
-    api_key = models.ForeignKey(
-        ApiKey, null=True, blank=True, on_delete=models.CASCADE, related_name="budgets"
-    )
     period = models.CharField(max_length=8, choices=Period.choices)
     amount = ExactDecimalField(max_digits=20, decimal_places=6)
     thresholds = models.JSONField(default=default_thresholds)
@@ -208,26 +231,8 @@ class Budget(models.Model):
     def __str__(self) -> str:
         return self.name or f"{self.scope_label} per {self.period}"
 
-    @property
-    def scope_label(self) -> str:
-        return scope_label(self)
 
-
-def scope_label(limit: Budget | RateLimit) -> str:
-    """What a budget or rate limit covers, for people."""
-    user = limit.user
-    parts = [
-        f"tenant {limit.tenant.slug}" if limit.tenant_id else "",
-        f"feature {limit.feature.key}" if limit.feature_id else "",
-        f"model {limit.model}" if limit.model else "",
-        f"prompt {limit.prompt_template.key}" if limit.prompt_template_id else "",
-        ("each end user" if user == EACH_USER else f"end user {user}") if user else "",
-        f"API key {limit.api_key.prefix}" if limit.api_key_id else "",
-    ]
-    return ", ".join(p for p in parts if p) or "all usage"
-
-
-class RateLimit(models.Model):
+class RateLimit(LimitScope):
     """Requests, tokens (input + output) or cost per minute, hour or day on a scope (the
     same dimensions as a budget). A call that would pass one is answered `block` with
     `error_type` `rate_limited` and `retry_after`, the seconds until its window ends.
@@ -239,27 +244,6 @@ class RateLimit(models.Model):
         HOUR = "hour", "Hour"
         DAY = "day", "Day"
 
-    name = models.CharField(max_length=200, blank=True)
-    tenant = models.ForeignKey(
-        Tenant, null=True, blank=True, on_delete=models.CASCADE, related_name="rate_limits"
-    )
-    feature = models.ForeignKey(
-        "ingestion.Feature", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
-    )
-    model = models.CharField(max_length=200, blank=True)
-    prompt_template = models.ForeignKey(
-        "ingestion.PromptTemplate",
-        null=True,
-        blank=True,
-        on_delete=models.CASCADE,
-        related_name="+",
-    )
-    user = models.CharField(
-        max_length=200, blank=True, help_text="An end user, or * for each end user."
-    )
-    api_key = models.ForeignKey(
-        ApiKey, null=True, blank=True, on_delete=models.CASCADE, related_name="rate_limits"
-    )
     window = models.CharField(max_length=8, choices=Window.choices, default=Window.MINUTE)
     requests = models.PositiveIntegerField(null=True, blank=True)
     tokens = models.PositiveBigIntegerField(null=True, blank=True)
@@ -278,11 +262,7 @@ class RateLimit(models.Model):
         ]
 
     def __str__(self) -> str:
-        return self.name or f"{scope_label(self)} per {self.window}"
-
-    @property
-    def scope_label(self) -> str:
-        return scope_label(self)
+        return self.name or f"{self.scope_label} per {self.window}"
 
 
 class KillSwitch(models.Model):
