@@ -11,6 +11,7 @@ from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
     extend_schema,
+    extend_schema_view,
     inline_serializer,
 )
 from rest_framework import exceptions, serializers, status
@@ -30,10 +31,9 @@ from finops.pagination import time_keyset_page
 from ingestion.models import Feature
 
 from .alerts import alert_json
-from .budgets import budget_create, budget_delete, budget_update
+from .budgets import budget_create, limit_delete, limit_update, rate_limit_create
 from .models import Budget, RateLimit
 from .policies import feature_policy_update
-from .ratelimits import rate_limit_create, rate_limit_delete, rate_limit_update
 from .selectors import alert_list, budget_list, rate_limit_list
 from .serializers import (
     AlertQuerySerializer,
@@ -113,98 +113,96 @@ class LimitApi(APIView):
                 raise exceptions.PermissionDenied(SELF_SERVICE_ONLY)
 
 
-class BudgetsApi(LimitApi):
-    @extend_schema(
-        parameters=[OpenApiParameter("tenant", str), OpenApiParameter("limit", int),
-                    OpenApiParameter("cursor", str)],
-        responses=_page(BudgetSerializer, "BudgetPage"),
-        operation_id="api_v1_budgets_list",
-    )  # fmt: skip
-    def get(self, request: Request) -> Response:
-        rows, next_url = time_keyset_page(request, self.listed(budget_list),
-                                          time_field="created_at")  # fmt: skip
-        return Response({"results": BudgetSerializer(rows, many=True).data, "next": next_url})
+class LimitsApi(LimitApi):
+    """List (newest first) and create; the subclass names the kind of limit."""
 
-    @extend_schema(request=BudgetSerializer, responses={201: BudgetSerializer})
+    serializer: type[serializers.ModelSerializer]
+    selector: Callable[..., QuerySet]
+    create: Callable[..., Any]
+
+    def get(self, request: Request) -> Response:
+        rows, next_url = time_keyset_page(request, self.listed(type(self).selector),
+                                          time_field="created_at")  # fmt: skip
+        return Response({"results": self.serializer(rows, many=True).data, "next": next_url})
+
     def post(self, request: Request) -> Response:
-        serializer = BudgetSerializer(data=request.data, context=self.context())
+        serializer = self.serializer(data=request.data, context=self.context())
         serializer.is_valid(raise_exception=True)
         self.check_self_service(None, serializer.validated_data)
-        budget = budget_create(**serializer.validated_data)
-        return Response(BudgetSerializer(budget).data, status=status.HTTP_201_CREATED)
+        limit = type(self).create(**serializer.validated_data)
+        return Response(self.serializer(limit).data, status=status.HTTP_201_CREATED)
 
 
-class BudgetDetailApi(LimitApi):
-    @extend_schema(responses=BudgetSerializer)
-    def get(self, request: Request, budget_id: int) -> Response:
-        budget = get_object_or_404(self.visible(budget_list), id=budget_id)
-        return Response(BudgetSerializer(budget).data)
+class LimitDetailApi(LimitApi):
+    """Get, change and delete one limit."""
 
-    @extend_schema(request=BudgetSerializer, responses=BudgetSerializer)
-    def patch(self, request: Request, budget_id: int) -> Response:
-        budget = get_object_or_404(self.visible(budget_list), id=budget_id)
-        self.check_self_service(budget)
-        serializer = BudgetSerializer(budget, data=request.data, partial=True,
-                                      context=self.context())  # fmt: skip
+    serializer: type[serializers.ModelSerializer]
+    selector: Callable[..., QuerySet]
+
+    def stored(self, path: dict[str, int]) -> Budget | RateLimit:
+        """The limit the path names (its one id: budget_id or rate_limit_id)."""
+        (limit_id,) = path.values()
+        return get_object_or_404(self.visible(type(self).selector), id=limit_id)
+
+    def get(self, request: Request, **path: int) -> Response:
+        return Response(self.serializer(self.stored(path)).data)
+
+    def patch(self, request: Request, **path: int) -> Response:
+        limit = self.stored(path)
+        self.check_self_service(limit)
+        serializer = self.serializer(limit, data=request.data, partial=True,
+                                     context=self.context())  # fmt: skip
         serializer.is_valid(raise_exception=True)
-        self.check_self_service(budget, serializer.validated_data)
+        self.check_self_service(limit, serializer.validated_data)
         with transaction.atomic():
-            budget = budget_update(budget=budget, **serializer.validated_data)
-        return Response(BudgetSerializer(budget).data)
+            limit = limit_update(limit, serializer.validated_data)
+        return Response(self.serializer(limit).data)
 
-    @extend_schema(responses={204: None})
-    def delete(self, request: Request, budget_id: int) -> Response:
-        budget = get_object_or_404(self.visible(budget_list), id=budget_id)
-        self.check_self_service(budget)
-        budget_delete(budget=budget)
+    def delete(self, request: Request, **path: int) -> Response:
+        limit = self.stored(path)
+        self.check_self_service(limit)
+        limit_delete(limit)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class RateLimitsApi(LimitApi):
-    @extend_schema(
-        parameters=[OpenApiParameter("tenant", str), OpenApiParameter("limit", int),
-                    OpenApiParameter("cursor", str)],
-        responses=_page(RateLimitSerializer, "RateLimitPage"),
-        operation_id="api_v1_rate_limits_list",
+_LIST_PARAMETERS = [OpenApiParameter("tenant", str), OpenApiParameter("limit", int),
+                    OpenApiParameter("cursor", str)]  # fmt: skip
+
+
+def _list_schema(serializer: type[serializers.Serializer], name: str, operation: str) -> Any:
+    return extend_schema_view(
+        get=extend_schema(parameters=_LIST_PARAMETERS, responses=_page(serializer, name),
+                          operation_id=operation),
+        post=extend_schema(request=serializer, responses={201: serializer}),
     )  # fmt: skip
-    def get(self, request: Request) -> Response:
-        rows, next_url = time_keyset_page(request, self.listed(rate_limit_list),
-                                          time_field="created_at")  # fmt: skip
-        return Response({"results": RateLimitSerializer(rows, many=True).data, "next": next_url})
-
-    @extend_schema(request=RateLimitSerializer, responses={201: RateLimitSerializer})
-    def post(self, request: Request) -> Response:
-        serializer = RateLimitSerializer(data=request.data, context=self.context())
-        serializer.is_valid(raise_exception=True)
-        self.check_self_service(None, serializer.validated_data)
-        rate_limit = rate_limit_create(**serializer.validated_data)
-        return Response(RateLimitSerializer(rate_limit).data, status=status.HTTP_201_CREATED)
 
 
-class RateLimitDetailApi(LimitApi):
-    @extend_schema(responses=RateLimitSerializer)
-    def get(self, request: Request, rate_limit_id: int) -> Response:
-        rate_limit = get_object_or_404(self.visible(rate_limit_list), id=rate_limit_id)
-        return Response(RateLimitSerializer(rate_limit).data)
+def _detail_schema(serializer: type[serializers.Serializer]) -> Any:
+    return extend_schema_view(
+        get=extend_schema(responses=serializer),
+        patch=extend_schema(request=serializer, responses=serializer),
+        delete=extend_schema(responses={204: None}),
+    )
 
-    @extend_schema(request=RateLimitSerializer, responses=RateLimitSerializer)
-    def patch(self, request: Request, rate_limit_id: int) -> Response:
-        rate_limit = get_object_or_404(self.visible(rate_limit_list), id=rate_limit_id)
-        self.check_self_service(rate_limit)
-        serializer = RateLimitSerializer(rate_limit, data=request.data, partial=True,
-                                         context=self.context())  # fmt: skip
-        serializer.is_valid(raise_exception=True)
-        self.check_self_service(rate_limit, serializer.validated_data)
-        with transaction.atomic():
-            rate_limit = rate_limit_update(rate_limit=rate_limit, **serializer.validated_data)
-        return Response(RateLimitSerializer(rate_limit).data)
 
-    @extend_schema(responses={204: None})
-    def delete(self, request: Request, rate_limit_id: int) -> Response:
-        rate_limit = get_object_or_404(self.visible(rate_limit_list), id=rate_limit_id)
-        self.check_self_service(rate_limit)
-        rate_limit_delete(rate_limit=rate_limit)
-        return Response(status=status.HTTP_204_NO_CONTENT)
+@_list_schema(BudgetSerializer, "BudgetPage", "api_v1_budgets_list")
+class BudgetsApi(LimitsApi):
+    serializer, selector, create = BudgetSerializer, budget_list, budget_create
+
+
+@_detail_schema(BudgetSerializer)
+class BudgetDetailApi(LimitDetailApi):
+    serializer, selector = BudgetSerializer, budget_list
+
+
+@_list_schema(RateLimitSerializer, "RateLimitPage", "api_v1_rate_limits_list")
+class RateLimitsApi(LimitsApi):
+    serializer, selector, create = RateLimitSerializer, rate_limit_list, rate_limit_create
+
+
+@_detail_schema(RateLimitSerializer)
+class RateLimitDetailApi(LimitDetailApi):
+    serializer, selector = RateLimitSerializer, rate_limit_list
 
 
 class AlertsApi(APIView):

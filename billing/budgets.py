@@ -1,5 +1,5 @@
-"""Budgets: their spend, read from the rollups (from the events for budgets on end users
-or API keys), and the alerts at their thresholds."""
+"""Budgets and rate limits written; a budget's spend, read from the rollups (from the
+events for budgets on end users or API keys), and the alerts at its thresholds."""
 
 from __future__ import annotations
 
@@ -19,10 +19,11 @@ from ingestion.models import UsageEvent
 
 from .alerts import alert_raise
 from .guard.policies import policy_cache_clear
-from .models import EACH_USER, Alert, Budget, RateLimit, UsageRollup
+from .models import EACH_USER, Alert, Budget, LimitScope, RateLimit, UsageRollup
 
-BUDGET_FIELDS = ("name", "tenant", "feature", "model", "prompt_template", "user", "api_key",
-                 "period", "amount", "thresholds", "action")  # fmt: skip
+SCOPE_FIELDS = ("name", "tenant", "feature", "model", "prompt_template", "user", "api_key")
+BUDGET_FIELDS = (*SCOPE_FIELDS, "period", "amount", "thresholds", "action")
+RATE_LIMIT_FIELDS = (*SCOPE_FIELDS, "window", "requests", "tokens", "cost")
 
 
 def limit_scope_complete(limit: Budget | RateLimit) -> None:
@@ -32,29 +33,38 @@ def limit_scope_complete(limit: Budget | RateLimit) -> None:
         limit.tenant = limit.api_key.tenant
 
 
-def budget_create(**fields: Any) -> Budget:
-    budget = Budget(**{k: v for k, v in fields.items() if k in BUDGET_FIELDS})
-    limit_scope_complete(budget)
-    budget.save()
+def limit_create(model: type[LimitScope], allowed: tuple[str, ...], fields: dict[str, Any]) -> Any:
+    limit = model(**{k: v for k, v in fields.items() if k in allowed})
+    limit_scope_complete(limit)
+    limit.save()
     # This worker's guard sees the change at once; the others within their policy TTL.
     transaction.on_commit(policy_cache_clear)
-    return budget
+    return limit
 
 
-def budget_update(*, budget: Budget, **fields: Any) -> Budget:
+def limit_update(limit: Budget | RateLimit, fields: dict[str, Any]) -> Any:
+    allowed = BUDGET_FIELDS if isinstance(limit, Budget) else RATE_LIMIT_FIELDS
     for name, value in fields.items():
-        if name in BUDGET_FIELDS:
-            setattr(budget, name, value)
-    limit_scope_complete(budget)
-    budget.save()
+        if name in allowed:
+            setattr(limit, name, value)
+    limit_scope_complete(limit)
+    limit.save()
     transaction.on_commit(policy_cache_clear)
-    return budget
+    return limit
 
 
-def budget_delete(*, budget: Budget) -> None:
-    # Its alerts stay, unlinked: they are history.
-    budget.delete()
+def limit_delete(limit: Budget | RateLimit) -> None:
+    # A budget's alerts stay, unlinked: they are history.
+    limit.delete()
     transaction.on_commit(policy_cache_clear)
+
+
+def budget_create(**fields: Any) -> Budget:
+    return limit_create(Budget, BUDGET_FIELDS, fields)
+
+
+def rate_limit_create(**fields: Any) -> RateLimit:
+    return limit_create(RateLimit, RATE_LIMIT_FIELDS, fields)
 
 
 def budget_rollups(*, budget: Budget, start: datetime, end: datetime) -> QuerySet[UsageRollup]:
