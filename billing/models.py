@@ -300,22 +300,22 @@ class KillSwitch(models.Model):
 
 
 class GuardReservation(models.Model):
-    """A call the guard allowed whose event has not arrived, recorded beside Redis so a
-    Redis that loses its state gets it back: one row per counter it was reserved on.
+    """A call the guard let through whose event has not arrived, recorded beside Redis so
+    a Redis that loses its state gets it back, with the counters it was reserved on.
     Deleted in the transaction that stores the call's event; past `expires_ms` it no
-    longer counts. Unlogged on PostgreSQL (migration 0012)."""
+    longer counts. Unlogged on PostgreSQL, with a GIN index on `counters` (migration
+    0012)."""
 
-    pk = models.CompositePrimaryKey("reservation", "counter")
-    reservation = models.CharField(max_length=32)
-    counter = models.CharField(max_length=600)
+    reservation = models.CharField(max_length=32, primary_key=True)
+    counters = models.JSONField(help_text="The counters' names.")
     nanos = models.BigIntegerField(help_text="The reserved cost in billionths.")
     expires_ms = models.BigIntegerField(help_text="Unix time in milliseconds.")
 
     class Meta:
-        indexes = [models.Index(fields=["counter"], name="guard_reservation_counter")]
+        indexes = [models.Index(fields=["expires_ms"], name="guard_reservation_expiry")]
 
     def __str__(self) -> str:
-        return f"{self.reservation} on {self.counter}"
+        return f"{self.reservation} on {len(self.counters)} counter(s)"
 
 
 class Severity(models.TextChoices):

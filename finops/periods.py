@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+MINUTE = "minute"
 HOUR = "hour"
 DAY = "day"
 MONTH = "month"
@@ -11,6 +12,8 @@ MONTH = "month"
 
 def period_start(period: str, at: datetime) -> datetime:
     at = at.astimezone(UTC)
+    if period == MINUTE:
+        return at.replace(second=0, microsecond=0)
     if period == HOUR:
         return at.replace(minute=0, second=0, microsecond=0)
     if period == DAY:
@@ -21,6 +24,8 @@ def period_start(period: str, at: datetime) -> datetime:
 
 
 def period_end(period: str, start: datetime) -> datetime:
+    if period == MINUTE:
+        return start + timedelta(minutes=1)
     if period == HOUR:
         return start + timedelta(hours=1)
     if period == DAY:
@@ -31,6 +36,8 @@ def period_end(period: str, start: datetime) -> datetime:
 
 
 def period_label(period: str, start: datetime) -> str:
+    if period == MINUTE:
+        return f"{start:%Y-%m-%d %H:%M} UTC"
     if period == HOUR:
         return f"{start:%Y-%m-%d %H:00} UTC"
     if period == DAY:

@@ -36,7 +36,8 @@ log = logging.getLogger(__name__)
 _TRIES = 5
 
 
-SPEND, REQUESTS = "s", "r"
+# A spend counter (reserved on), a counter checked as it is (tokens), calls in a window.
+SPEND, VALUE, REQUESTS = "s", "v", "r"
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,10 +94,32 @@ def limits_check(items: list[CheckItem], *, reserve: Callable[[], Decimal]) -> C
     if guard_redis.available():
         try:
             return counters_check(items, reserve=reserve())
+        except SeedLost:
+            # Redis is up but keeps losing its state: this call only reads the ledger.
+            log.warning("guard: counters lost while seeded, answering from the ledger")
+            return ledger_reserve(items, reserve())
         except redis.RedisError:
             guard_redis.mark_down()
             log.warning("guard: Redis unavailable, answering from the ledger", exc_info=True)
+            if guard_redis.enabled():
+                return ledger_reserve(items, reserve())
     return Checked(ledger_check(items), None)
+
+
+def ledger_reserve(items: list[CheckItem], reserve: Decimal) -> Checked:
+    """The ledger's check while Redis cannot be used, with the call's reservation still
+    recorded in PostgreSQL, so the counters count it in flight once Redis is back. Not
+    atomic: concurrent calls checked this way can pass a limit by more than one call."""
+    results = ledger_check(items)
+    spends = [item.scope.name for item in items if item.kind == SPEND]
+    nanos = to_nanos(reserve)
+    refused = any(r.hit and item.blocking for item, r in zip(items, results, strict=True))
+    if refused or not spends or nanos == 0:
+        return Checked(results, None)
+    reservation = secrets.token_hex(8)
+    ttl_ms = settings.FINOPS_GUARD_RESERVATION_TTL * 1000
+    reservation_record(reservation, spends, nanos, int(time.time() * 1000) + ttl_ms)
+    return Checked(results, reservation)
 
 
 def counters_check(items: list[CheckItem], *, reserve: Decimal) -> Checked:
@@ -137,7 +160,7 @@ def _item_args(item: CheckItem) -> list[Any]:
         window_ms = int((item.scope.end - item.scope.start).total_seconds() * 1000)
         return [REQUESTS, requests_name(item.scope), int(item.limit), strict, blocking,
                 window_ms]  # fmt: skip
-    return [SPEND, item.scope.name, limit_limbs(item.limit), strict, blocking, 0]
+    return [item.kind, item.scope.name, limit_limbs(item.limit), strict, blocking, 0]
 
 
 def _check_seeded(items: list[CheckItem], args: list[Any]) -> Any:

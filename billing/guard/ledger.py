@@ -82,7 +82,7 @@ def _rollup_filters(scope: Scope) -> tuple[str, dict[str, Any]]:
 # The reservations recorded on the counter, read in the same snapshot as its spend.
 _RESERVED = """
   (SELECT COALESCE(string_agg(g.reservation || ':' || g.nanos || ':' || g.expires_ms, ','), '')
-     FROM billing_guardreservation g WHERE g.counter = %(counter)s)
+     FROM billing_guardreservation g WHERE g.counters @> jsonb_build_array(%(counter)s::text))
 """
 
 _EVENTS_ONLY = """

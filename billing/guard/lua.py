@@ -171,8 +171,9 @@ return 1
 )
 
 # ARGV: reservation id, nanos, expires (unix ms), reservation key ttl ms, count, then per
-# limit: kind ("s": spend counter, "r": request counter), name, limit (limbs, or a
-# count), strict (1: over the limit, 0: at it), blocking (1/0), window ms (for "r").
+# limit: kind ("s": spend counter, reserved on; "v": a counter checked as it is, such
+# as tokens; "r": request counter), name, limit (limbs, or a count), strict (1: over
+# the limit, 0: at it), blocking (1/0), window ms (for "r").
 # Returns {"seed", i...} for counters to seed first, else {"ok", reserved (0/1), then
 # per limit: hit (0/1), value (limbs, or the count), reserved nanos}.
 CHECK = (
@@ -184,7 +185,7 @@ local missing = {"seed"}
 local values = {}
 for c = 1, count do
   local base = 6 * c
-  if ARGV[base] == "s" then
+  if ARGV[base] ~= "r" then
     local v = redis.call("HGET", "g:s:" .. ARGV[base + 1], "v")
     if v then values[c] = v else missing[#missing + 1] = c end
   else
@@ -213,6 +214,9 @@ for c = 1, count do
     -- before the check: a call is judged on the others' reservations.
     if redis.call("ZSCORE", zset, member) then reserved = reserved - n end
     local diff = cmp(add(parse(values[c]), nanos(reserved), 1), parse(ARGV[base + 2]))
+    hit = diff > 0 or (diff == 0 and ARGV[base + 3] == "0")
+  elseif ARGV[base] == "v" then
+    local diff = cmp(parse(values[c]), parse(ARGV[base + 2]))
     hit = diff > 0 or (diff == 0 and ARGV[base + 3] == "0")
   else
     hit = tonumber(values[c]) >= tonumber(ARGV[base + 2])
@@ -243,7 +247,7 @@ for c = 1, count do
   if ARGV[base] == "r" then
     redis.call("INCR", name)
     redis.call("PEXPIRE", name, tonumber(ARGV[base + 5]))
-  elseif n > 0 then
+  elseif ARGV[base] == "s" and n > 0 then
     -- A seed may have installed it already, from the row recorded before the check.
     if redis.call("ZADD", "g:rz:" .. name, expires, member) == 1 then
       redis.call("INCRBY", "g:rt:" .. name, n)

@@ -1,16 +1,18 @@
 """Reservations recorded where they survive a Redis loss: PostgreSQL.
 
-Each call the guard lets through reserves its expected cost on the counters it was
-checked against. Redis holds the reservations the checks count; a row per counter in
-`GuardReservation` holds the same, written before the check (so no seed can miss a
-reservation Redis is about to take) and deleted in the transaction that stores the
-call's event (so a seed's snapshot sees either the event's cost or its reservation,
-never both or neither). A seed installs the live rows of its counter with its value
-(`ledger`, `seeding`): after Redis loses its state, the calls in flight still count.
+Each call the guard lets through reserves its expected cost on the spend counters it was
+checked against. Redis holds the reservations the checks count; a `GuardReservation` row
+holds the same (one per call, naming its counters), written before the check (so no
+seed can miss a reservation Redis is about to take) and deleted in the transaction that
+stores the call's event (so a seed's snapshot sees either the event's cost or its
+reservation, never both or neither). A seed installs the live rows of its counter with
+its value (`ledger`, `seeding`): after Redis loses its state, the calls in flight still
+count.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 
 from django.db import connection
@@ -20,16 +22,17 @@ from ..models import GuardReservation
 # A reservation's member in a counter's sorted set: "<id>:<nanos>".
 Release = tuple[str, str]  # (counter name, member)
 
+_TABLE = GuardReservation._meta.db_table
+
 
 def reservation_record(reservation: str, counters: list[str], nanos: int, expires_ms: int) -> None:
-    GuardReservation.objects.bulk_create(
-        [
-            GuardReservation(
-                reservation=reservation, counter=name, nanos=nanos, expires_ms=expires_ms
-            )
-            for name in counters
-        ]  # fmt: skip
-    )
+    """One statement, on the guard's path: no ORM instance is built."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {_TABLE} (reservation, counters, nanos, expires_ms) "  # noqa: S608
+            "VALUES (%s, %s, %s, %s)",
+            [reservation, json.dumps(counters), nanos, expires_ms],
+        )
 
 
 def reservation_forget(reservation: str) -> None:
@@ -44,15 +47,19 @@ def reservations_settle(reservations: Iterable[str]) -> list[Release]:
     ids = sorted({r for r in reservations if r})
     if not ids:
         return []
+    marks = ", ".join(["%s"] * len(ids))
     with connection.cursor() as cursor:
-        table = GuardReservation._meta.db_table
-        marks = ", ".join(["%s"] * len(ids))
         cursor.execute(
-            f"DELETE FROM {table} WHERE reservation IN ({marks}) "  # noqa: S608 - no user text
-            "RETURNING counter, reservation, nanos",
+            f"DELETE FROM {_TABLE} WHERE reservation IN ({marks}) "  # noqa: S608 - no user text
+            "RETURNING reservation, counters, nanos",
             ids,
         )
-        return [(counter, f"{rid}:{nanos}") for counter, rid, nanos in cursor.fetchall()]
+        rows = cursor.fetchall()
+    releases = []
+    for reservation, counters, nanos in rows:
+        names = json.loads(counters) if isinstance(counters, str) else counters
+        releases += [(name, f"{reservation}:{nanos}") for name in names]
+    return releases
 
 
 def reservations_prune(*, now_ms: int) -> int:

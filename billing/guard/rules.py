@@ -39,7 +39,7 @@ from ingestion.models import Feature, PromptTemplate
 from ..caps import FREE_TIER_WINDOW, cap_overridden
 from ..killswitches import active_kill_switch, kill_switch_reason
 from ..models import EACH_USER, Budget, RateLimit
-from .counters import REQUESTS, CheckItem, CheckResult, limits_check
+from .counters import REQUESTS, SPEND, VALUE, CheckItem, CheckResult, limits_check
 from .estimates import call_estimate
 from .policies import (
     enforced_budgets,
@@ -327,7 +327,7 @@ def _rate_limits(call: Call, rate: RateLimit) -> list[Limit]:
         if amount is None:
             continue
         scope = _scope(call, rate, window, TOKENS if measure == TOKENS else COST)
-        kind = REQUESTS if measure == REQUESTS else "s"
+        kind = {REQUESTS: REQUESTS, TOKENS: VALUE}.get(measure, SPEND)
         item = CheckItem(scope, Decimal(amount), strict=False, blocking=True, kind=kind)
         retry = max(1, math.ceil((scope.end - call.now).total_seconds()))
         limits.append(

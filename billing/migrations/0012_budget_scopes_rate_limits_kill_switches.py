@@ -9,6 +9,11 @@ def unlogged(apps, schema_editor):
     # Reservations only bridge a Redis loss; their writes need not be in the WAL.
     if schema_editor.connection.vendor == "postgresql":
         schema_editor.execute("ALTER TABLE billing_guardreservation SET UNLOGGED")
+        # A seed finds its counter's reservations by containment (`counters @> [name]`).
+        schema_editor.execute(
+            "CREATE INDEX guard_reservation_counters ON billing_guardreservation "
+            "USING gin (counters jsonb_path_ops)"
+        )
 
 
 class Migration(migrations.Migration):
@@ -41,23 +46,15 @@ class Migration(migrations.Migration):
             name="GuardReservation",
             fields=[
                 (
-                    "pk",
-                    models.CompositePrimaryKey(
-                        "reservation",
-                        "counter",
-                        blank=True,
-                        editable=False,
-                        primary_key=True,
-                        serialize=False,
-                    ),
+                    "reservation",
+                    models.CharField(max_length=32, primary_key=True, serialize=False),
                 ),
-                ("reservation", models.CharField(max_length=32)),
-                ("counter", models.CharField(max_length=600)),
+                ("counters", models.JSONField(help_text="The counters' names.")),
                 ("nanos", models.BigIntegerField(help_text="The reserved cost in billionths.")),
                 ("expires_ms", models.BigIntegerField(help_text="Unix time in milliseconds.")),
             ],
             options={
-                "indexes": [models.Index(fields=["counter"], name="guard_reservation_counter")],
+                "indexes": [models.Index(fields=["expires_ms"], name="guard_reservation_expiry")],
             },
         ),
         migrations.CreateModel(

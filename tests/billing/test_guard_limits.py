@@ -271,9 +271,9 @@ def test_expired_reservations_are_pruned_by_their_job() -> None:
     at = now()
     at_ms = int(at.timestamp() * 1000)
     GuardReservation.objects.bulk_create([
-        GuardReservation(reservation="a1", counter="c1", nanos=1, expires_ms=at_ms - 1),
-        GuardReservation(reservation="a1", counter="c2", nanos=1, expires_ms=at_ms - 1),
-        GuardReservation(reservation="b2", counter="c1", nanos=1, expires_ms=at_ms + 60_000),
+        GuardReservation(reservation="a1", counters=["c1", "c2"], nanos=1, expires_ms=at_ms - 1),
+        GuardReservation(reservation="a2", counters=["c1"], nanos=1, expires_ms=at_ms - 1),
+        GuardReservation(reservation="b2", counters=["c1"], nanos=1, expires_ms=at_ms + 60_000),
     ])  # fmt: skip
     line = guard_reservations_prune_task(at.isoformat())
     assert line == "deleted 2 expired guard reservation(s)"
@@ -295,3 +295,29 @@ def test_threshold_alerts_of_a_budget_on_each_end_user_name_the_user(operator, a
     assert sum("for end user alice" in m for _, m in messages) == 1
     assert sum("for end user bob" in m for _, m in messages) == 2
     assert budgets_evaluate(now=now()).alerts == 0  # once per user, threshold and period
+
+
+def test_a_rate_limit_per_minute_is_checked(operator, acme) -> None:
+    RateLimit.objects.create(tenant=acme, window=RateLimit.Window.MINUTE, cost=Decimal("1"))
+    assert guard(operator, tenant="acme")["decision"] == "allow"
+    calls(operator, 1, tenant="acme", prefix="m")
+    answer = guard(operator, tenant="acme")
+    if answer["decision"] == "allow":  # the minute turned between the call and the check
+        calls(operator, 1, tenant="acme", prefix="m2")
+        answer = guard(operator, tenant="acme")
+    assert blocked(answer) == ("block", "rate_limited")
+    assert 1 <= answer["retry_after"] <= 60
+    assert "this minute" in answer["reason"]
+
+
+@hot
+def test_a_token_rate_limit_reserves_no_cost(operator, acme) -> None:
+    """Calls in flight reserve cost on cost limits only: a token limit counts the tokens
+    of the events that arrived."""
+    RateLimit.objects.create(tenant=acme, window=RateLimit.Window.DAY, tokens=1_000_001)
+    for _ in range(3):
+        assert guard(operator, tenant="acme", estimated_cost="1000")["decision"] == "allow"
+    calls(operator, 1, tenant="acme", prefix="t")  # 1,000,000 tokens
+    assert guard(operator, tenant="acme")["decision"] == "allow"
+    calls(operator, 1, tenant="acme", prefix="u", input_tokens=1)
+    assert blocked(guard(operator, tenant="acme")) == ("block", "rate_limited")
