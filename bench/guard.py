@@ -34,6 +34,14 @@ DECISIONS = ("allow", "downgrade", "block", "allow")
 REACHED_MONTH = "umbrella"
 REACHED_DAY = ("acme", "search_answering")
 FALLBACK = "amazon.nova-lite-v1:0"
+# The end users asking, named as the ledger's (user-0000 to user-4999: a counter seeds
+# from that user's events in the tenant, if any): user i asks request kind i % 4. wrk
+# cycles through all 400; a paced hey client sends one body, so that phase has 16 users
+# (4 per kind).
+USERS = tuple(f"user-{i * 12:04d}" for i in range(400))
+# Limits on every end user and on the asking key, never reached at the bench's rates.
+USER_REQUESTS_PER_MINUTE = 10**9
+USER_TOKENS_PER_HOUR = 10**12
 
 
 def api(stack: harness.Stack, method: str, path: str, body: dict) -> dict:
@@ -68,11 +76,19 @@ def spend(
     return row[0]
 
 
-def limits_set(stack: harness.Stack, conn: psycopg.Connection) -> list[dict]:
+def limits_set(
+    stack: harness.Stack, conn: psycopg.Connection, *, requests_window: str = "minute"
+) -> tuple[list[dict], list[dict]]:
     """Through the API, relative to the ledger's spend: a fallback model on every
     feature; a monthly budget (block) on each tenant, reached for one; a daily budget
-    (downgrade) on one tenant's feature, reached; an hourly one on a model, not reached.
-    Every request then checks 2 or 3 counters."""
+    (downgrade) on one tenant's feature, reached; an hourly one on a model, not reached;
+    on each tenant, a monthly budget (downgrade) for each end user (`*`) of twice the
+    tenant's month, and rate limits for each end user of 10^9 requests a minute (or
+    `requests_window`) and 10^12 tokens an hour; a monthly budget (block) on the bench's
+    API key of twice all usage's month. None of the new ones is reached, so the answers
+    stay those of DECISIONS. Every request then checks 6 or 7 counters (2 or 3 budgets,
+    its user's budget, the key's, its user's requests and tokens). Returns budgets and
+    rate limits."""
     for feature in harness.FEATURES:
         api(stack, "PATCH", f"/api/v1/features/{feature}", {"fallback_model": FALLBACK})
     budgets = []
@@ -80,6 +96,17 @@ def limits_set(stack: harness.Stack, conn: psycopg.Connection) -> list[dict]:
         month = spend(conn, since="month", tenant=tenant)
         amount = month / 2 if tenant == REACHED_MONTH else 2 * month + 100
         budgets.append({"tenant": tenant, "period": "month", "amount": amount, "action": "block"})
+        # Per tenant, as a tenant sets its own: the seed of one user's counter then
+        # reads the events' (tenant, user, timestamp) index.
+        budgets.append(
+            {
+                "tenant": tenant,
+                "user": "*",
+                "period": "month",
+                "amount": 2 * month + 100,
+                "action": "downgrade",
+            }
+        )
     day = spend(conn, since="day", tenant=REACHED_DAY[0], feature=REACHED_DAY[1])
     budgets.append(
         {
@@ -99,11 +126,44 @@ def limits_set(stack: harness.Stack, conn: psycopg.Connection) -> list[dict]:
             "action": "block",
         }
     )
+    budgets.append(
+        {
+            "api_key": stack.key.split("_")[1],  # fo_<prefix>_<secret>
+            "period": "month",
+            "amount": 2 * spend(conn, since="month") + 100,
+            "action": "block",
+        }
+    )
     for budget in budgets:
         budget["amount"] = str(Decimal(budget["amount"]).quantize(Decimal("0.000001")))
         budget["name"] = f"bench {budget['period']}"
         api(stack, "POST", "/api/v1/budgets", budget)
-    return budgets
+    rate_limits = []
+    for tenant, _ in harness.TENANTS:
+        rate_limits.append(
+            {"tenant": tenant, "user": "*", "window": requests_window,
+             "requests": USER_REQUESTS_PER_MINUTE}
+        )  # fmt: skip
+        rate_limits.append(
+            {"tenant": tenant, "user": "*", "window": "hour", "tokens": USER_TOKENS_PER_HOUR}
+        )
+    for rate_limit in rate_limits:
+        rate_limit["name"] = f"bench {rate_limit['window']}"
+        api(stack, "POST", "/api/v1/rate-limits", rate_limit)
+    return budgets, rate_limits
+
+
+def decisions_ask(stack: harness.Stack, bodies: list[bytes]) -> dict:
+    """The answer to each request kind, asked for its first user."""
+    decisions = {}
+    for (tenant, feature, model), body in zip(REQUESTS, bodies, strict=False):
+        answer = api(stack, "POST", "/api/v1/guard", msgspec.json.decode(body))
+        decisions[f"{tenant}/{feature}/{model}"] = answer
+        say(
+            f"guard: {tenant}/{feature}/{model} -> {answer['decision']} {answer['model']} "
+            f"({answer['error_type']})"
+        )
+    return decisions
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -142,7 +202,10 @@ def run(args: argparse.Namespace) -> dict:
     events = conn.execute(f"SELECT count(*) FROM {harness.TABLE}").fetchone()[0]
     result: dict = {"config": vars(args), "ledger_events": events}
 
-    bodies = [msgspec.json.encode({"tenant": t, "feature": f, "model": m}) for t, f, m in REQUESTS]
+    bodies = [
+        msgspec.json.encode({"tenant": t, "feature": f, "model": m, "user": user})
+        for (t, f, m), user in zip(REQUESTS * (len(USERS) // len(REQUESTS)), USERS, strict=True)
+    ]
     lines = "\n".join(b.decode() for b in bodies)
     script = f"""
 expected = 200
@@ -165,16 +228,11 @@ end
         server=args.server,
         log=harness.RESULTS / "guard-servers.log",
     ) as stack:
-        result["budgets"] = limits_set(stack, conn)
+        result["budgets"], result["rate_limits"] = limits_set(
+            stack, conn, requests_window=args.requests_window
+        )
         guard_url = f"{stack.url}/api/v1/guard"
-        result["decisions"] = {}
-        for (tenant, feature, model), body in zip(REQUESTS, bodies, strict=True):
-            answer = api(stack, "POST", "/api/v1/guard", msgspec.json.decode(body))
-            result["decisions"][f"{tenant}/{feature}/{model}"] = answer
-            say(
-                f"guard: {tenant}/{feature}/{model} -> {answer['decision']} {answer['model']} "
-                f"({answer['error_type']})"
-            )
+        result["decisions"] = decisions_ask(stack, bodies)
         load.wrk(guard_url, script=script, connections=args.clients, seconds=5)  # warm-up
         harness.checkpoint(conn)
 
@@ -191,12 +249,16 @@ end
         )
         static_paced = load.hey_paced(
             stack.static_url,
-            bodies=[b""] * len(bodies),
+            bodies=[b""] * len(REQUESTS),
             key=key,
             rate=rate,
             clients=args.clients,
             requests=requests,
         )
+        # Informative: reservations of the calls let through (never settled here: no
+        # events follow) count on the spend limits for FINOPS_GUARD_RESERVATION_TTL.
+        say("after the load:")
+        result["decisions_after"] = decisions_ask(stack, bodies)
     conn.close()
     result.update(
         closed=closed, paced=paced, static_closed=static_closed, static_paced=static_paced
@@ -251,8 +313,21 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=16, help="connections (16)")
     parser.add_argument("--seconds", type=int, default=30, help="each phase (30)")
     parser.add_argument("--rate", type=float, help="paced rate (half the closed loop's)")
+    parser.add_argument(
+        "--requests-window",
+        choices=("minute", "hour", "day"),
+        default="minute",
+        help="window of the per-user request rate limit (minute)",
+    )
     args = parser.parse_args()
-    result = run(args)
+    try:
+        result = run(args)
+    except BaseException:
+        # Leave nothing behind on a failure either (the serving stack stops on its own).
+        if not args.keep:
+            harness.database_drop(args.database_url)
+        harness.redis_flush()
+        raise
     harness.result_write("guard", result)
     return 0 if result["ok"] else 1
 
