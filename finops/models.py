@@ -96,7 +96,7 @@ class ApiKey(models.Model):
     class Scope(models.TextChoices):
         INGEST = "ingest", "Ingest"
         READ = "read", "Read"
-        MANAGE = "manage", "Manage (operator configuration: budgets, feature policies)"
+        MANAGE = "manage", "Manage (budgets, rate limits; for operator keys also policies)"
 
     name = models.CharField(max_length=200, blank=True)
     tenant = models.ForeignKey(

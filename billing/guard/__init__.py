@@ -2,10 +2,12 @@
 
 One idea per module, bottom up: `amounts` (exact amounts as Redis holds them), `lua`
 (the counters' scripts), `redis` (connection, scripts, whether Redis is up), `scopes`
-(what a counter sums, and its name), `ledger` (a scope's spend from the database),
-`seeding` (a counter installed from the ledger), `counters` (limits checked against
-spend plus reservations), `increments` (committed spend added to the counters),
-`policies` (tenants, features, caps and budgets kept in memory), `estimates` (a call's
+(what a counter sums, and its name), `reservations` (calls in flight recorded in
+PostgreSQL), `ledger` (a scope's spend from the database), `seeding` (a counter
+installed from the ledger), `counters` (limits checked against spend plus
+reservations), `increments` (committed spend and settled reservations applied to the
+counters), `policies` (tenants, features, caps, budgets and rate limits kept in
+memory), `estimates` (a call's
 expected cost), `rules` (the rules in first-match order, and the decision), `schema`
 (the request and answer), `views` (the endpoint), `openapi` (its schema).
 """
