@@ -339,7 +339,7 @@ def _rate_limits(call: Call, rate: RateLimit) -> list[Limit]:
 def _rate_reason(
     call: Call, rate: RateLimit, amount: Decimal | int, unit: str | None
 ) -> Callable[[CheckResult], str]:
-    limit = f"{amount} {unit}" if unit else call.money(Decimal(amount))
+    limit = f"{amount:,} {unit}" if unit else call.money(Decimal(amount))
 
     def reason(result: CheckResult) -> str:
         used = f"{result.spend:,.0f} {unit}" if unit else call.money(_in_flight(result))

@@ -118,7 +118,7 @@ def test_a_token_rate_limit_blocks_with_retry_after(operator, acme, globex) -> N
     calls(operator, 1, tenant="acme", prefix="b")
     answer = guard(operator, tenant="acme")
     assert blocked(answer) == ("block", "rate_limited")
-    assert "2,000,000 tokens of 1500000 tokens this day" in answer["reason"]
+    assert "2,000,000 tokens of 1,500,000 tokens this day" in answer["reason"]
     assert 1 <= answer["retry_after"] <= 24 * 3600
     calls(operator, 2, tenant="globex", prefix="g")
     assert guard(operator, tenant="globex")["decision"] == "allow"
