@@ -15,10 +15,11 @@ from django.db.models import QuerySet
 from finops.fields import ExactSum
 from finops.money import money_format
 from finops.periods import HOUR, period_end, period_label, period_start
-from ingestion.models import UsageEvent
 
 from .alerts import alert_raise
+from .guard.ledger import scope_events
 from .guard.policies import policy_cache_clear
+from .guard.scopes import limit_scope
 from .models import EACH_USER, Alert, Budget, LimitScope, RateLimit, UsageRollup
 
 SCOPE_FIELDS = ("name", "tenant", "feature", "model", "prompt_template", "user", "api_key")
@@ -93,23 +94,13 @@ def budget_spends(*, budget: Budget, start: datetime) -> dict[str, Decimal]:
     either read the events, through their indexes."""
     if not budget.user and not budget.api_key_id:
         return {"": budget_spend(budget=budget, start=start)}
-    events = UsageEvent.objects.filter(
-        timestamp__gte=start, timestamp__lt=period_end(budget.period, start)
-    )
-    for field, value in (
-        ("tenant_id", budget.tenant_id),
-        ("feature_id", budget.feature_id),
-        ("prompt_template_id", budget.prompt_template_id),
-        ("api_key_id", budget.api_key_id),
-        ("model", budget.model or None),
-    ):
-        if value is not None:
-            events = events.filter(**{field: value})  # fmt: skip
-    if budget.user == EACH_USER:
+    each_user = budget.user == EACH_USER
+    scope = limit_scope(budget, period=budget.period, at=start,
+                        user=None if each_user else (budget.user or None))  # fmt: skip
+    events = scope_events(scope)
+    if each_user:
         rows = events.exclude(user="").values_list("user").annotate(spend=ExactSum("cost"))
         return {user: spend or Decimal(0) for user, spend in rows}
-    if budget.user:
-        events = events.filter(user=budget.user)
     return {"": events.aggregate(spend=ExactSum("cost"))["spend"] or Decimal(0)}
 
 

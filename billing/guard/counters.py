@@ -117,9 +117,13 @@ def ledger_reserve(items: list[CheckItem], reserve: Decimal) -> Checked:
     if refused or not spends or nanos == 0:
         return Checked(results, None)
     reservation = secrets.token_hex(8)
-    ttl_ms = settings.FINOPS_GUARD_RESERVATION_TTL * 1000
-    reservation_record(reservation, spends, nanos, int(time.time() * 1000) + ttl_ms)
+    reservation_record(reservation, spends, nanos, _expiry_ms())
     return Checked(results, reservation)
+
+
+def _expiry_ms() -> int:
+    """When a reservation made now stops counting (Unix milliseconds)."""
+    return int(time.time() * 1000) + settings.FINOPS_GUARD_RESERVATION_TTL * 1000
 
 
 def counters_check(items: list[CheckItem], *, reserve: Decimal) -> Checked:
@@ -130,7 +134,7 @@ def counters_check(items: list[CheckItem], *, reserve: Decimal) -> Checked:
     reservation = secrets.token_hex(8)
     nanos = to_nanos(reserve)
     ttl_ms = settings.FINOPS_GUARD_RESERVATION_TTL * 1000
-    expires_ms = int(time.time() * 1000) + ttl_ms
+    expires_ms = _expiry_ms()
     spends = [item.scope.name for item in items if item.kind == SPEND]
     recorded = nanos > 0 and bool(spends)
     if recorded:

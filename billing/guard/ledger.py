@@ -7,7 +7,7 @@ from decimal import Decimal, localcontext
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import F, Q, Sum
+from django.db.models import F, Q, QuerySet, Sum
 
 from finops.fields import ExactSum
 from finops.money import EXACT
@@ -161,6 +161,11 @@ def _dimensions(scope: Scope) -> dict[str, Any]:
     return kwargs
 
 
+def scope_events(scope: Scope) -> QuerySet[UsageEvent]:
+    """The events a scope counts."""
+    return UsageEvent.objects.filter(**_dimensions(scope))
+
+
 def _rollup_dimensions(scope: Scope) -> dict[str, Any]:
     """The scope's filters on a rollup row."""
     kwargs: dict[str, Any] = {"grain": scope.grain, "period_start__gte": scope.start,
@@ -181,7 +186,7 @@ def _sum(rows: Any, field: str) -> Decimal:
 
 
 def _ledger_spend_generic(scope: Scope) -> Decimal:
-    events = UsageEvent.objects.filter(**_dimensions(scope))
+    events = scope_events(scope)
     if scope.measure == TOKENS:
         tokens = events.aggregate(n=Sum(F("input_tokens") + F("output_tokens")))["n"]
         return Decimal(tokens or 0)

@@ -49,7 +49,7 @@ from .policies import (
     prompt_by_key,
     sunset_date,
 )
-from .scopes import COST, TOKENS, Scope, calendar_scope, window_scope
+from .scopes import COST, TOKENS, Scope, calendar_scope, limit_scope, window_scope
 
 ALLOW, DOWNGRADE, BLOCK = "allow", "downgrade", "block"
 
@@ -281,18 +281,9 @@ def _applies(limit: Budget | RateLimit, call: Call) -> bool:
 
 
 def _scope(call: Call, limit: Budget | RateLimit, period: str, measure: str = COST) -> Scope:
-    """The counter of a budget's or rate limit's scope in the period holding the call;
-    a limit for each end user counts the call's own."""
-    start = period_start(period, call.now)
-    feature = (limit.feature_id, limit.feature.key) if limit.feature_id else None
-    prompt = (
-        (limit.prompt_template_id, limit.prompt_template.key) if limit.prompt_template_id else None
-    )
+    """A limit for each end user counts the call's own."""
     user = call.user if limit.user == EACH_USER else (limit.user or None)
-    return calendar_scope(period=period, start=start, end=period_end(period, start),
-                          tenant_id=limit.tenant_id, feature=feature, prompt_template=prompt,
-                          model=limit.model or None, user=user, api_key_id=limit.api_key_id,
-                          measure=measure)  # fmt: skip
+    return limit_scope(limit, period=period, at=call.now, user=user, measure=measure)
 
 
 def _budget_limit(call: Call, budget: Budget) -> Limit:

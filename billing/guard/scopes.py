@@ -6,7 +6,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 
-from ..models import UsageRollup
+from finops.periods import period_end, period_start
+
+from ..models import LimitScope, UsageRollup
 
 _PERIOD_FORMAT = {"minute": "%Y%m%d%H%M", "hour": "%Y%m%d%H", "day": "%Y%m%d", "month": "%Y%m"}
 
@@ -78,6 +80,22 @@ def calendar_scope(
         grain = UsageRollup.Grain.HOUR if period == "hour" else UsageRollup.Grain.DAY
     return Scope(name, shape, start, end, grain, tenant_id, feature, prompt_template, model,
                  user, api_key_id, measure)  # fmt: skip
+
+
+def limit_scope(
+    limit: LimitScope, *, period: str, at: datetime, user: str | None, measure: str = COST
+) -> Scope:
+    """The counter of a budget's or rate limit's scope in the period holding `at`, for
+    `user` (the limit's own end user, the call's for a limit on each end user, or None)."""
+    start = period_start(period, at)
+    feature = (limit.feature_id, limit.feature.key) if limit.feature_id else None
+    prompt = (
+        (limit.prompt_template_id, limit.prompt_template.key) if limit.prompt_template_id else None
+    )
+    return calendar_scope(period=period, start=start, end=period_end(period, start),
+                          tenant_id=limit.tenant_id, feature=feature, prompt_template=prompt,
+                          model=limit.model or None, user=user, api_key_id=limit.api_key_id,
+                          measure=measure)  # fmt: skip
 
 
 def _part(value: int | str | None) -> str:
