@@ -293,6 +293,15 @@ FINOPS_KILL_SWITCH_FACTOR = Decimal(env.str("FINOPS_KILL_SWITCH_FACTOR", default
 FINOPS_CHEAP_ROUTING_TIERS = env.list("FINOPS_CHEAP_ROUTING_TIERS", default=["cheap"])
 FINOPS_METRIC_THRESHOLDS = env.json("FINOPS_METRIC_THRESHOLDS", default={})
 
+# The savings ledger (console.savings, console.economics): what a semantic cache would
+# cost to run per month (its break-even), the cost per session above which a feature is
+# put up for review, and how far a projection may miss its month before it is flagged.
+FINOPS_SEMANTIC_CACHE_MONTHLY_COST = Decimal(
+    env.str("FINOPS_SEMANTIC_CACHE_MONTHLY_COST", default="500")
+)
+FINOPS_SESSION_COST_REVIEW = Decimal(env.str("FINOPS_SESSION_COST_REVIEW", default="0.10"))
+FINOPS_PROJECTION_TOLERANCE = Decimal(env.str("FINOPS_PROJECTION_TOLERANCE", default="0.20"))
+
 # Statements: a month's statement is finalized this many days after the month ends.
 FINOPS_STATEMENT_GRACE_DAYS = env.int("FINOPS_STATEMENT_GRACE_DAYS", default=3)
 # Reconciliation flags a provider whose priced events differ from its bill by more.

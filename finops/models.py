@@ -7,7 +7,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 from .fields import ExactDecimalField, at_least, at_most
 
@@ -52,6 +52,15 @@ class Tenant(models.Model):
         validators=[MinValueValidator(Decimal(0))],
         help_text="Predicted lifetime value, for free-tier throttling.",
     )
+    monthly_revenue = ExactDecimalField(
+        max_digits=20,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal(0))],
+        help_text="What the tenant pays per month, in its billing currency. Empty: its "
+        "tier's plan price.",
+    )
     markup_percent = ExactDecimalField(
         max_digits=7,
         decimal_places=3,
@@ -80,10 +89,61 @@ class Tenant(models.Model):
                 condition=Q(predicted_ltv__isnull=True) | Q(at_least("predicted_ltv", 0)),
                 name="tenant_predicted_ltv_not_negative",
             ),
+            models.CheckConstraint(
+                condition=Q(monthly_revenue__isnull=True) | Q(at_least("monthly_revenue", 0)),
+                name="tenant_monthly_revenue_not_negative",
+            ),
         ]
 
     def __str__(self) -> str:
         return self.slug
+
+
+class TierPlan(models.Model):
+    """The price of a tier's plan: the revenue side of unit economics (margin per tenant
+    and tier) and what a tenant's lifetime value is predicted from when staff set none.
+
+    A tenant's predicted lifetime value is its monthly revenue times the tier's
+    `lifetime_months`, plus `upgrade_rate` times the lifetime value of the tier it
+    upgrades to (how a free tier earns anything).
+    """
+
+    tier = models.CharField(max_length=16, choices=Tenant.Tier.choices, unique=True)
+    monthly_price = ExactDecimalField(
+        max_digits=20, decimal_places=6, validators=[MinValueValidator(Decimal(0))]
+    )
+    currency = models.CharField(max_length=3, default="USD")
+    lifetime_months = models.PositiveSmallIntegerField(
+        default=24, help_text="How many months a tenant of this tier is expected to stay."
+    )
+    upgrade_rate = ExactDecimalField(
+        max_digits=7,
+        decimal_places=6,
+        default=Decimal(0),
+        validators=[MinValueValidator(Decimal(0))],
+        help_text="The share (0 to 1) of this tier's tenants expected to upgrade.",
+    )
+    upgrades_to = models.CharField(
+        max_length=16, choices=Tenant.Tier.choices, blank=True, help_text="The tier they upgrade to."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["monthly_price", "tier"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(at_least("monthly_price", 0))
+                & Q(at_least("upgrade_rate", 0))
+                & Q(at_most("upgrade_rate", 1)),
+                name="tier_plan_amounts_in_range",
+            ),
+            models.CheckConstraint(
+                condition=~Q(upgrades_to=F("tier")), name="tier_plan_upgrades_elsewhere"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_tier_display()}: {self.monthly_price} {self.currency}/month"
 
 
 class ApiKey(models.Model):

@@ -25,9 +25,27 @@ class Feature(models.Model):
         RETRIEVAL = "retrieval", "Retrieval"
         OTHER = "other", "Other"
 
+    class Workload(models.TextChoices):
+        UNSPECIFIED = "", "Unspecified"
+        LATENCY_SENSITIVE = "latency_sensitive", "Latency-sensitive (a user waits)"
+        BATCHABLE = "batchable", "Batchable (can wait hours: batch APIs, off-peak)"
+        STEADY = "steady", "Steady (constant volume: provisioned throughput)"
+
     key = models.CharField(max_length=128, unique=True)
     name = models.CharField(max_length=200, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    workload = models.CharField(
+        max_length=24,
+        choices=Workload.choices,
+        blank=True,
+        help_text="How its calls can be served: which optimization levers apply to it.",
+    )
+    allowed_regions = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Regions its data may be processed in (compliance); empty: any region "
+        "it already uses.",
+    )
     task_type = models.CharField(max_length=32, choices=TaskType.choices, blank=True)
     default_model = models.CharField(max_length=200, blank=True)
     fallback_model = models.CharField(
