@@ -40,10 +40,12 @@ def provider_names(provider: str) -> tuple[str, ...]:
     return PROVIDER_ALIASES.get(key, (key,))
 
 
-def candidate_names(model: str, provider: str) -> list[str]:
-    """Price-row names to try, in order: `provider/model` under each of the provider's
-    names, then the model name as given."""
-    names = [f"{name}/{model}" for name in provider_names(provider)]
+def candidate_names(model: str, provider: str, region: str = "") -> list[str]:
+    """Price-row names to try, in order: `provider/region/model` under each of the
+    provider's names (a region's own price, as the price map names Azure's data zones
+    and Bedrock's regions), then `provider/model`, then the model name as given."""
+    regional = [f"{name}/{region}/{model}" for name in provider_names(provider)] if region else []
+    names = [*regional, *(f"{name}/{model}" for name in provider_names(provider))]
     return [*[n for n in names if n != model], model]
 
 
@@ -59,22 +61,27 @@ class PriceBook:
             history.sort(key=lambda r: r.effective_from, reverse=True)
 
     @classmethod
-    def for_models(cls, models: Iterable[str], providers: Iterable[str] = ()) -> PriceBook:
+    def for_models(
+        cls, models: Iterable[str], providers: Iterable[str] = (), regions: Iterable[str] = ()
+    ) -> PriceBook:
         models = set(models)
         providers = {p for p in providers if p}
+        regions = {r for r in regions if r} | {""}
         names = set(models)
         for model in models:
             for provider in providers:
-                names.update(candidate_names(model, provider))
+                for region in regions:
+                    names.update(candidate_names(model, provider, region))
         return cls(ModelPrice.objects.filter(model__in=names).prefetch_related("rates"))
 
     def has(self, *, model: str, provider: str) -> bool:
         """Whether the model has any price row, in force or still to come."""
         return any(name in self._rows for name in candidate_names(model, provider))
 
-    def find(self, *, model: str, provider: str, at: datetime) -> RateCard | None:
-        """The card of the row in force at `at`: `provider/model` first, then `model`."""
-        for name in candidate_names(model, provider):
+    def find(self, *, model: str, provider: str, at: datetime, region: str = "") -> RateCard | None:
+        """The card of the row in force at `at`: the region's own row first, then
+        `provider/model`, then `model`."""
+        for name in candidate_names(model, provider, region):
             for row in self._rows.get(name, ()):
                 if row.effective_from <= at:
                     return RateCard.of(row)

@@ -414,14 +414,16 @@ def _columns(
 ) -> tuple[dict[str, list[Any]], list[tuple[Decimal | None, bool]]]:
     """Column-wise values for the writer, and each row's (cost, priced)."""
     book = PriceBook.for_models(
-        {i.event.model for i in items}, {i.event.provider for i in items if i.event.provider}
+        {i.event.model for i in items},
+        {i.event.provider for i in items if i.event.provider},
+        {i.event.region for i in items if i.event.region},
     )
     columns: dict[str, list[Any]] = {f.attname: [] for f in event_columns()}
     costs: list[tuple[Decimal | None, bool]] = []
     c = columns
     for item in items:
         e = item.event
-        card = book.find(model=e.model, provider=e.provider, at=e.timestamp)
+        card = book.find(model=e.model, provider=e.provider, at=e.timestamp, region=e.region)
         tier = effective_service_tier(e)
         priced = None if card is None else usage_priced(usage=e, price=card)
         price = card.price if priced is not None else None

@@ -17,6 +17,7 @@ from ..signals import SpendRow, spend_recorded
 CHUNK = 2000
 # What pricing reads of an event.
 PRICING_FIELDS = ("id", "tenant_id", "feature_id", "prompt_template_id", "model", "provider",
+                  "region",
                   "timestamp", "batch", "service_tier", "input_tokens", "output_tokens",
                   "cached_input_tokens", "cache_write_tokens", "cache_write_1h_tokens",
                   "reasoning_tokens", "queries", "user", "api_key_id")  # fmt: skip
@@ -33,12 +34,16 @@ def events_price_unpriced(*, now: datetime | None = None, chunk: int = CHUNK) ->
     """Price every unpriced event whose model now has a price in force at its time."""
     now = now or datetime.now(UTC)
     result = RepriceResult()
-    pairs = set(
-        UsageEvent.objects.filter(price__isnull=True).values_list("model", "provider").distinct()
+    triples = set(
+        UsageEvent.objects.filter(price__isnull=True)
+        .values_list("model", "provider", "region")
+        .distinct()
     )
-    if not pairs:
+    if not triples:
         return result
-    book = PriceBook.for_models({m for m, _ in pairs}, {p for _, p in pairs if p})
+    pairs = {(m, p) for m, p, _ in triples}
+    book = PriceBook.for_models({m for m, _ in pairs}, {p for _, p in pairs if p},
+                                {r for _, _, r in triples if r})  # fmt: skip
     # Only models that now have some price; the partial index on unpriced rows serves this.
     priceable = {m for m, p in pairs if book.has(model=m, provider=p)}
     result.still_unpriced = (
@@ -56,7 +61,8 @@ def events_price_unpriced(*, now: datetime | None = None, chunk: int = CHUNK) ->
         last_id = batch[-1].id
         updates: list[UsageEvent] = []
         for event in batch:
-            card = book.find(model=event.model, provider=event.provider, at=event.timestamp)
+            card = book.find(model=event.model, provider=event.provider, at=event.timestamp,
+                             region=event.region)  # fmt: skip
             priced = None if card is None else usage_priced(usage=event, price=card)
             if priced is None:
                 result.still_unpriced += 1
@@ -143,10 +149,10 @@ def events_reprice(
     result = RepricingResult()
     if not models:
         return result
-    providers = set(
-        UsageEvent.objects.filter(model__in=models).values_list("provider", flat=True).distinct()
+    places = set(
+        UsageEvent.objects.filter(model__in=models).values_list("provider", "region").distinct()
     )
-    book = PriceBook.for_models(models, {p for p in providers if p})
+    book = PriceBook.for_models(models, {p for p, _ in places if p}, {r for _, r in places if r})
     earliest = min([default_open_from, *open_from.values()])
     last_id = 0
     while True:
@@ -180,7 +186,8 @@ def _repriced(
     for event in batch:
         if event.timestamp < open_from.get(event.tenant_id, default):
             continue
-        card = book.find(model=event.model, provider=event.provider, at=event.timestamp)
+        card = book.find(model=event.model, provider=event.provider, at=event.timestamp,
+                         region=event.region)  # fmt: skip
         priced = None if card is None else usage_priced(usage=event, price=card)
         if priced is None:
             continue

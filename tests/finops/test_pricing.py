@@ -213,6 +213,24 @@ def test_a_named_provider_is_priced_at_its_own_row_before_the_bare_name() -> Non
     assert book.find(model="gpt-4-turbo-x", provider="", at=now).price == openai
 
 
+def test_a_region_with_its_own_price_is_priced_at_it() -> None:
+    # The price map names Azure's data zones and Bedrock's regions: azure/eu/gpt-4o costs
+    # 2.75 USD per 1M input tokens where azure/gpt-4o costs 2.50.
+    global_row = ModelPrice.objects.create(
+        model="azure/gpt-4o-x", provider="azure", input_per_million="2.5", output_per_million=10
+    )
+    eu = ModelPrice.objects.create(
+        model="azure/eu/gpt-4o-x", provider="azure", input_per_million="2.75",
+        output_per_million=11,
+    )  # fmt: skip
+    now = datetime.now(UTC)
+    book = PriceBook.for_models({"gpt-4o-x"}, {"azure"}, {"eu", "us"})
+    assert book.find(model="gpt-4o-x", provider="azure", at=now, region="eu").price == eu
+    # A region without a row of its own: the provider's row.
+    assert book.find(model="gpt-4o-x", provider="azure", at=now, region="us").price == global_row
+    assert book.find(model="gpt-4o-x", provider="azure", at=now).price == global_row
+
+
 @pytest.mark.parametrize(
     "bad",
     [

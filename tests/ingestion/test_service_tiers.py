@@ -113,3 +113,19 @@ def test_the_event_list_shows_the_tier_fields(operator, acme) -> None:
     (item,) = operator.get("/api/v1/events").json()["results"]
     assert (item["service_tier"], item["batch"]) == ("batch", True)
     assert (item["cache_write_1h_tokens"], item["queries"]) == (40, 0)
+
+
+def test_a_call_in_a_region_with_its_own_price_bills_at_it(operator, acme) -> None:
+    # Azure's EU data zone, as the price map states it: azure/eu/gpt-4o is 2.75 input,
+    # 1.375 cached, 11 output per 1M; elsewhere gpt-4o is 2.5, 1.25, 10.
+    ModelPrice.objects.create(
+        model="azure/eu/gpt-4o", provider="azure", input_per_million="2.75",
+        cached_input_per_million="1.375", output_per_million=11,
+    )  # fmt: skip
+    eu = _post(operator, event_id="eu", model="gpt-4o", provider="azure", region="eu")
+    anywhere = _post(operator, event_id="any", model="gpt-4o", provider="azure")
+    # 1000 uncached x 2.75 + 200 cached x 1.375 + 300 x 11 = 6325 per 1M
+    assert eu.json()["cost"] == "0.006325"
+    # 1000 x 2.5 + 200 x 1.25 + 300 x 10 = 5750 per 1M
+    assert anywhere.json()["cost"] == "0.00575"
+    assert UsageEvent.objects.get(event_id="eu").price.model == "azure/eu/gpt-4o"
