@@ -239,7 +239,8 @@ class AlertsApi(APIView):
 
 
 class FeatureApi(APIView):
-    """A feature's policy: lifecycle, default and fallback model, kill switches (listed;
+    """A feature's policy: lifecycle, default and fallback model, workload class and
+    allowed regions (the savings ledger's levers), kill switches (listed;
     `kill_switch_all` sets or clears the one for every tenant). Operator keys only:
     features are shared by all tenants, and their names are created from any tenant's
     events, so a tenant key must not list or probe them."""

@@ -14,7 +14,7 @@ from .killswitches import kill_switch_clear, kill_switch_trip
 from .models import KillSwitch
 
 POLICY_FIELDS = ("name", "status", "task_type", "default_model", "fallback_model",
-                 "kill_switch_enabled")  # fmt: skip
+                 "kill_switch_enabled", "workload", "allowed_regions")  # fmt: skip
 
 
 @transaction.atomic

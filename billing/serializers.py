@@ -9,7 +9,7 @@ from rest_framework import serializers
 from finops.models import ApiKey, Tenant
 from finops.money import decimal_string
 from finops.serializers import StrictFieldsMixin, StrictQuery, StrictSerializer
-from ingestion.models import Feature, PromptTemplate
+from ingestion.models import Feature, PromptTemplate, regions_problem
 
 from .killswitches import kill_switch_list
 from .models import Alert, Budget, KillSwitch, RateLimit
@@ -198,8 +198,15 @@ class FeatureSerializer(StrictFieldsMixin, serializers.ModelSerializer):
     class Meta:
         model = Feature
         fields = ["key", "name", "status", "task_type", "default_model", "fallback_model",
-                  "kill_switch_enabled", "kill_switches", "kill_switch_all"]  # fmt: skip
+                  "kill_switch_enabled", "workload", "allowed_regions", "kill_switches",
+                  "kill_switch_all"]  # fmt: skip
         read_only_fields = ["key", "kill_switches"]
+
+    def validate_allowed_regions(self, value: Any) -> list[str]:
+        problem = regions_problem(value)
+        if problem:
+            raise serializers.ValidationError(problem)
+        return list(dict.fromkeys(value))
 
     @extend_schema_field(KillSwitchSerializer(many=True))
     def get_kill_switches(self, feature: Feature) -> list[dict[str, Any]]:

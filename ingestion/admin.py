@@ -24,9 +24,10 @@ class FeatureAdmin(admin.ModelAdmin):
         "task_type",
         "default_model",
         "fallback_model",
+        "workload",
         "auto_created",
     )
-    list_filter = ("status", "task_type", "auto_created")
+    list_filter = ("status", "task_type", "workload", "auto_created")
     search_fields = ("key", "name")
     readonly_fields = ("active_kill_switches", "auto_created", "created_at")
 

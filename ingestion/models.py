@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
 
@@ -69,6 +70,20 @@ class Feature(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+    def clean(self) -> None:
+        problem = regions_problem(self.allowed_regions)
+        if problem:
+            raise ValidationError({"allowed_regions": problem})
+
+
+def regions_problem(value: object) -> str:
+    """What is wrong with a list of allowed regions ('' when nothing)."""
+    if not isinstance(value, list) or not all(
+        isinstance(r, str) and 0 < len(r) <= 64 for r in value
+    ):
+        return "A list of region names (1 to 64 characters each), as events name them."
+    return ""
 
 
 class PromptTemplate(models.Model):

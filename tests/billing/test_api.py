@@ -133,6 +133,22 @@ def test_feature_policies_are_read_and_changed(manager, acme_client, db) -> None
     assert manager.get("/api/v1/features/nothing").status_code == 404
 
 
+def test_a_features_workload_and_allowed_regions_are_set_and_checked(manager, db) -> None:
+    FeatureFactory(key="nightly_report")
+    changed = manager.patch("/api/v1/features/nightly_report",
+                            {"workload": "batchable", "allowed_regions": ["eu", "eu"]},
+                            format="json")  # fmt: skip
+    assert changed.status_code == 200, changed.json()
+    assert (changed.json()["workload"], changed.json()["allowed_regions"]) == ("batchable", ["eu"])
+    feature = Feature.objects.get(key="nightly_report")
+    assert (feature.workload, feature.allowed_regions) == ("batchable", ["eu"])
+    for bad in ({"workload": "whenever"}, {"allowed_regions": "eu"},
+                {"allowed_regions": [1]}, {"allowed_regions": [""]}):  # fmt: skip
+        answer = manager.patch("/api/v1/features/nightly_report", bad, format="json")
+        assert answer.status_code == 400 and set(answer.json()) == set(bad), answer.json()
+    assert Feature.objects.get(key="nightly_report").allowed_regions == ["eu"]
+
+
 def test_a_misspelt_field_or_query_parameter_is_refused_not_dropped(manager, operator) -> None:
     FeatureFactory(key="chat_assistant", default_model="gpt-4o")
     budget = manager.post("/api/v1/budgets", {"period": "day", "amount": "1"}, format="json")
