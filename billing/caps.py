@@ -10,6 +10,7 @@ from finops.fields import ExactSum
 from finops.models import Tenant
 from finops.money import money_format
 from finops.periods import MONTH, period_end, period_start
+from finops.revenue import predicted_ltv, tier_plans
 from ingestion.models import UsageEvent
 
 from .alerts import alert_raise
@@ -102,32 +103,39 @@ def _cap_alert(
 
 def ltv_check(*, now: datetime) -> CapCheck:
     """One `tenant_throttled` alert for each free-tier tenant whose cost in its first
-    30 days exceeds its predicted lifetime value."""
+    30 days exceeds its predicted lifetime value: the one staff set, else the one its
+    tier plans predict (`finops.revenue.predicted_ltv`)."""
     result = CapCheck()
+    plans = tier_plans()
     tenants = Tenant.objects.filter(
         tier=Tenant.Tier.FREE,
         status=Tenant.Status.ACTIVE,
-        predicted_ltv__isnull=False,
         signup_at__gt=now - FREE_TIER_WINDOW - timedelta(days=1),
     )
     for tenant in tenants:
-        cost = free_window_cost(tenant=tenant, now=now)
-        if cost <= tenant.predicted_ltv:
+        ltv = predicted_ltv(tenant, plans)
+        if ltv is None:
             continue
-        currency = tenant.billing_currency
-        if alert_raise(
-            kind=Alert.Kind.TENANT_THROTTLED,
-            severity=Alert.Severity.WARNING,
-            dedup_key=f"ltv:{tenant.id}",
-            message=(
-                f"{tenant.slug} (free tier) cost {money_format(cost, currency)} in its "
-                f"first 30 days, above its predicted lifetime value of "
-                f"{money_format(tenant.predicted_ltv, currency)}."
-            ),
-            now=now,
-            tenant=tenant,
-            period_start=tenant.signup_at,
-            value=cost,
-        ):
+        cost = free_window_cost(tenant=tenant, now=now)
+        if cost > ltv and _ltv_alert(tenant, ltv, cost, now):
             result.alerts += 1
     return result
+
+
+def _ltv_alert(tenant: Tenant, ltv: Decimal, cost: Decimal, now: datetime) -> Alert | None:
+    currency = tenant.billing_currency
+    derived = " (derived from the tier plans)" if tenant.predicted_ltv is None else ""
+    return alert_raise(
+        kind=Alert.Kind.TENANT_THROTTLED,
+        severity=Alert.Severity.WARNING,
+        dedup_key=f"ltv:{tenant.id}",
+        message=(
+            f"{tenant.slug} (free tier) cost {money_format(cost, currency)} in its "
+            f"first 30 days, above its predicted lifetime value of "
+            f"{money_format(ltv, currency)}{derived}."
+        ),
+        now=now,
+        tenant=tenant,
+        period_start=tenant.signup_at,
+        value=cost,
+    )

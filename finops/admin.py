@@ -8,6 +8,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.utils import label_for_field
+from django.core.exceptions import ValidationError
 from django.db.models import Count, Model, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -15,9 +16,10 @@ from django.urls import path
 from django.utils import timezone
 from django.utils.html import format_html
 
-from .models import ApiKey, ModelPrice, PriceRate, Tenant
+from .models import ApiKey, ModelPrice, PriceRate, Tenant, TierPlan
 from .money import EXACT, decimal_string, money_format, money_places
 from .pricing import frozen_rules, parse_price_file, prices_import
+from .revenue import plan_ltv, tier_plan_check, tier_plans
 from .selectors import price_is_used
 from .services import apikey_create, apikey_revoke
 
@@ -131,7 +133,11 @@ class MoneyFieldsMixin:
 
 @admin.register(Tenant)
 class TenantAdmin(MoneyFieldsMixin, admin.ModelAdmin):
-    money_fields = {"monthly_cap": "billing_currency", "predicted_ltv": "billing_currency"}
+    money_fields = {
+        "monthly_cap": "billing_currency",
+        "predicted_ltv": "billing_currency",
+        "monthly_revenue": "billing_currency",
+    }
     list_display = (
         "slug",
         "name",
@@ -139,6 +145,7 @@ class TenantAdmin(MoneyFieldsMixin, admin.ModelAdmin):
         "status",
         "monthly_cap",
         "predicted_ltv",
+        "monthly_revenue",
         "billing_currency",
         "auto_created",
         "signup_at",
@@ -146,6 +153,42 @@ class TenantAdmin(MoneyFieldsMixin, admin.ModelAdmin):
     list_filter = ("tier", "status", "auto_created", "billing_currency")
     search_fields = ("slug", "name")
     readonly_fields = ("auto_created", "created_at")
+
+
+class TierPlanForm(forms.ModelForm):
+    class Meta:
+        model = TierPlan
+        fields = ("tier", "monthly_price", "currency", "lifetime_months", "upgrade_rate",
+                  "upgrades_to")  # fmt: skip
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if not self.errors:
+            try:
+                tier = data.get("tier") or self.instance.tier
+                tier_plan_check(TierPlan(**{**data, "tier": tier}))
+            except ValidationError as exc:
+                for name, errors in exc.message_dict.items():
+                    self.add_error(name, errors)
+        return data
+
+
+@admin.register(TierPlan)
+class TierPlanAdmin(MoneyFieldsMixin, admin.ModelAdmin):
+    """The revenue side of unit economics (console.economics), and what a tenant's
+    lifetime value is derived from when staff set none (docs/economics.md)."""
+
+    form = TierPlanForm
+    money_fields = {"monthly_price": "currency"}
+    list_display = ("tier", "monthly_price", "currency", "lifetime_months", "upgrade_rate",
+                    "upgrades_to", "lifetime_value", "updated_at")  # fmt: skip
+    readonly_fields = ("lifetime_value", "updated_at")
+
+    @admin.display(description="Lifetime value (derived)")
+    def lifetime_value(self, plan: TierPlan) -> str | None:
+        if plan.pk is None:
+            return None
+        return money_format(plan_ltv(plan.tier, tier_plans()), plan.currency)
 
 
 class ApiKeyForm(forms.ModelForm):

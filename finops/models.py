@@ -124,7 +124,10 @@ class TierPlan(models.Model):
         help_text="The share (0 to 1) of this tier's tenants expected to upgrade.",
     )
     upgrades_to = models.CharField(
-        max_length=16, choices=Tenant.Tier.choices, blank=True, help_text="The tier they upgrade to."
+        max_length=16,
+        choices=Tenant.Tier.choices,
+        blank=True,
+        help_text="The tier they upgrade to.",
     )
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -1,4 +1,4 @@
-"""Management API of the core: tenants, API keys and prices.
+"""Management API of the core: tenants, API keys, prices and tier plans.
 
 Every management endpoint (here and in each app's `operator_apis`) is for operator keys
 with the `manage` scope: no key 401, a tenant key or a key without `manage` 403.
@@ -26,7 +26,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .authentication import HasManageScope, IsOperatorKey
-from .models import ApiKey, ModelPrice, PriceRate, Tenant
+from .models import ApiKey, ModelPrice, PriceRate, Tenant, TierPlan
 from .operator_serializers import (
     ApiKeyCreatedSerializer,
     ApiKeyCreateSerializer,
@@ -43,9 +43,20 @@ from .operator_serializers import (
     TenantQuerySerializer,
     TenantSerializer,
     TenantUpdateSerializer,
+    TierPlanCreateSerializer,
+    TierPlanSerializer,
+    TierPlanUpdateSerializer,
 )
 from .pagination import time_keyset_page
 from .pricing import parse_price_file, prices_import
+from .revenue import (
+    TierPlanExists,
+    plan_ltv,
+    tier_plan_create,
+    tier_plan_delete,
+    tier_plan_update,
+    tier_plans,
+)
 from .selectors import price_is_used, prices_with_use
 from .services import (
     PriceInUse,
@@ -182,6 +193,76 @@ class TenantDetailApi(ManageApi):
                            'instead (PATCH {"status": "closed"}).'},
                 status=status.HTTP_409_CONFLICT,
             )  # fmt: skip
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- Tier plans ----------------------------------------------------------------------
+
+
+def _plans_out(plans: list[TierPlan], *, many: bool = True) -> Any:
+    """Plans as the API shows them, each with the lifetime value it predicts."""
+    every = tier_plans()
+    ltv = {plan.tier: plan_ltv(plan.tier, every) for plan in plans}
+    serializer = TierPlanSerializer(plans if many else plans[0], many=many, context={"ltv": ltv})
+    return serializer.data
+
+
+def _plan(tier: str) -> TierPlan:
+    return get_object_or_404(TierPlan, tier=tier)
+
+
+class TierPlansApi(ManageApi):
+    @extend_schema(
+        operation_id="manage_tier_plans_list",
+        responses={200: OpenApiResponse(description='{"results": [tier plan], "next": null}')},
+        description="Every tier's plan (a handful: one page), cheapest first.",
+    )
+    def get(self, request: Request) -> Response:
+        return Response({"results": _plans_out(list(TierPlan.objects.all())), "next": None})
+
+    @extend_schema(
+        operation_id="manage_tier_plans_create",
+        request=TierPlanCreateSerializer,
+        responses={201: TierPlanSerializer},
+    )
+    def post(self, request: Request) -> Response:
+        serializer = TierPlanCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            plan = tier_plan_create(**serializer.validated_data)
+        except DjangoValidationError as exc:
+            raise field_errors(exc) from None
+        except TierPlanExists:
+            raise exceptions.ValidationError(
+                {"tier": ["This tier has a plan: change it (PATCH) instead."]}
+            ) from None
+        return Response(_plans_out([plan], many=False), status=status.HTTP_201_CREATED)
+
+
+class TierPlanDetailApi(ManageApi):
+    @extend_schema(operation_id="manage_tier_plans_retrieve", responses=TierPlanSerializer)
+    def get(self, request: Request, tier: str) -> Response:
+        return Response(_plans_out([_plan(tier)], many=False))
+
+    @extend_schema(
+        operation_id="manage_tier_plans_update",
+        request=TierPlanUpdateSerializer,
+        responses=TierPlanSerializer,
+    )
+    def patch(self, request: Request, tier: str) -> Response:
+        plan = _plan(tier)
+        serializer = TierPlanUpdateSerializer(data=request.data, partial=True,
+                                              context={"tier": tier})  # fmt: skip
+        serializer.is_valid(raise_exception=True)
+        try:
+            plan = tier_plan_update(plan=plan, **serializer.validated_data)
+        except DjangoValidationError as exc:
+            raise field_errors(exc) from None
+        return Response(_plans_out([plan], many=False))
+
+    @extend_schema(operation_id="manage_tier_plans_destroy", responses={204: None})
+    def delete(self, request: Request, tier: str) -> Response:
+        tier_plan_delete(plan=_plan(tier))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -1,5 +1,5 @@
 """Shapes of the management API (operator keys with the `manage` scope): tenants, API
-keys and prices."""
+keys, prices and tier plans."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from .models import ApiKey, ModelPrice, PriceRate, Tenant
+from .models import ApiKey, ModelPrice, PriceRate, Tenant, TierPlan
 from .money import decimal_string
 from .serializers import StrictFieldsMixin, StrictQuery, StrictSerializer
 
@@ -90,13 +90,14 @@ class TenantSerializer(serializers.ModelSerializer):
     status = serializers.CharField(help_text="active, suspended or closed.")
     monthly_cap = DecimalString(max_digits=20, decimal_places=6, allow_null=True)
     predicted_ltv = DecimalString(max_digits=20, decimal_places=6, allow_null=True)
+    monthly_revenue = DecimalString(max_digits=20, decimal_places=6, allow_null=True)
     markup_percent = DecimalString(max_digits=7, decimal_places=3)
 
     class Meta:
         model = Tenant
         fields = ["slug", "name", "tier", "status", "billing_currency", "signup_at",
-                  "monthly_cap", "predicted_ltv", "markup_percent", "cap_override_until",
-                  "auto_created", "created_at"]  # fmt: skip
+                  "monthly_cap", "predicted_ltv", "monthly_revenue", "markup_percent",
+                  "cap_override_until", "auto_created", "created_at"]  # fmt: skip
         read_only_fields = fields
 
 
@@ -107,7 +108,14 @@ class TenantUpdateSerializer(StrictSerializer):
     billing_currency = serializers.RegexField(**CURRENCY)
     signup_at = AwareDateTimeField()
     monthly_cap = DecimalString(**_AMOUNT, help_text="Contractual monthly cap; null: no cap.")
-    predicted_ltv = DecimalString(**_AMOUNT, help_text="Predicted lifetime value; null: none.")
+    predicted_ltv = DecimalString(
+        **_AMOUNT, help_text="Predicted lifetime value; null: derived from the tier plans."
+    )
+    monthly_revenue = DecimalString(
+        **_AMOUNT,
+        help_text="What the tenant pays per month, in its billing currency; null: its tier "
+        "plan's price.",
+    )
     markup_percent = DecimalString(
         max_digits=7, decimal_places=3, min_value=Decimal(-100), max_value=Decimal(1000)
     )
@@ -143,6 +151,75 @@ class TenantCreateSerializer(TenantUpdateSerializer):
 class TenantQuerySerializer(StrictQuery):
     tier = serializers.ChoiceField(choices=Tenant.Tier.choices, required=False)
     status = serializers.ChoiceField(choices=Tenant.Status.choices, required=False)
+
+
+# --- Tier plans ------------------------------------------------------------------------
+
+
+class TierPlanSerializer(serializers.ModelSerializer):
+    monthly_price = DecimalString(max_digits=20, decimal_places=6)
+    upgrade_rate = DecimalString(max_digits=7, decimal_places=6)
+    upgrades_to = serializers.SerializerMethodField()
+    ltv = serializers.SerializerMethodField(
+        help_text="The lifetime value of a tenant paying the plan price, upgrades included: "
+        "what a tenant of the tier without its own predicted_ltv is throttled against."
+    )
+
+    class Meta:
+        model = TierPlan
+        fields = ["tier", "monthly_price", "currency", "lifetime_months", "upgrade_rate",
+                  "upgrades_to", "ltv", "updated_at"]  # fmt: skip
+        read_only_fields = fields
+
+    def get_upgrades_to(self, plan: TierPlan) -> str | None:
+        return plan.upgrades_to or None
+
+    def get_ltv(self, plan: TierPlan) -> str | None:
+        ltv = self.context.get("ltv", {}).get(plan.tier)
+        return decimal_string(ltv) if ltv is not None else None
+
+
+@extend_schema_field({"type": "string", "enum": [*Tenant.Tier.values, None], "nullable": True})
+class OtherTierField(serializers.ChoiceField):
+    """A tier named as another's target: the schema lists the tiers inline, not as a second
+    name for the tier enum."""
+
+
+class TierPlanUpdateSerializer(StrictSerializer):
+    monthly_price = DecimalString(max_digits=20, decimal_places=6, min_value=Decimal(0))
+    currency = serializers.RegexField(**CURRENCY)
+    lifetime_months = serializers.IntegerField(min_value=0, max_value=1200)
+    upgrade_rate = DecimalString(
+        max_digits=7, decimal_places=6, min_value=Decimal(0), max_value=Decimal(1),
+        help_text="The share (0 to 1) of the tier's tenants expected to upgrade.",
+    )  # fmt: skip
+    upgrades_to = OtherTierField(
+        choices=Tenant.Tier.choices, allow_null=True, help_text="Another tier; null: none."
+    )
+
+    def validate_upgrades_to(self, value: str | None) -> str:
+        if value and value == self.context.get("tier"):
+            raise serializers.ValidationError("A tier upgrades to another tier.")
+        return value or ""
+
+
+class TierPlanCreateSerializer(TierPlanUpdateSerializer):
+    tier = serializers.ChoiceField(choices=Tenant.Tier.choices)
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields = super().get_fields()
+        fields["currency"].default = "USD"
+        fields["lifetime_months"].default = 24
+        fields["upgrade_rate"].default = Decimal(0)
+        fields["upgrades_to"].default = None
+        for name in ("currency", "lifetime_months", "upgrade_rate", "upgrades_to"):
+            fields[name].required = False
+        return fields
+
+    def validate(self, data: dict[str, Any]) -> dict[str, Any]:
+        if data.get("upgrades_to") and data["upgrades_to"] == data["tier"]:
+            raise serializers.ValidationError({"upgrades_to": ["A tier upgrades to another tier."]})
+        return data
 
 
 # --- API keys --------------------------------------------------------------------------

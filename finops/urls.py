@@ -21,4 +21,8 @@ urlpatterns = [
     path("api/v1/prices/history", manage.PriceHistoryApi.as_view(), name="manage-price-history"),
     path("api/v1/prices/import", manage.PriceImportApi.as_view(), name="manage-price-import"),
     path("api/v1/prices/<int:price_id>", manage.PriceDetailApi.as_view(), name="manage-price"),
+    path("api/v1/tier-plans", manage.TierPlansApi.as_view(), name="manage-tier-plans"),
+    path(
+        "api/v1/tier-plans/<slug:tier>", manage.TierPlanDetailApi.as_view(), name="manage-tier-plan"
+    ),  # fmt: skip
 ]

@@ -1,5 +1,5 @@
 """What the rules read from the database (tenants, features, prompt templates, caps,
-budgets, rate limits), kept in memory for FINOPS_GUARD_POLICY_TTL seconds."""
+budgets, rate limits, tier plans), kept in memory for FINOPS_GUARD_POLICY_TTL seconds."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 
-from finops.models import Tenant
+from finops.models import Tenant, TierPlan
+from finops.revenue import tier_plans
 from ingestion.models import Feature, PromptTemplate
 
 from ..killswitches import kill_switch_cache_clear
@@ -93,3 +94,9 @@ def sunset_date(feature_id: int) -> date | None:
         ("sunset", feature_id),
         lambda: Feature.objects.filter(id=feature_id).values_list("sunset_on", flat=True).first(),
     )
+
+
+def tier_plans_cached() -> dict[str, TierPlan]:
+    """Every tier's plan, by tier: what a free tenant's lifetime value is derived from
+    when staff set none (a plan changed in the admin applies within the TTL)."""
+    return _cached("tier_plans", tier_plans)

@@ -34,6 +34,7 @@ from django.utils import timezone
 from finops.models import Tenant
 from finops.money import money_format
 from finops.periods import MONTH, period_end, period_label, period_start
+from finops.revenue import predicted_ltv
 from ingestion.models import Feature, PromptTemplate
 
 from ..caps import FREE_TIER_WINDOW, cap_overridden
@@ -48,6 +49,7 @@ from .policies import (
     feature_caps,
     prompt_by_key,
     sunset_date,
+    tier_plans_cached,
 )
 from .scopes import COST, TOKENS, Scope, calendar_scope, limit_scope, window_scope
 
@@ -216,8 +218,14 @@ def rate_limits(call: Call) -> list[Limit]:
 
 
 def ltv_throttled(call: Call) -> list[Limit]:
-    tenant, ltv = call.tenant, call.tenant.predicted_ltv
-    if tenant.tier != Tenant.Tier.FREE or ltv is None:
+    tenant = call.tenant
+    if tenant.tier != Tenant.Tier.FREE:
+        return []
+    # The one staff set, else the tier plans' (cached: no query per call).
+    ltv = tenant.predicted_ltv
+    if ltv is None:
+        ltv = predicted_ltv(tenant, tier_plans_cached())
+    if ltv is None:
         return []
     scope = window_scope(tenant_id=tenant.id, start=tenant.signup_at,
                          end=tenant.signup_at + FREE_TIER_WINDOW)  # fmt: skip

@@ -32,6 +32,11 @@ ENDPOINTS = [
     ("delete", "/api/v1/prices/1"),
     ("get", "/api/v1/prices/history?model=x"),
     ("post", "/api/v1/prices/import"),
+    ("get", "/api/v1/tier-plans"),
+    ("post", "/api/v1/tier-plans"),
+    ("get", "/api/v1/tier-plans/free"),
+    ("patch", "/api/v1/tier-plans/free"),
+    ("delete", "/api/v1/tier-plans/free"),
     ("get", "/api/v1/vendor-bills"),
     ("post", "/api/v1/vendor-bills"),
     ("get", "/api/v1/vendor-bills/1"),
@@ -78,8 +83,8 @@ def test_an_operator_creates_reads_lists_and_changes_a_tenant(manager) -> None:
     assert body | {"created_at": None} == {
         "slug": "initech", "name": "Initech", "tier": "pro", "status": "active",
         "billing_currency": "EUR", "signup_at": "2025-01-02T03:04:05Z", "monthly_cap": "500.25",
-        "predicted_ltv": "20", "markup_percent": "12.5", "cap_override_until": None,
-        "auto_created": False, "created_at": None,
+        "predicted_ltv": "20", "monthly_revenue": None, "markup_percent": "12.5",
+        "cap_override_until": None, "auto_created": False, "created_at": None,
     }  # fmt: skip
     tenant = Tenant.objects.get(slug="initech")
     assert tenant.monthly_cap == Decimal("500.25") and tenant.billing_currency == "EUR"
