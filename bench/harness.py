@@ -49,16 +49,18 @@ class BenchError(Exception):
 # --- Events as clients post them ------------------------------------------------------
 
 TENANTS = (("acme", 40), ("globex", 30), ("initech", 20), ("umbrella", 10))
-REGIONS = ("eu-west-1", "us-east-1", "ap-southeast-2")
-# model: (provider, routing tier)
+# model: (provider, routing tier, regions: where most of its calls run, then a second one)
 MODELS = {
-    "gpt-4o-2024-08-06": ("openai", "premium"),
-    "gpt-4o-mini": ("openai", "cheap"),
-    "claude-3-5-sonnet-20241022": ("anthropic", "premium"),
-    "gemini-2.5-flash": ("vertex_ai", "standard"),
-    "mistral/mistral-small-latest": ("mistral", "cheap"),
-    "amazon.nova-lite-v1:0": ("bedrock", "cheap"),
+    "gpt-4o-2024-08-06": ("openai", "premium", ("us", "eu")),
+    "gpt-4o-mini": ("openai", "cheap", ("us", "eu")),
+    "claude-3-5-sonnet-20241022": ("anthropic", "premium", ("us", "eu")),
+    "gemini-2.5-flash": ("vertex_ai", "standard", ("us-central1", "europe-west4")),
+    "mistral/mistral-small-latest": ("mistral", "cheap", ("eu",)),
+    "amazon.nova-lite-v1:0": ("bedrock", "cheap", ("us-east-1", "eu-west-1")),
 }
+SECOND_REGION = 0.15  # the share of a model's calls in its second region
+# The offline features send a share of their calls through the vendors' batch APIs.
+BATCH = {"document_summarization": 0.2, "invoice_extraction": 0.3}
 REASONING = {"gemini-2.5-flash"}
 # feature: (weight, prompt templates, (model, weight)..., share of calls with retrieval)
 FEATURES: dict[str, tuple[int, tuple[str, ...], tuple[tuple[str, int], ...], float]] = {
@@ -83,10 +85,12 @@ def event(rng: random.Random, *, event_id: str, now: datetime, spread: timedelta
     """One model call as a client reports it: log-uniform token counts (input 200..8000,
     output 50..1500), half the calls with cached input, reasoning tokens on reasoning
     models, retrieval on RAG calls, an outcome on a quarter, a prompt hash on 70% (a
-    fifth of those one of the tenant's 20 popular prompts)."""
+    fifth of those one of the tenant's 20 popular prompts); 15% of a model's calls in its
+    second region, a share of the offline features' calls in the batch tier."""
     feature = rng.choices(list(FEATURES), weights=[f[0] for f in FEATURES.values()])[0]
     _, templates, models, retrieval = FEATURES[feature]
     model = rng.choices([m for m, _ in models], weights=[w for _, w in models])[0]
+    provider, routing_tier, regions = MODELS[model]
     tenant = rng.choices([t for t, _ in TENANTS], weights=[w for _, w in TENANTS])[0]
     template = rng.choice(templates)
     input_tokens = int(200 * 40 ** rng.random())
@@ -97,7 +101,8 @@ def event(rng: random.Random, *, event_id: str, now: datetime, spread: timedelta
         "tenant": tenant,
         "timestamp": at.isoformat(),
         "model": model,
-        "provider": MODELS[model][0],
+        "provider": provider,
+        "region": regions[-1] if rng.random() < SECOND_REGION else regions[0],
         "feature": feature,
         "prompt_template": template,
         "input_tokens": input_tokens,
@@ -105,10 +110,12 @@ def event(rng: random.Random, *, event_id: str, now: datetime, spread: timedelta
         "output_tokens": output_tokens,
         "user": f"user-{rng.randrange(5000):04d}",
         "session": f"sess-{rng.getrandbits(48):012x}",
-        "routing_tier": MODELS[model][1],
+        "routing_tier": routing_tier,
         "latency_ms": int(150 + output_tokens * rng.uniform(6, 25)),
-        "tags": {"env": "prod", "region": rng.choice(REGIONS)},
+        "tags": {"env": "prod", "team": feature.split("_")[0]},
     }
+    if rng.random() < BATCH.get(feature, 0):
+        body["service_tier"] = "batch"
     if model in REASONING:
         body["reasoning_tokens"] = rng.randint(0, output_tokens // 2)
     if rng.random() < retrieval:

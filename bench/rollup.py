@@ -19,11 +19,15 @@ import psycopg
 from harness import say
 
 # The fold's hourly groups and sums (without its daily session and prompt keys): what
-# PostgreSQL alone takes to read and aggregate the rows.
+# PostgreSQL alone takes to read and aggregate the rows. The groups are the rollups'
+# (`billing.UsageRollup`), the reported tag's value taken as the fold takes it.
 PLAIN_GROUP_BY = """
 SELECT count(*) FROM (
     SELECT date_trunc('hour', e.timestamp), e.tenant_id, e.feature_id, e.model,
-           e.prompt_template_id, e.routing_tier, count(*), count(e.price_id),
+           e.prompt_template_id, e.routing_tier, e.provider, e.region, e.service_tier,
+           e.above_tokens, e.off_peak,
+           COALESCE(left(e.tags ->> NULLIF(%(tag_key)s, ''), 200), ''),
+           count(*), count(e.price_id),
            sum(e.input_tokens), sum(e.cached_input_tokens), sum(e.cache_write_tokens),
            sum(e.cache_write_1h_tokens), sum(e.output_tokens), sum(e.reasoning_tokens),
            sum(e.grounding_tokens), sum(e.wasted_tokens), sum(e.queries), sum(e.cost),
@@ -35,7 +39,7 @@ SELECT count(*) FROM (
            count(*) FILTER (WHERE e.prompt_hash <> '')
       FROM ingestion_usageevent e
      WHERE e.id > %(after)s
-     GROUP BY 1, 2, 3, 4, 5, 6
+     GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12
 ) hourly
 """
 
@@ -54,6 +58,7 @@ def run(args: argparse.Namespace) -> dict:
     harness.database_prepare(args.database_url)
     harness.django_setup(args.database_url)
     from billing.rollups import rollups_update
+    from billing.rollups.tags import tag_key
 
     now = datetime.now(UTC)
     harness.ledger_seed(now=now)
@@ -72,7 +77,7 @@ def run(args: argparse.Namespace) -> dict:
     events = conn.execute(f"SELECT count(*) FROM {harness.TABLE}").fetchone()[0]
     say(f"ledger: {events:,} events in {fill_s:.0f} s")
 
-    group_by_s = timed(conn, PLAIN_GROUP_BY, {"after": 0})
+    group_by_s = timed(conn, PLAIN_GROUP_BY, {"after": 0, "tag_key": tag_key()})
     harness.checkpoint(conn)
     first = rollups_update()
     result: dict = {
@@ -100,7 +105,7 @@ def run(args: argparse.Namespace) -> dict:
         )
         conn.autocommit = True
         harness.checkpoint(conn)
-        group_s = timed(conn, PLAIN_GROUP_BY, {"after": after})
+        group_s = timed(conn, PLAIN_GROUP_BY, {"after": after, "tag_key": tag_key()})
         fold = rollups_update()
         incremental.append(
             {"folded": fold.events, "seconds": fold.seconds, "group_by_seconds": group_s}

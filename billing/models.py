@@ -23,6 +23,21 @@ class RollupSums(models.Model):
     feature = models.CharField(max_length=128, blank=True)
     model = models.CharField(max_length=200)
     routing_tier = models.CharField(max_length=64, blank=True)
+    provider = models.CharField(max_length=100, blank=True)
+    region = models.CharField(max_length=64, blank=True)
+    # The rate class that priced the calls (the events' own columns; `service_tier` is the
+    # effective tier, `batch: true` stored as batch): a row's token sums re-price exactly
+    # at its own rates.
+    service_tier = models.CharField(max_length=16, default="standard")
+    above_tokens = models.BigIntegerField(
+        default=0, help_text="The long-context threshold whose rates priced the calls (0: base)."
+    )
+    off_peak = models.BooleanField(default=False, help_text="Priced at off-peak rates.")
+    tag = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="The value of the event tag FINOPS_REPORT_TAG_KEY names when folded ('': none).",
+    )
     calls = models.BigIntegerField(default=0)
     priced_calls = models.BigIntegerField(default=0)
     input_tokens = models.BigIntegerField(default=0)
@@ -65,9 +80,10 @@ class RollupSums(models.Model):
 
 
 class UsageRollup(RollupSums):
-    """Usage folded by hour or day and by tenant, feature, model, prompt template and
-    routing tier. Written only by `billing.rollups`; `feature` and `prompt_template` are
-    keys ('' for none)."""
+    """Usage folded by hour or day and by tenant, feature, model, prompt template, routing
+    tier, provider, region, rate class (service tier, long-context threshold, off-peak) and
+    the reported tag's value. Written only by `billing.rollups`; `feature` and
+    `prompt_template` are keys ('' for none)."""
 
     tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="+", db_index=False)
     prompt_template = models.CharField(max_length=128, blank=True)
@@ -83,6 +99,12 @@ class UsageRollup(RollupSums):
                     "model",
                     "prompt_template",
                     "routing_tier",
+                    "provider",
+                    "region",
+                    "service_tier",
+                    "above_tokens",
+                    "off_peak",
+                    "tag",
                 ],
                 name="usage_rollup_unique_group",
             )  # fmt: skip
@@ -94,16 +116,30 @@ class UsageRollup(RollupSums):
 
 
 class FeatureRollup(RollupSums):
-    """The same sums across tenants, by feature, model, routing tier and the tenants'
-    tier at the time of the calls: what reports over every tenant read (a few rows a
-    day, however many tenants). Written with `UsageRollup`, in the same transaction."""
+    """The same sums across tenants, by feature, model, routing tier, the tenants' tier at
+    the time of the calls and the same provider, region, rate class and tag: what reports
+    over every tenant read (a few rows a day, however many tenants). Written with
+    `UsageRollup`, in the same transaction."""
 
     tenant_tier = models.CharField(max_length=16)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["grain", "period_start", "feature", "model", "routing_tier", "tenant_tier"],
+                fields=[
+                    "grain",
+                    "period_start",
+                    "feature",
+                    "model",
+                    "routing_tier",
+                    "tenant_tier",
+                    "provider",
+                    "region",
+                    "service_tier",
+                    "above_tokens",
+                    "off_peak",
+                    "tag",
+                ],
                 name="feature_rollup_unique_group",
             )  # fmt: skip
         ]

@@ -243,13 +243,19 @@ def usage_buckets(
     granularity: str,
     tenant: Tenant | None,
     by: Sequence[str],
+    across_tenants: bool = False,
 ) -> QuerySet:
-    """Rollup sums per `granularity` bucket (hour, day or month) and the fields `by`
-    (tenant_id, feature, model, prompt_template), ordered: `bucket`, the fields,
-    `calls_sum`, `cost_sum` and `<token kind>_sum`. `start` and `end` on the
-    granularity's boundaries (hours; days for day and month)."""
-    grain = UsageRollup.Grain.HOUR if granularity == "hour" else UsageRollup.Grain.DAY
-    rows = UsageRollup.objects.filter(grain=grain, period_start__gte=start, period_start__lt=end)
+    """Rollup sums per `granularity` bucket (hour, day or month) and the fields `by` (any
+    key column of the rollups read), ordered: `bucket`, the fields, `calls_sum`,
+    `cost_sum` and `<token kind>_sum`. `start` and `end` on the granularity's boundaries
+    (hours; days for day and month). From `UsageRollup`, of `tenant` or all; with
+    `across_tenants` from `FeatureRollup` (every tenant, `tenant` None; by `tenant_tier`
+    too, but neither tenant nor prompt template)."""
+    model = FeatureRollup if across_tenants else UsageRollup
+    if across_tenants and tenant is not None:
+        raise ValueError("the rollups across tenants hold every tenant's usage only")
+    grain = model.Grain.HOUR if granularity == "hour" else model.Grain.DAY
+    rows = model.objects.filter(grain=grain, period_start__gte=start, period_start__lt=end)
     if tenant is not None:
         rows = rows.filter(tenant=tenant)
     return (
@@ -314,3 +320,44 @@ def alert_delivery_counts() -> dict[str, int]:
     counts = dict.fromkeys(unsent, 0)
     counts.update(rows.annotate(n=Count("id")).order_by())
     return counts
+
+
+# --- The savings ledger (console.decisions, console.projection) -------------------------
+
+
+def feature_calls_costs_by_day(
+    *, start: datetime, end: datetime, features: Iterable[str]
+) -> dict[str, dict[date, tuple[int, Decimal]]]:
+    """(calls, cost) per feature of `features` and UTC day over the whole days of
+    [start, end), all tenants, from the daily rollups; a day without usage is absent."""
+    rows = (
+        _days_across_tenants(start, end).filter(feature__in=list(features))
+        .values("feature", "period_start")
+        .annotate(calls_sum=Sum("calls"), cost_sum=ExactSum("cost")).order_by()
+    )  # fmt: skip
+    out: dict[str, dict[date, tuple[int, Decimal]]] = defaultdict(dict)
+    for row in rows:
+        out[row["feature"]][row["period_start"].date()] = (
+            row["calls_sum"] or 0, row["cost_sum"] or Decimal(0))  # fmt: skip
+    return out
+
+
+def total_cost(*, start: datetime, end: datetime) -> Decimal:
+    """The cost of the whole UTC days of [start, end), all tenants and features."""
+    total = _days_across_tenants(start, end).aggregate(total=ExactSum("cost"))["total"]
+    return total if total is not None else Decimal(0)
+
+
+# --- Unit economics (console.economics) -----------------------------------------------
+
+
+def tenant_feature_costs(*, start: datetime, end: datetime) -> dict[tuple[int, str], Decimal]:
+    """Cost per (tenant id, feature; '' for none) over [start, end) on hour boundaries,
+    from the daily rollups for its whole days and the hourly ones at its edges. Exact."""
+    rows = (
+        UsageRollup.objects.filter(_window_filter(start, end))
+        .values_list("tenant_id", "feature")
+        .annotate(cost=ExactSum("cost"))
+        .order_by()
+    )
+    return {(tenant_id, feature): cost for tenant_id, feature, cost in rows if cost is not None}

@@ -25,7 +25,7 @@ from .focus import focus_csv
 from .models import Statement
 from .reconciliation import reconciliation
 from .selectors import statement_list
-from .usage import GRANULARITIES, GROUPS, MAX_ROWS, TooManyRows, usage_report
+from .usage import GRANULARITIES, GROUPS, MAX_ROWS, GroupsApart, TooManyRows, usage_report
 
 
 class StatementQuerySerializer(StrictQuery):
@@ -129,8 +129,9 @@ class UsageQuerySerializer(TimeRangeQuery):
 
 
 class UsageApi(APIView):
-    """Usage by any of tenant, feature, model, prompt template and user, per hour, day
-    or month. A tenant key sees its own tenant's usage only."""
+    """Usage by any of tenant, feature, model, prompt template, user, region, provider,
+    routing tier, service tier, tenant tier and the reported tag, per hour, day or month.
+    A tenant key sees its own tenant's usage only."""
 
     permission_classes = [IsAuthenticated, HasReadScope]
 
@@ -138,7 +139,7 @@ class UsageApi(APIView):
         parameters=[
             OpenApiParameter("from", OpenApiTypes.DATETIME, required=True),
             OpenApiParameter("to", OpenApiTypes.DATETIME, required=True),
-            OpenApiParameter("group_by", str),
+            OpenApiParameter("group_by", str, description=f"Comma-separated: {', '.join(GROUPS)}"),
             OpenApiParameter("granularity", str),
             OpenApiParameter("tenant", str),
         ],  # fmt: skip
@@ -153,6 +154,8 @@ class UsageApi(APIView):
             rows = usage_report(start=params["from"], end=params["to"],
                                 group_by=params["group_by"], granularity=params["granularity"],
                                 tenant=tenant)  # fmt: skip
+        except GroupsApart as exc:
+            raise serializers.ValidationError({"group_by": [str(exc)]}) from None
         except TooManyRows:
             raise serializers.ValidationError(
                 {

@@ -1,6 +1,7 @@
-"""The usage report: cost and tokens by any of tenant, feature, model, prompt template
-and user, per hour, day or month, from the rollups (by user: from the events, which the
-rollups do not split by user)."""
+"""The usage report: cost and tokens by any of tenant, feature, model, prompt template,
+user, region, provider, routing tier, service tier, tenant tier and the reported tag, per
+hour, day or month, from the rollups where they hold every group asked for, else from
+the events."""
 
 from __future__ import annotations
 
@@ -14,13 +15,37 @@ from finops.money import decimal_string
 from finops.pricing import TOKEN_COLUMNS
 from ingestion.selectors import event_usage_buckets
 
-GROUPS = ("tenant", "feature", "model", "prompt_template", "user")
 GRANULARITIES = ("hour", "day", "month")
 MAX_ROWS = 50_000
+
+# Where each group is read, by source, in the order the report tries them: the rollups
+# per tenant (`UsageRollup`), the rollups across tenants (`FeatureRollup`: every tenant
+# only; the tenants' tier when they made the calls), the events (slower: every event of
+# the range is read). None: the source does not have it. The rollups keep no end user and
+# the events' tag is not a column: no source has both.
+SOURCES = ("usage", "across_tenants", "events")
+FIELDS: dict[str, tuple[str | None, str | None, str | None]] = {
+    "tenant": ("tenant_id", None, "tenant_id"),
+    "feature": ("feature", "feature", "feature__key"),
+    "model": ("model", "model", "model"),
+    "prompt_template": ("prompt_template", None, "prompt_template__key"),
+    "user": (None, None, "user"),
+    "region": ("region", "region", "region"),
+    "provider": ("provider", "provider", "provider"),
+    "routing_tier": ("routing_tier", "routing_tier", "routing_tier"),
+    "service_tier": ("service_tier", "service_tier", "service_tier"),
+    "tenant_tier": (None, "tenant_tier", "tenant_tier"),
+    "tag": ("tag", "tag", None),
+}
+GROUPS = tuple(FIELDS)
 
 
 class TooManyRows(Exception):
     pass
+
+
+class GroupsApart(Exception):
+    """No source holds every group asked for, for this tenant scope."""
 
 
 def usage_report(
@@ -33,28 +58,32 @@ def usage_report(
 ) -> list[dict[str, Any]]:
     """Rows ordered by period, then the groups. `start` and `end` must fall on the
     granularity's boundaries (hours; days for day and month) for the rollups to answer
-    exactly; callers check that."""
-    if "user" in group_by:
-        return _from_events(start=start, end=end, group_by=group_by, granularity=granularity,
-                            tenant=tenant)  # fmt: skip
-    fields = {"tenant": "tenant_id", "feature": "feature", "model": "model",
-              "prompt_template": "prompt_template"}  # fmt: skip
-    rows = usage_buckets(start=start, end=end, granularity=granularity, tenant=tenant,
-                         by=[fields[g] for g in group_by])  # fmt: skip
+    exactly; callers check that. Raises GroupsApart when no source has all the groups."""
+    source = usage_source(group_by=group_by, tenant=tenant)
+    fields = {g: FIELDS[g][SOURCES.index(source)] for g in group_by}
+    by = [fields[g] for g in group_by]
+    if source == "events":
+        rows = event_usage_buckets(start=start, end=end, granularity=granularity, tenant=tenant,
+                                   by=by, token_columns=TOKEN_COLUMNS)  # fmt: skip
+    else:
+        rows = usage_buckets(start=start, end=end, granularity=granularity, tenant=tenant,
+                             by=by, across_tenants=source == "across_tenants")  # fmt: skip
     return _shape(rows, group_by, fields)
 
 
-def _from_events(
-    *, start: datetime, end: datetime, group_by: list[str], granularity: str,
-    tenant: Tenant | None,
-) -> list[dict[str, Any]]:  # fmt: skip
-    fields = {"tenant": "tenant_id", "feature": "feature__key", "model": "model",
-              "prompt_template": "prompt_template__key", "user": "user"}  # fmt: skip
-    rows = event_usage_buckets(
-        start=start, end=end, granularity=granularity, tenant=tenant,
-        by=[fields[g] for g in group_by], token_columns=TOKEN_COLUMNS,
-    )  # fmt: skip
-    return _shape(rows, group_by, fields)
+def usage_source(*, group_by: list[str], tenant: Tenant | None) -> str:
+    """The first source that has every group of `group_by` (across tenants: only when
+    `tenant` is None)."""
+    for i, source in enumerate(SOURCES):
+        if source == "across_tenants" and tenant is not None:
+            continue
+        if all(FIELDS[g][i] is not None for g in group_by):
+            return source
+    if "tag" in group_by and "user" in group_by:
+        raise GroupsApart("tag and user cannot be grouped together: the rollups keep the "
+                          "tag, and only the events the user.")  # fmt: skip
+    raise GroupsApart("tag and tenant_tier are grouped together across all tenants only, "
+                      "without tenant or prompt_template.")  # fmt: skip
 
 
 def _shape(rows: Any, group_by: list[str], fields: dict[str, str]) -> list[dict[str, Any]]:

@@ -1,4 +1,5 @@
-"""What a rollup row adds up, in the order every fold and statement lists it."""
+"""What a rollup row is keyed by and adds up, in the order every fold and statement lists
+them."""
 
 from __future__ import annotations
 
@@ -12,6 +13,13 @@ METRIC_SUMS = (
     "correct_calls", "outcome_cost", "session_cost", "sessions", "hashed_calls", "repeat_calls",
 )  # fmt: skip
 SUMS = ("calls", "priced_calls", *TOKEN_COLUMNS, "cost", *METRIC_SUMS)
+# The slices both rollups share after their own keys: where the calls ran, the rate class
+# that priced them (the effective service tier, the long-context threshold, off-peak) and
+# the value of the reported tag (`FINOPS_REPORT_TAG_KEY`).
+SLICES = ("provider", "region", "service_tier", "above_tokens", "off_peak", "tag")
 USAGE_KEY = ("grain", "period_start", "tenant_id", "feature", "model", "prompt_template",
-             "routing_tier")  # fmt: skip
-FEATURE_KEY = ("grain", "period_start", "feature", "model", "routing_tier", "tenant_tier")
+             "routing_tier", *SLICES)  # fmt: skip
+FEATURE_KEY = ("grain", "period_start", "feature", "model", "routing_tier", "tenant_tier",
+               *SLICES)  # fmt: skip
+# A tag value is kept to the column's length (PostgreSQL's `left(..., 200)`, in characters).
+TAG_LENGTH = 200

@@ -12,7 +12,8 @@ from datetime import UTC, date, datetime
 from decimal import Decimal, localcontext
 from typing import Any
 
-from django.db.models import Model, QuerySet, Sum
+from django.db.models import Model, QuerySet, Sum, TextField, Value
+from django.db.models.functions import Cast
 
 from billing.models import DailyKey, FeatureRollup, RollupWatermark, UsageRollup
 from finops.fields import ExactSum
@@ -22,24 +23,27 @@ from ingestion.models import CostChange, UsageEvent
 
 from .columns import FEATURE_KEY, SUMS, USAGE_KEY
 from .result import RollupResult
+from .tags import tag_key, tag_value
 
 CHUNK = 20_000
 BATCH = 500
 
 # A cell: (timestamp, tenant id, feature, model, prompt template, routing tier, tenant
-# tier), what an event or cost change is folded by; its sums are a list in `SUMS` order.
-Cell = tuple[datetime, int, str, str, str, str, str]
+# tier, provider, region, service tier, above tokens, off-peak, tag), what an event or
+# cost change is folded by; its sums are a list in `SUMS` order.
+Cell = tuple[datetime, int, str, str, str, str, str, str, str, str, int, bool, str]
 
-EVENT_COLUMNS = (
-    "id", "timestamp", "tenant_id", "feature__key", "model", "prompt_template__key",
-    "routing_tier", "tenant_tier", "price_id", *TOKEN_COLUMNS, "cost", "chunks_retrieved",
-    "chunks_used", "reranker_changed_order", "outcome", "session", "prompt_hash",
+# An event's cell in the order of `Cell`, its tags' JSON text last (read when a tag is
+# reported), then what it adds up.
+EVENT_CELL = (
+    "timestamp", "tenant_id", "feature__key", "model", "prompt_template__key", "routing_tier",
+    "tenant_tier", "provider", "region", "service_tier", "above_tokens", "off_peak",
 )  # fmt: skip
-CHANGE_COLUMNS = (
-    "id", "event__timestamp", "event__tenant_id", "event__feature__key", "event__model",
-    "event__prompt_template__key", "event__routing_tier", "event__tenant_tier",
-    "priced_delta", "cost_delta", "event__outcome", "event__session",
+EVENT_SUMS = (
+    "price_id", *TOKEN_COLUMNS, "cost", "chunks_retrieved", "chunks_used",
+    "reranker_changed_order", "outcome", "session", "prompt_hash",
 )  # fmt: skip
+CHANGE_SUMS = ("priced_delta", "cost_delta", "event__outcome", "event__session")
 
 
 class Sums:
@@ -50,12 +54,13 @@ class Sums:
         self.features: dict[tuple, list] = {}
 
     def add(self, cell: Cell, values: list) -> None:
-        ts, tenant_id, feature, model, prompt, routing_tier, tenant_tier = cell
+        ts, tenant_id, feature, model, prompt, routing_tier, tenant_tier, *slices = cell
         hour = ts.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
         for grain, start in (("hour", hour), ("day", hour.replace(hour=0))):
-            _add(self.usage, (grain, start, tenant_id, feature, model, prompt, routing_tier),
-                 values)  # fmt: skip
-            _add(self.features, (grain, start, feature, model, routing_tier, tenant_tier), values)
+            _add(self.usage, (grain, start, tenant_id, feature, model, prompt, routing_tier,
+                              *slices), values)  # fmt: skip
+            _add(self.features, (grain, start, feature, model, routing_tier, tenant_tier,
+                                 *slices), values)  # fmt: skip
 
 
 def _add(sums: dict[tuple, list], key: tuple, values: list) -> None:
@@ -90,15 +95,22 @@ def _chunks(queryset: QuerySet, position: int) -> Iterator[list[tuple]]:
         yield rows
 
 
+def _tags_text(path: str, key: str) -> Any:
+    """The tags' JSON text (a constant when no tag is reported: nothing to read)."""
+    return Cast(path, TextField()) if key else Value("")
+
+
 def _fold_events(mark: RollupWatermark, sums: Sums) -> int:
     """An event counts as it was inserted: its cost changes are folded on their own."""
     folded = 0
-    events = UsageEvent.objects.values_list(*EVENT_COLUMNS)
+    key = tag_key()
+    events = UsageEvent.objects.values_list("id", *EVENT_CELL, _tags_text("tags", key),
+                                            *EVENT_SUMS)  # fmt: skip
     for rows in _chunks(events, mark.events_position):
         firsts = _firsts(rows)
         changed = _changes_of([row[0] for row in rows])
         for row in rows:
-            cell, values = _event_sums(row, firsts, changed)
+            cell, values = _event_sums(row, firsts, changed, key)
             sums.add(cell, values)
         mark.events_position = rows[-1][0]
         folded += len(rows)
@@ -115,11 +127,18 @@ def _changes_of(event_ids: list[int]) -> dict[int, tuple[int, Decimal]]:
     return {event_id: (priced, cost) for event_id, priced, cost in changes}
 
 
+def _cell(row: tuple, key: str) -> Cell:
+    """The cell of `row`: `EVENT_CELL` (or its cost change's) then the tags' text."""
+    ts, tenant_id, feature, model, prompt, *columns, tags = row
+    return (ts, tenant_id, feature or "", model, prompt or "", *columns, tag_value(tags, key))
+
+
 def _event_sums(
-    row: tuple, firsts: set[tuple[str, int]], changed: dict[int, tuple[int, Decimal]]
+    row: tuple, firsts: set[tuple[str, int]], changed: dict[int, tuple[int, Decimal]], key: str
 ) -> tuple[Cell, list]:
-    (event_id, ts, tenant_id, feature, model, prompt, tier, tenant_tier, price_id,
-     *rest) = row  # fmt: skip
+    event_id = row[0]
+    cell = _cell(row[1 : len(EVENT_CELL) + 2], key)
+    price_id, *rest = row[len(EVENT_CELL) + 2 :]
     tokens, rest = rest[: len(TOKEN_COLUMNS)], rest[len(TOKEN_COLUMNS) :]
     cost, retrieved, used, reranker, outcome, session, prompt_hash = rest
     change_priced, change_cost = changed.get(event_id, (0, Decimal(0)))
@@ -131,21 +150,22 @@ def _event_sums(
         cost if session else 0, int(("s", event_id) in firsts), int(bool(prompt_hash)),
         int(bool(prompt_hash) and ("p", event_id) not in firsts),
     ]  # fmt: skip
-    cell = (ts, tenant_id, feature or "", model, prompt or "", tier, tenant_tier)
     return cell, [1, priced, *tokens, cost, *metrics]
 
 
 def _fold_changes(mark: RollupWatermark, sums: Sums) -> int:
     folded = 0
     zeros = [0] * len(TOKEN_COLUMNS)
-    changes = CostChange.objects.values_list(*CHANGE_COLUMNS)
+    key = tag_key()
+    changes = CostChange.objects.values_list(
+        "id", *(f"event__{c}" for c in EVENT_CELL), _tags_text("event__tags", key), *CHANGE_SUMS
+    )
     for rows in _chunks(changes, mark.changes_position):
         for row in rows:
-            _, ts, tenant_id, feature, model, prompt, tier, tenant_tier, priced, cost = row[:10]
-            outcome, session = row[10:]
+            cell = _cell(row[1 : len(EVENT_CELL) + 2], key)
+            priced, cost, outcome, session = row[len(EVENT_CELL) + 2 :]
             metrics = [0] * 6 + [cost if outcome else 0, cost if session else 0, 0, 0, 0]
-            sums.add((ts, tenant_id, feature or "", model, prompt or "", tier, tenant_tier),
-                     [0, priced, *zeros, cost, *metrics])  # fmt: skip
+            sums.add(cell, [0, priced, *zeros, cost, *metrics])
         mark.changes_position = rows[-1][0]
         folded += len(rows)
     return folded

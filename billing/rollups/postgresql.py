@@ -14,12 +14,14 @@ from .brin import brin_summarize_new_events
 from .keys import keys_mark_whole, keys_record, keys_restore, keys_whole
 from .result import RollupResult
 from .sql import step
+from .tags import tag_key
 
 
 def fold_postgresql(mark: RollupWatermark) -> RollupResult:
     """Fold what committed between the watermark and the snapshot's xmin; move `mark`.
     Runs in the caller's transaction, which holds the watermark's row lock."""
-    params = {"low_events": mark.events_position, "low_changes": mark.changes_position}
+    params = {"low_events": mark.events_position, "low_changes": mark.changes_position,
+              "tag_key": tag_key()}  # fmt: skip
     with connection.cursor() as cursor:
         params["high"] = _high(cursor, mark)
         _settings(cursor)

@@ -1,7 +1,8 @@
 """The statements of the PostgreSQL fold, each spelled out whole, and how a step runs.
 
-Their column lists are the rollups' sums (`columns.SUMS`) in order; a test
-(tests/billing/test_rollups.py) checks that each statement names them all, once.
+Their column lists are the rollups' keys (`columns.USAGE_KEY`, `columns.FEATURE_KEY`) and
+sums (`columns.SUMS`) in order; a test (tests/billing/test_rollups.py) checks that each
+statement names them all, once, and that every hash of a row hashes the same columns.
 """
 
 from __future__ import annotations
@@ -22,11 +23,15 @@ KEYS_LOADED = "rollup_keys_loaded"
 # The sessions and prompt hashes of the new events, each (UTC day, key) once with the
 # row its first event (the lowest id) is folded into, the key hashing the tenant, the
 # kind and the text. A key is 64 bits of `hashtextextended`, seeded by tenant and kind.
-# The row (hour, tenant, feature, model, prompt template, routing tier, tenant tier) is a
-# 64-bit `hash_record_extended`, computed again on each group of the delta below, the
-# same values giving the same hash. Each kind is grouped whole by one process (on a big
-# run the two side by side, in parallel workers): split among workers, each would hash
-# nearly every key, then the leader all of them again.
+# The row (hour, tenant, feature, model, prompt template, routing tier, tenant tier,
+# provider, region, service tier, long-context threshold, off-peak, tag) is a 64-bit
+# `hash_record_extended`, computed again on each group of the delta below, the same
+# values giving the same hash. Each kind is grouped whole by one process (on a big run
+# the two side by side, in parallel workers): split among workers, each would hash nearly
+# every key, then the leader all of them again.
+# The tag is the value in the event's tags of the key `FINOPS_REPORT_TAG_KEY` names
+# (`tag_key`), to the column's 200 characters: '' for none, and for every event when no key
+# is set (NULLIF: `->>` of NULL is NULL). `billing.rollups.tags` computes the same text.
 FIRSTS_SQL = """
 CREATE UNLOGGED TABLE rollup_firsts AS
 -- (min(ARRAY[id, cell]))[2]: the row of the key's lowest id.
@@ -34,7 +39,9 @@ SELECT day, key, true AS session, (min(ARRAY[id, cell]))[2] AS cell FROM (
     SELECT e.timestamp::date AS day, hashtextextended(e.session, e.tenant_id * 2) AS key,
            e.id,
            hash_record_extended(ROW(date_trunc('hour', e.timestamp), e.tenant_id,
-               e.feature_id, e.model, e.prompt_template_id, e.routing_tier, e.tenant_tier),
+               e.feature_id, e.model, e.prompt_template_id, e.routing_tier, e.tenant_tier,
+               e.provider, e.region, e.service_tier, e.above_tokens, e.off_peak,
+               COALESCE(left(e.tags ->> NULLIF(%(tag_key)s, ''), 200), '')),
                0) AS cell
       FROM ingestion_usageevent e
      WHERE e.xact >= %(low_events)s AND e.xact < %(high)s AND e.session <> ''
@@ -44,7 +51,9 @@ SELECT day, key, false, (min(ARRAY[id, cell]))[2] AS cell FROM (
     SELECT e.timestamp::date AS day, hashtextextended(e.prompt_hash, e.tenant_id * 2 + 1) AS key,
            e.id,
            hash_record_extended(ROW(date_trunc('hour', e.timestamp), e.tenant_id,
-               e.feature_id, e.model, e.prompt_template_id, e.routing_tier, e.tenant_tier),
+               e.feature_id, e.model, e.prompt_template_id, e.routing_tier, e.tenant_tier,
+               e.provider, e.region, e.service_tier, e.above_tokens, e.off_peak,
+               COALESCE(left(e.tags ->> NULLIF(%(tag_key)s, ''), 200), '')),
                0) AS cell
       FROM ingestion_usageevent e
      WHERE e.xact >= %(low_events)s AND e.xact < %(high)s AND e.prompt_hash <> ''
@@ -108,7 +117,8 @@ KEYS_INDEX_SQL = (
 DELTA_SQL = """
 CREATE TEMP TABLE rollup_delta ON COMMIT DROP AS
 WITH events AS (
-    SELECT e.*, ch.priced AS changed_priced, ch.cost AS changed_cost
+    SELECT e.*, COALESCE(left(e.tags ->> NULLIF(%(tag_key)s, ''), 200), '') AS tag,
+           ch.priced AS changed_priced, ch.cost AS changed_cost
       FROM ingestion_usageevent e
       -- The changes of these events only (by the changes' index on their event): summing
       -- every change ever written would make each run as slow as the history is long.
@@ -128,6 +138,7 @@ WITH events AS (
 event_groups AS (
     SELECT date_trunc('hour', e.timestamp) AS period_start, e.tenant_id, e.feature_id, e.model,
            e.prompt_template_id, e.routing_tier, e.tenant_tier,
+           e.provider, e.region, e.service_tier, e.above_tokens, e.off_peak, e.tag,
            count(*) AS calls,
            (count(e.price_id) - COALESCE(sum(e.changed_priced), 0))::bigint AS priced_calls,
            sum(e.input_tokens)::bigint AS input_tokens,
@@ -154,9 +165,11 @@ event_groups AS (
                AS session_cost,
            count(*) FILTER (WHERE e.prompt_hash <> '') AS hashed_calls,
            hash_record_extended(ROW(date_trunc('hour', e.timestamp), e.tenant_id,
-               e.feature_id, e.model, e.prompt_template_id, e.routing_tier, e.tenant_tier),
+               e.feature_id, e.model, e.prompt_template_id, e.routing_tier, e.tenant_tier,
+               e.provider, e.region, e.service_tier, e.above_tokens, e.off_peak,
+               e.tag),
                0) AS cell
-      FROM events e GROUP BY 1, 2, 3, 4, 5, 6, 7
+      FROM events e GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13
 ),
 -- The first-of-day keys counted on the rows of their first events: sessions, and the
 -- prompt hashes' first calls (the others are repeats).
@@ -168,6 +181,7 @@ first_cells AS (
 event_hours AS (
     SELECT g.period_start, g.tenant_id, g.feature_id, g.model, g.prompt_template_id,
            g.routing_tier, g.tenant_tier,
+           g.provider, g.region, g.service_tier, g.above_tokens, g.off_peak, g.tag,
            g.calls, g.priced_calls,
            g.input_tokens, g.cached_input_tokens, g.cache_write_tokens,
            g.cache_write_1h_tokens, g.output_tokens, g.reasoning_tokens, g.grounding_tokens,
@@ -183,6 +197,8 @@ event_hours AS (
 change_rows AS (
     SELECT e.timestamp AS ts, e.tenant_id, e.feature_id, e.model, e.prompt_template_id,
            e.routing_tier, e.tenant_tier,
+           e.provider, e.region, e.service_tier, e.above_tokens, e.off_peak,
+           COALESCE(left(e.tags ->> NULLIF(%(tag_key)s, ''), 200), '') AS tag,
            0 AS calls, c.priced_delta AS priced_calls,
            0 AS input_tokens, 0 AS cached_input_tokens, 0 AS cache_write_tokens,
            0 AS cache_write_1h_tokens, 0 AS output_tokens, 0 AS reasoning_tokens,
@@ -205,7 +221,8 @@ parts AS (
     SELECT * FROM event_hours
     UNION ALL
     SELECT date_trunc('hour', ts), tenant_id, feature_id, model, prompt_template_id,
-           routing_tier, tenant_tier,
+           routing_tier, tenant_tier, provider, region, service_tier, above_tokens, off_peak,
+           tag,
            sum(calls)::bigint, sum(priced_calls)::bigint,
            sum(input_tokens)::bigint, sum(cached_input_tokens)::bigint,
            sum(cache_write_tokens)::bigint, sum(cache_write_1h_tokens)::bigint,
@@ -217,10 +234,11 @@ parts AS (
            sum(outcome_calls)::bigint, sum(correct_calls)::bigint,
            sum(outcome_cost), sum(session_cost),
            sum(sessions)::bigint, sum(hashed_calls)::bigint, sum(repeat_calls)::bigint
-      FROM change_rows GROUP BY 1, 2, 3, 4, 5, 6, 7
+      FROM change_rows GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13
 )
 SELECT h.period_start, h.tenant_id, COALESCE(f.key, '') AS feature, h.model,
        COALESCE(p.key, '') AS prompt_template, h.routing_tier, h.tenant_tier,
+       h.provider, h.region, h.service_tier, h.above_tokens, h.off_peak, h.tag,
        h.calls, h.priced_calls,
        h.input_tokens, h.cached_input_tokens, h.cache_write_tokens, h.cache_write_1h_tokens,
        h.output_tokens, h.reasoning_tokens, h.grounding_tokens, h.wasted_tokens, h.queries,
@@ -239,6 +257,7 @@ SELECT h.period_start, h.tenant_id, COALESCE(f.key, '') AS feature, h.model,
 HOUR_UPSERT_SQL = """
 INSERT INTO billing_usagerollup (
     grain, period_start, tenant_id, feature, model, prompt_template, routing_tier,
+    provider, region, service_tier, above_tokens, off_peak, tag,
     calls, priced_calls,
     input_tokens, cached_input_tokens, cache_write_tokens, cache_write_1h_tokens,
     output_tokens, reasoning_tokens, grounding_tokens, wasted_tokens, queries,
@@ -248,6 +267,7 @@ INSERT INTO billing_usagerollup (
     sessions, hashed_calls, repeat_calls
 )
 SELECT 'hour', period_start, tenant_id, feature, model, prompt_template, routing_tier,
+       provider, region, service_tier, above_tokens, off_peak, tag,
        sum(calls)::bigint, sum(priced_calls)::bigint,
        sum(input_tokens)::bigint, sum(cached_input_tokens)::bigint,
        sum(cache_write_tokens)::bigint, sum(cache_write_1h_tokens)::bigint,
@@ -259,8 +279,9 @@ SELECT 'hour', period_start, tenant_id, feature, model, prompt_template, routing
        sum(outcome_calls)::bigint, sum(correct_calls)::bigint,
        sum(outcome_cost), sum(session_cost),
        sum(sessions)::bigint, sum(hashed_calls)::bigint, sum(repeat_calls)::bigint
-  FROM rollup_delta GROUP BY 2, 3, 4, 5, 6, 7
-ON CONFLICT (grain, tenant_id, period_start, feature, model, prompt_template, routing_tier)
+  FROM rollup_delta GROUP BY 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13
+ON CONFLICT (grain, tenant_id, period_start, feature, model, prompt_template, routing_tier,
+             provider, region, service_tier, above_tokens, off_peak, tag)
 DO UPDATE SET
     calls = billing_usagerollup.calls + EXCLUDED.calls,
     priced_calls = billing_usagerollup.priced_calls + EXCLUDED.priced_calls,
@@ -291,6 +312,7 @@ DO UPDATE SET
 DAY_UPSERT_SQL = """
 INSERT INTO billing_usagerollup (
     grain, period_start, tenant_id, feature, model, prompt_template, routing_tier,
+    provider, region, service_tier, above_tokens, off_peak, tag,
     calls, priced_calls,
     input_tokens, cached_input_tokens, cache_write_tokens, cache_write_1h_tokens,
     output_tokens, reasoning_tokens, grounding_tokens, wasted_tokens, queries,
@@ -300,7 +322,7 @@ INSERT INTO billing_usagerollup (
     sessions, hashed_calls, repeat_calls
 )
 SELECT 'day', date_trunc('day', period_start), tenant_id, feature, model, prompt_template,
-       routing_tier,
+       routing_tier, provider, region, service_tier, above_tokens, off_peak, tag,
        sum(calls)::bigint, sum(priced_calls)::bigint,
        sum(input_tokens)::bigint, sum(cached_input_tokens)::bigint,
        sum(cache_write_tokens)::bigint, sum(cache_write_1h_tokens)::bigint,
@@ -312,8 +334,9 @@ SELECT 'day', date_trunc('day', period_start), tenant_id, feature, model, prompt
        sum(outcome_calls)::bigint, sum(correct_calls)::bigint,
        sum(outcome_cost), sum(session_cost),
        sum(sessions)::bigint, sum(hashed_calls)::bigint, sum(repeat_calls)::bigint
-  FROM rollup_delta GROUP BY 2, 3, 4, 5, 6, 7
-ON CONFLICT (grain, tenant_id, period_start, feature, model, prompt_template, routing_tier)
+  FROM rollup_delta GROUP BY 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13
+ON CONFLICT (grain, tenant_id, period_start, feature, model, prompt_template, routing_tier,
+             provider, region, service_tier, above_tokens, off_peak, tag)
 DO UPDATE SET
     calls = billing_usagerollup.calls + EXCLUDED.calls,
     priced_calls = billing_usagerollup.priced_calls + EXCLUDED.priced_calls,
@@ -345,6 +368,7 @@ DO UPDATE SET
 FEATURE_UPSERT_SQL = """
 INSERT INTO billing_featurerollup (
     grain, period_start, feature, model, routing_tier, tenant_tier,
+    provider, region, service_tier, above_tokens, off_peak, tag,
     calls, priced_calls,
     input_tokens, cached_input_tokens, cache_write_tokens, cache_write_1h_tokens,
     output_tokens, reasoning_tokens, grounding_tokens, wasted_tokens, queries,
@@ -354,7 +378,7 @@ INSERT INTO billing_featurerollup (
     sessions, hashed_calls, repeat_calls
 )
 SELECT %(grain)s, date_trunc(%(grain)s, period_start), feature, model, routing_tier,
-       tenant_tier,
+       tenant_tier, provider, region, service_tier, above_tokens, off_peak, tag,
        sum(calls)::bigint, sum(priced_calls)::bigint,
        sum(input_tokens)::bigint, sum(cached_input_tokens)::bigint,
        sum(cache_write_tokens)::bigint, sum(cache_write_1h_tokens)::bigint,
@@ -366,8 +390,9 @@ SELECT %(grain)s, date_trunc(%(grain)s, period_start), feature, model, routing_t
        sum(outcome_calls)::bigint, sum(correct_calls)::bigint,
        sum(outcome_cost), sum(session_cost),
        sum(sessions)::bigint, sum(hashed_calls)::bigint, sum(repeat_calls)::bigint
-  FROM rollup_delta GROUP BY 2, 3, 4, 5, 6
-ON CONFLICT (grain, period_start, feature, model, routing_tier, tenant_tier)
+  FROM rollup_delta GROUP BY 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12
+ON CONFLICT (grain, period_start, feature, model, routing_tier, tenant_tier,
+             provider, region, service_tier, above_tokens, off_peak, tag)
 DO UPDATE SET
     calls = billing_featurerollup.calls + EXCLUDED.calls,
     priced_calls = billing_featurerollup.priced_calls + EXCLUDED.priced_calls,

@@ -1,6 +1,9 @@
 """The two folds agree: PostgreSQL's statements and the portable Python fold, on the same
 varied ledger, write the same rollups to the last decimal, first run and incremental run
-alike, and record the same day keys (their hashes differ by design: the count per day)."""
+alike, and record the same day keys (their hashes differ by design: the count per day).
+The ledger varies every dimension: providers, regions, service tiers (batch as a tier and
+as `batch: true`), long-context and off-peak rates, and the reported tag, strings and
+other JSON values alike."""
 
 from __future__ import annotations
 
@@ -16,14 +19,15 @@ from django.db import connection, transaction
 
 from billing.models import DailyKey, FeatureRollup, RollupWatermark, UsageRollup
 from billing.rollups import KEYS_WHOLE
+from billing.rollups.columns import FEATURE_KEY, USAGE_KEY
 from billing.rollups.driver import Fold, rollups_fold, rollups_reset
 from billing.rollups.portable import fold_portable
 from billing.rollups.postgresql import fold_postgresql
-from finops.models import BEGINNING_OF_TIME, ModelPrice, Tenant
+from finops.models import BEGINNING_OF_TIME, ModelPrice, PriceRate, Tenant
 from ingestion.models import CostChange, UsageEvent
 from ingestion.services import events_price_unpriced
 from ingestion.services.pricing import events_reprice
-from tests.billing.test_rollups import _ledger_oracle, _rollups, post_events
+from tests.billing.test_rollups import TAGS, _ledger_oracle, _rollups, _set_tags, post_events
 from tests.conftest import event
 from tests.factories import TenantFactory
 
@@ -33,9 +37,15 @@ pytestmark = [
     pytest.mark.django_db(transaction=True, serialized_rollback=True),
 ]
 
-PRICED = ("gpt-4o-mini", "gpt-4o-2024-08-06", "claude-3-5-sonnet-20241022", "claude-sonnet-4-5")
+PRICED = ("gpt-4o-mini", "gpt-4o-2024-08-06", "claude-3-5-sonnet-20241022", "claude-sonnet-4-5",
+          "gemini-2.5-pro")  # fmt: skip
+PROVIDERS = {
+    "gpt-4o-mini": "openai", "gpt-4o-2024-08-06": "openai",
+    "claude-3-5-sonnet-20241022": "anthropic", "claude-sonnet-4-5": "anthropic",
+}  # fmt: skip
 RERANK = "rerank-parity"
 LATE_PRICED = "frontier-parity"  # no price until after the first fold
+NIGHT = "night-parity"  # off-peak rates from 22:00 to 06:00 UTC
 TENANTS = ("acme", "globex", "initech")
 FEATURES = ("chat_assistant", "document_summarization", "search", None)
 PROMPTS = ("p-answer", "p-summary", None)
@@ -53,13 +63,19 @@ def _month_boundary() -> datetime:
 
 def _event(rng: random.Random, event_id: str, at: datetime) -> dict[str, Any]:
     """One event with a random mix of everything the fold reads."""
-    model = rng.choice((*PRICED, *PRICED, RERANK, LATE_PRICED))
+    model = rng.choice((*PRICED, *PRICED, RERANK, LATE_PRICED, NIGHT))
     fields: dict[str, Any] = {
         "tenant": rng.choice(TENANTS), "feature": rng.choice(FEATURES),
         "prompt_template": rng.choice(PROMPTS), "user": rng.choice(("", "u1", "u2", "u3")),
         "service_tier": rng.choice(("standard", "standard", "batch", "flex", "priority")),
         "routing_tier": rng.choice(("", "cheap", "standard")),
+        "provider": rng.choice(("", PROVIDERS.get(model, ""))),
+        "region": rng.choice(("", "us-east-1", "eu-west-1")),
+        "tags": rng.choice(({}, {"team": "search"}, {"team": "chat", "env": "prod"},
+                            {"env": "dev"}, {"team": "\u00e9" * 210})),
     }  # fmt: skip
+    if fields["service_tier"] == "standard" and rng.random() < 0.3:
+        fields["batch"] = True
     if model == RERANK:
         fields |= {"input_tokens": 0, "output_tokens": 0, "cached_input_tokens": 0,
                    "queries": rng.randint(1, 9)}  # fmt: skip
@@ -68,8 +84,10 @@ def _event(rng: random.Random, event_id: str, at: datetime) -> dict[str, Any]:
         write = write_1h + rng.choice((0, rng.randint(1, 80)))
         cached = rng.choice((0, rng.randint(1, 500)))
         output = rng.randint(1, 900)
+        # Some prompts above the long-context threshold (200k for gemini-2.5-pro).
+        prompt = rng.choice((rng.randint(0, 5000), rng.randint(0, 5000), 250_000))
         fields |= {
-            "input_tokens": cached + write + rng.randint(0, 5000), "cached_input_tokens": cached,
+            "input_tokens": cached + write + prompt, "cached_input_tokens": cached,
             "cache_write_tokens": write, "cache_write_1h_tokens": write_1h,
             "output_tokens": output, "reasoning_tokens": rng.choice((0, rng.randint(0, output))),
             "grounding_tokens": rng.choice((0, 0, rng.randint(1, 40))),
@@ -100,6 +118,14 @@ def _traffic(rng: random.Random, prefix: str, count: int, around: datetime) -> l
 def _post(operator, events: list[dict]) -> None:
     for i in range(0, len(events), 200):
         post_events(operator, {"events": events[i : i + 200]})
+
+
+def _other_tags(rng: random.Random, prefix: str, count: int) -> None:
+    """Tags of JSON values other than strings (the API takes none) on some events."""
+    ids = list(UsageEvent.objects.filter(event_id__startswith=f"{prefix}-")
+               .values_list("event_id", flat=True))  # fmt: skip
+    for event_id in rng.sample(ids, count):
+        _set_tags(event_id, rng.choice(list(TAGS)))
 
 
 def _wait_until_visible() -> None:
@@ -154,12 +180,9 @@ def _comparable(tables: dict[str, list[dict]]) -> dict[str, Any]:
         assert len(keyed) == len(rows)
         return keyed
 
-    usage_group = ("grain", "period_start", "tenant_id", "feature", "model", "prompt_template",
-                   "routing_tier")  # fmt: skip
-    feature_group = ("grain", "period_start", "feature", "model", "routing_tier", "tenant_tier")
     return {
-        "usage": by_group(tables["usage"], usage_group),
-        "feature": by_group(tables["feature"], feature_group),
+        "usage": by_group(tables["usage"], USAGE_KEY),
+        "feature": by_group(tables["feature"], FEATURE_KEY),
         "keys": Counter(r["day"] for r in tables["keys"] if r["day"] != KEYS_WHOLE),
     }
 
@@ -194,6 +217,7 @@ def _late_changes(operator, rng: random.Random, around: datetime) -> None:
     hashes, the same days), retries of folded events, a tenant moving tier, the unpriced
     model priced and a price corrected (cost changes both)."""
     _post(operator, _traffic(rng, "late", 150, around))
+    _other_tags(rng, "late", 30)
     _post(operator, _traffic(random.Random(1), "first", 40, around))  # retries: stored once
     Tenant.objects.filter(slug="globex").update(tier=Tenant.Tier.ENTERPRISE)
     _post(operator, _traffic(rng, "tiered", 60, around + timedelta(hours=3)))
@@ -210,13 +234,31 @@ def _late_changes(operator, rng: random.Random, around: datetime) -> None:
     assert CostChange.objects.filter(reason="repriced").exists()
 
 
-def test_the_postgresql_and_portable_folds_write_the_same_rollups(operator, acme, globex) -> None:
+def test_the_postgresql_and_portable_folds_write_the_same_rollups(operator, acme, globex,
+                                                                   settings) -> None:  # fmt: skip
+    settings.FINOPS_REPORT_TAG_KEY = "team"
     TenantFactory(slug="initech", tier=Tenant.Tier.FREE)
     ModelPrice.objects.create(model=RERANK, provider="cohere", mode="rerank",
                               input_per_million=0, output_per_million=0,
                               per_query=Decimal("0.0021"))  # fmt: skip
+    night = ModelPrice.objects.create(
+        model=NIGHT,
+        input_per_million=Decimal("0.27"),
+        output_per_million=Decimal("1.1"),
+        off_peak_windows=[{"hours_utc": ["22:00-06:00"]}],
+    )
+    for kind, rate in (("input", "0.135"), ("cached_input", "0.035"), ("output", "0.55")):
+        PriceRate.objects.create(price=night, service_tier="standard", token_kind=kind,
+                                 off_peak=True, per_million=Decimal(rate))  # fmt: skip
     around = _month_boundary()
     _post(operator, _traffic(random.Random(1), "first", 400, around))
+    _other_tags(random.Random(3), "first", 60)
+    assert {"batch", "flex", "priority"} <= set(
+        UsageEvent.objects.values_list("service_tier", flat=True)
+    )
+    assert UsageEvent.objects.filter(above_tokens=200_000).exists()
+    assert UsageEvent.objects.filter(off_peak=True).exists()
+    assert UsageEvent.objects.filter(off_peak=False, model=NIGHT).exists()
     assert UsageEvent.objects.filter(price__isnull=True, model=LATE_PRICED).exists()
     on_postgresql, portable = RollupWatermark(name="postgresql"), RollupWatermark(name="py")
 

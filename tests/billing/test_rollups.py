@@ -8,18 +8,24 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from django.conf import settings
 from django.db import connection, connections, transaction
 from django.db.migrations.loader import MigrationLoader
+from django.db.models import TextField
+from django.db.models.functions import Cast
 
 from billing import rollups
 from billing.models import DailyKey, FeatureRollup, RollupWatermark, UsageRollup
 from billing.rollups import METRIC_SUMS, SUMS, keys, rollups_rebuild, rollups_update, sql
-from finops.models import ModelPrice
+from billing.rollups.columns import FEATURE_KEY, SLICES, USAGE_KEY
+from billing.rollups.tags import tag_value
+from finops.models import ModelPrice, PriceRate
 from finops.pricing import TOKEN_COLUMNS
 from ingestion.models import UsageEvent
 from ingestion.services import events_ingest, events_price_unpriced
 from tests.conftest import event, run_at_once
 from tests.conftest import post_events as _post_events
+from tests.factories import ModelPriceFactory
 
 # Rollups read what other transactions committed, so tests commit for real.
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -27,6 +33,12 @@ pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 postgres_only = pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL")
 
 BASE = (datetime.now(UTC) - timedelta(days=10)).replace(minute=0, second=0, microsecond=0)
+
+
+@pytest.fixture(autouse=True)
+def _reported_tag(settings) -> None:
+    """The rollups keep the value of each event's `team` tag (`_traffic` posts some)."""
+    settings.FINOPS_REPORT_TAG_KEY = "team"
 
 
 def _traffic(prefix: str, count: int, *, start: datetime = BASE, **extra) -> list[dict]:
@@ -53,8 +65,18 @@ def _traffic(prefix: str, count: int, *, start: datetime = BASE, **extra) -> lis
 
 def _metric_fields(prefix: str, i: int) -> dict:
     """What the predictive metrics read, in every combination, with sessions and prompt
-    hashes that repeat within a day and across prefixes (runs)."""
-    fields: dict = {"routing_tier": ("cheap", "standard", "")[i % 3]}
+    hashes that repeat within a day and across prefixes (runs); and the slices: regions,
+    service tiers (batch as a tier and as `batch: true`) and tags."""
+    fields: dict = {"routing_tier": ("cheap", "standard", "")[i % 3],
+                    "region": ("", "eu-west-1", "us-east-1", "")[i % 4],
+                    "tags": ({}, {"team": "search"}, {"team": "chat", "env": "prod"},
+                             {"env": "dev"}, {"team": "x" * 256})[i % 5]}  # fmt: skip
+    if i % 7 == 1:
+        fields["service_tier"] = "batch"
+    elif i % 7 == 2:
+        fields["batch"] = True
+    elif i % 7 == 3:
+        fields["service_tier"] = "priority"
     if i % 4:
         fields["retrieval"] = {"chunks_retrieved": 8 + i % 5, "chunks_used": i % 6}
     if i % 5:
@@ -74,11 +96,23 @@ def post_events(client, payload):
     return response
 
 
+def _slices(e: UsageEvent) -> tuple:
+    """An event's provider, region, rate class and reported tag, to the column's 200
+    characters: a string by hand; other JSON values (the API takes none) as the portable
+    fold reads the tags' text, which `test_the_reported_tag_is_the_text_of_one_key_...`
+    checks by hand on both databases."""
+    key = settings.FINOPS_REPORT_TAG_KEY
+    value = e.tags.get(key) if key and isinstance(e.tags, dict) else None
+    tag = value[:200] if isinstance(value, str) else tag_value(e.tags_text, key)
+    return (e.provider, e.region, e.service_tier, e.above_tokens, e.off_peak, tag)
+
+
 def _ledger_oracle() -> dict[tuple, dict]:
     """The aggregates computed straight from the events, independently of the job."""
     expected: dict[tuple, dict] = defaultdict(lambda: defaultdict(Decimal))
     seen: set[tuple] = set()
-    for e in UsageEvent.objects.select_related("feature", "prompt_template").order_by("id"):
+    events = UsageEvent.objects.select_related("feature", "prompt_template")
+    for e in events.annotate(tags_text=Cast("tags", TextField())).order_by("id"):
         hour = e.timestamp.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
         first_session = bool(e.session) and ("s", e.tenant_id, hour.date(), e.session) not in seen
         first_prompt = bool(e.prompt_hash) and ("p", e.tenant_id, hour.date(),
@@ -90,9 +124,9 @@ def _ledger_oracle() -> dict[tuple, dict]:
         for grain, start in (("hour", hour), ("day", hour.replace(hour=0))):
             usage_key = ("usage", grain, start, e.tenant_id, feature, e.model,
                          e.prompt_template.key if e.prompt_template else "",
-                         e.routing_tier)  # fmt: skip
+                         e.routing_tier, *_slices(e))  # fmt: skip
             feature_key = ("feature", grain, start, feature, e.model, e.routing_tier,
-                           e.tenant_tier)  # fmt: skip
+                           e.tenant_tier, *_slices(e))  # fmt: skip
             for key in (usage_key, feature_key):
                 sums = expected[key]
                 sums["calls"] += 1
@@ -120,13 +154,17 @@ def _rollups() -> dict[tuple, dict]:
     sums = ("calls", "priced_calls", *TOKEN_COLUMNS, "cost", *METRIC_SUMS)
     for r in UsageRollup.objects.all():
         key = ("usage", r.grain, r.period_start, r.tenant_id, r.feature, r.model,
-               r.prompt_template, r.routing_tier)  # fmt: skip
+               r.prompt_template, r.routing_tier, *_row_slices(r))  # fmt: skip
         rows[key] = {name: getattr(r, name) for name in sums}
     for r in FeatureRollup.objects.all():
         key = ("feature", r.grain, r.period_start, r.feature, r.model, r.routing_tier,
-               r.tenant_tier)  # fmt: skip
+               r.tenant_tier, *_row_slices(r))  # fmt: skip
         rows[key] = {name: getattr(r, name) for name in sums}
     return rows
+
+
+def _row_slices(r: UsageRollup | FeatureRollup) -> tuple:
+    return (r.provider, r.region, r.service_tier, r.above_tokens, r.off_peak, r.tag)
 
 
 def test_rollups_match_the_ledger_hour_by_hour_and_day_by_day(operator, acme, globex) -> None:
@@ -377,23 +415,62 @@ def test_a_big_run_bulk_loads_its_keys(operator, acme, globex, monkeypatch, capl
     assert _rollups() == _ledger_oracle()
 
 
-@pytest.mark.parametrize(
-    "statement", ["HOUR_UPSERT_SQL", "DAY_UPSERT_SQL", "FEATURE_UPSERT_SQL", "DELTA_SQL"]
-)
-def test_each_statement_lists_every_sum_once_in_order(statement: str) -> None:
-    """The statements are spelled out: each must name the rollups' sums, all of them, in
-    the order of the model (inserted, selected and, for the upserts, added)."""
+UPSERT_KEYS = {"HOUR_UPSERT_SQL": USAGE_KEY, "DAY_UPSERT_SQL": USAGE_KEY,
+               "FEATURE_UPSERT_SQL": FEATURE_KEY}  # fmt: skip
+
+
+@pytest.mark.parametrize("statement", [*UPSERT_KEYS, "DELTA_SQL"])
+def test_each_statement_lists_every_key_and_sum_once_in_order(statement: str) -> None:
+    """The statements are spelled out: each must name the rollups' keys and sums, all of
+    them, in the order of the model (inserted, selected, grouped by, in the conflict
+    target and, for the sums of the upserts, added)."""
     text = getattr(sql, statement)
     if statement == "DELTA_SQL":
-        (selected,) = re.findall(r"h\.tenant_tier,(.*?)FROM parts", text, re.S)
-        assert re.findall(r"h\.(\w+)", selected) == list(SUMS)
+        (selected,) = re.findall(r"SELECT (h\.period_start,.*?)FROM parts", text, re.S)
+        names = [h or alias for h, alias in re.findall(r"h\.(\w+)|AS (\w+)", selected)]
+        keys = [k for k in USAGE_KEY if k != "grain"]
+        keys.insert(keys.index("routing_tier") + 1, "tenant_tier")
+        assert names == [*keys, *SUMS]
         return
+    key = UPSERT_KEYS[statement]
     (inserted,) = re.findall(r"INSERT INTO \w+ \((.*?)\)", text, re.S)
-    assert [c.strip() for c in inserted.split(",")][-len(SUMS) :] == list(SUMS)
+    assert [c.strip() for c in inserted.split(",")] == [*key, *SUMS]
     (selected,) = re.findall(r"SELECT (.*?)FROM rollup_delta", text, re.S)
+    grouped = re.sub(r"date_trunc\(.*?period_start\)", "period_start", selected.split("sum(")[0])
+    assert [c.strip() for c in grouped.split(",")][1:-1] == list(key[1:])
     assert re.findall(r"sum\((\w+)\)", selected) == list(SUMS)
+    (group_by,) = re.findall(r"FROM rollup_delta GROUP BY ([\d, ]+)\n", text)
+    assert [int(n) for n in group_by.split(",")] == list(range(2, len(key) + 1))
+    (target,) = re.findall(r"ON CONFLICT \((.*?)\)", text, re.S)
+    assert sorted(c.strip() for c in target.split(",")) == sorted(key)
     added = re.findall(r"(\w+) =\s+billing_\w+\.(\w+) \+ EXCLUDED\.(\w+)", text)
     assert added == [(k, k, k) for k in SUMS]
+
+
+def test_every_hash_of_a_rollup_row_hashes_the_same_columns() -> None:
+    """A session or prompt hash counts on the row whose hash its first event's row has:
+    the keys' statement and the delta must hash the same columns, the tag the same way,
+    and they must be what the delta groups its events by."""
+    (tag,) = re.findall(r"SELECT e\.\*, (.*?) AS tag,", sql.DELTA_SQL, re.S)
+
+    def columns(text: str) -> list[str]:
+        text = re.sub(r"\s+", " ", text.replace(tag, "e.tag")).strip()
+        return text.replace("date_trunc('hour', e.timestamp)", "e.hour").split(", ")
+
+    def hashed(text: str) -> list[list[str]]:
+        rows = re.findall(r"hash_record_extended\(ROW\((.*?)\),\s*0\)", text, re.S)
+        return [columns(r) for r in rows]
+
+    firsts, delta = hashed(sql.FIRSTS_SQL), hashed(sql.DELTA_SQL)
+    assert len(firsts) == 2 and len(delta) == 1
+    assert firsts[0] == firsts[1] == delta[0] == [f"e.{c}" for c in (
+        "hour", "tenant_id", "feature_id", "model", "prompt_template_id", "routing_tier",
+        "tenant_tier", *SLICES)]  # fmt: skip
+    (grouped,) = re.findall(r"event_groups AS \(\s+SELECT (.*?),\s+count\(\*\) AS calls",
+                            sql.DELTA_SQL, re.S)  # fmt: skip
+    assert columns(grouped.replace(" AS period_start", "")) == delta[0]
+    # The cost changes' rows take the tag as the events' do.
+    assert f"{tag} AS tag" in sql.DELTA_SQL.split("change_rows AS")[1]
 
 
 def _events_past_the_first_range(operator) -> int:
@@ -505,3 +582,108 @@ def test_both_rollup_tables_keep_room_for_updates_in_place() -> None:
             ("billing_featurerollup", ["fillfactor=70"]),
             ("billing_usagerollup", ["fillfactor=70"]),
         ]
+
+
+def test_rollups_keep_provider_region_and_the_rate_class_that_priced_each_call(
+    operator, acme
+) -> None:
+    """Each rollup row sums calls of one rate class: its token sums priced at that class's
+    rates give its cost. `batch: true` is the batch tier, as `service_tier: "batch"`."""
+    night = ModelPriceFactory(model="night-owl", input_per_million=2, output_per_million=8,
+                              off_peak_windows=[{"hours_utc": ["00:00-00:00"]}])  # fmt: skip
+    PriceRate.objects.create(price=night, service_tier="standard", token_kind="input",
+                             off_peak=True, per_million=1)  # fmt: skip
+    PriceRate.objects.create(price=night, service_tier="standard", token_kind="cached_input",
+                             off_peak=True, per_million=Decimal("0.1"))  # fmt: skip
+    at, gpt = BASE.isoformat(), {"input_tokens": 1_000_000, "cached_input_tokens": 0,
+                                 "output_tokens": 100_000}  # fmt: skip
+    post_events(operator, {"events": [
+        event(event_id="std", timestamp=at, region="us", **gpt),
+        event(event_id="batch-flag", timestamp=at, region="us", batch=True, **gpt),
+        event(event_id="batch-tier", timestamp=at, region="us", service_tier="batch", **gpt),
+        event(event_id="eu", timestamp=at, region="eu", provider="openai", **gpt),
+        event(event_id="long", timestamp=at, model="gemini-2.5-pro", input_tokens=250_000,
+              cached_input_tokens=0, output_tokens=10_000),
+        event(event_id="night", timestamp=at, model="night-owl", input_tokens=1_000_000,
+              cached_input_tokens=500_000, output_tokens=10_000),
+    ]})  # fmt: skip
+
+    rollups_update()
+
+    assert _rollups() == _ledger_oracle()
+    slices = ("model", "provider", "region", "service_tier", "above_tokens", "off_peak")
+    for model in (UsageRollup, FeatureRollup):
+        rows = model.objects.filter(grain="hour").values_list(
+            *slices, "calls", "input_tokens", "output_tokens", "cost"
+        )
+        assert {r[:6]: r[6:] for r in rows} == {
+            # 1M input at 2.50 and 100k output at 10 per 1M: 2.50 + 1.00.
+            ("gpt-4o-2024-08-06", "", "us", "standard", 0, False):
+                (1, 1_000_000, 100_000, Decimal("3.5")),
+            # Batch: 2M input at 1.25 and 200k output at 5 per 1M: 2.50 + 1.00.
+            ("gpt-4o-2024-08-06", "", "us", "batch", 0, False):
+                (2, 2_000_000, 200_000, Decimal("3.5")),
+            ("gpt-4o-2024-08-06", "openai", "eu", "standard", 0, False):
+                (1, 1_000_000, 100_000, Decimal("3.5")),
+            # Above 200k prompt tokens: 250k at 2.50 and 10k at 15 per 1M: 0.625 + 0.15.
+            ("gemini-2.5-pro", "", "", "standard", 200_000, False):
+                (1, 250_000, 10_000, Decimal("0.775")),
+            # Off-peak: 500k uncached at 1, 500k cached at 0.1, 10k output at 8 per 1M.
+            ("night-owl", "", "", "standard", 0, True): (1, 1_000_000, 10_000, Decimal("0.63")),
+        }, model  # fmt: skip
+
+
+def _set_tags(event_id: str, tags_json: str) -> None:
+    """Tags the API would not take (values other than strings): written as JSON text."""
+    cast = "CAST(%s AS jsonb)" if connection.vendor == "postgresql" else "%s"
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE ingestion_usageevent SET tags = {cast} WHERE event_id = %s",
+                       [tags_json, event_id])  # fmt: skip
+
+
+# Tags as JSON text -> the rollups' tag: PostgreSQL's `tags ->> 'team'`, by hand.
+TAGS = {
+    '{"team": "search"}': "search",
+    '{"team": true}': "true",
+    '{"team": false}': "false",
+    '{"team": 1}': "1",
+    '{"team": 1.50}': "1.50",
+    '{"team": 1e2}': "100",
+    '{"team": -0.0}': "0.0",
+    '{"team": null}': "",
+    '{"other": "x"}': "",
+    '{"team": ""}': "",
+    '{"team": {"bb": [true, null, 2.50, "\\u00e9\\n\\"/"], "a": {}, "a": 1}}':
+        '{"a": 1, "bb": [true, null, 2.50, "\u00e9\\n\\"/"]}',
+    '{"team": "%s"}' % ("\u00e9" * 250): "\u00e9" * 200,
+}  # fmt: skip
+
+
+def test_the_reported_tag_is_the_text_of_one_key_whatever_its_json(operator, acme,
+                                                                   settings) -> None:  # fmt: skip
+    """The fold keeps the tag's value as PostgreSQL's `->>` writes it, on either database:
+    strings as they are, JSON null and a missing key as '', other values as jsonb prints
+    them (numbers as written, keys shorter first), to 200 characters."""
+    post_events(operator, {"events": [
+        event(event_id=f"t{i}", timestamp=BASE.isoformat()) for i in range(len(TAGS))
+    ]})  # fmt: skip
+    for i, tags in enumerate(TAGS):
+        _set_tags(f"t{i}", tags)
+    expected: dict[str, int] = defaultdict(int)
+    for tag in TAGS.values():
+        expected[tag] += 1
+
+    rollups_update()
+
+    for model in (UsageRollup, FeatureRollup):
+        rows = model.objects.filter(grain="hour").values_list("tag", "calls")
+        assert dict(rows) == expected
+    # Without a key the tag is '' for every event; a rebuild takes the key set now.
+    settings.FINOPS_REPORT_TAG_KEY = ""
+    rollups_rebuild()
+    assert list(UsageRollup.objects.filter(grain="hour").values_list("tag", "calls")) == [
+        ("", len(TAGS))
+    ]
+    settings.FINOPS_REPORT_TAG_KEY = "team"
+    rollups_rebuild()
+    assert dict(FeatureRollup.objects.filter(grain="day").values_list("tag", "calls")) == expected
