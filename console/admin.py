@@ -9,8 +9,18 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from finops.admin import MoneyFieldsMixin
+from finops.money import money_format
 
-from .models import Digest, DigestDelivery, PlannedFeature, RetirementReview
+from .decisions import DecisionResult, decision_results
+from .models import (
+    Digest,
+    DigestDelivery,
+    OptimizationDecision,
+    PlannedFeature,
+    ProjectionSnapshot,
+    ProvisionedOffer,
+    RetirementReview,
+)
 from .reviews import review_decide
 
 
@@ -119,3 +129,106 @@ class DigestAdmin(admin.ModelAdmin):
     @admin.display(description="Text")
     def text_block(self, obj: Digest) -> str:
         return format_html('<pre style="white-space: pre-wrap">{}</pre>', obj.text)
+
+
+def _result(obj: OptimizationDecision) -> DecisionResult:
+    """The decision's measured result: set on each row of a list page at once
+    (`get_changelist_instance`), measured alone on a change page."""
+    result = getattr(obj, "_measured", None)
+    if result is None:
+        (result,) = decision_results([obj], timezone.now())
+        obj._measured = result  # type: ignore[attr-defined]
+    return result
+
+
+@admin.register(OptimizationDecision)
+class OptimizationDecisionAdmin(MoneyFieldsMixin, admin.ModelAdmin):
+    """The optimization log: a decision per lever and feature with the monthly saving
+    expected; finops measures the realized saving (cost per call before against after,
+    at the new volume) and shows it beside the estimate (`console.decisions`)."""
+
+    money_fields = {"expected_monthly_saving": "currency"}
+    list_display = ("decided_on", "lever", "feature", "expected_monthly_saving",
+                    "realized_monthly_saving", "realized_ratio", "measure_status",
+                    "created_by")  # fmt: skip
+    list_filter = ("lever",)
+    search_fields = ("feature__key", "note")
+    autocomplete_fields = ("feature",)
+    fields = ("lever", "feature", "decided_on", "expected_monthly_saving", "currency", "note",
+              "realized_monthly_saving", "realized_ratio", "measure_status", "cost_per_call",
+              "created_by", "created_at")  # fmt: skip
+    readonly_fields = ("realized_monthly_saving", "realized_ratio", "measure_status",
+                       "cost_per_call", "created_by", "created_at")  # fmt: skip
+
+    def get_changelist_instance(self, request: HttpRequest) -> Any:
+        changelist = super().get_changelist_instance(request)
+        rows = list(changelist.result_list)
+        for row, result in zip(rows, decision_results(rows, timezone.now()), strict=True):
+            row._measured = result
+        changelist.result_list = rows
+        return changelist
+
+    @admin.display(description="Realized monthly saving")
+    def realized_monthly_saving(self, obj: OptimizationDecision) -> str | None:
+        if obj.pk is None:
+            return None
+        result = _result(obj)
+        return money_format(result.realized_monthly_saving, result.currency)
+
+    @admin.display(description="Realized / expected")
+    def realized_ratio(self, obj: OptimizationDecision) -> str | None:
+        ratio = _result(obj).ratio if obj.pk is not None else None
+        return None if ratio is None else f"{ratio * 100:.0f}%"
+
+    @admin.display(description="Measure")
+    def measure_status(self, obj: OptimizationDecision) -> str | None:
+        if obj.pk is None:
+            return None
+        result = _result(obj)
+        return f"{result.status.replace('_', ' ')} ({result.days_after} day(s) after)"
+
+    @admin.display(description="Cost per call before / after")
+    def cost_per_call(self, obj: OptimizationDecision) -> str | None:
+        if obj.pk is None:
+            return None
+        result = _result(obj)
+        before = money_format(result.cost_per_call_before, result.currency) or "-"
+        after = money_format(result.cost_per_call_after, result.currency) or "-"
+        return f"{before} / {after}"
+
+    def save_model(self, request: HttpRequest, obj: OptimizationDecision, form: Any,
+                   change: bool) -> None:  # fmt: skip
+        if not change:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(ProvisionedOffer)
+class ProvisionedOfferAdmin(MoneyFieldsMixin, admin.ModelAdmin):
+    """Provisioned-throughput prices staff obtained: a fixed monthly price per model for a
+    capacity in tokens per minute."""
+
+    money_fields = {"monthly_price": "currency"}
+    list_display = ("model", "monthly_price", "tokens_per_minute", "note", "updated_at")
+    search_fields = ("model",)
+
+
+@admin.register(ProjectionSnapshot)
+class ProjectionSnapshotAdmin(MoneyFieldsMixin, admin.ModelAdmin):
+    """The projections kept on each month's first day (the `snapshot-projections` job),
+    with the month's actual cost once it is over. Read-only: they are the record."""
+
+    money_fields = {"projected": None, "actual": None}
+    list_display = ("month", "made_on", "months_ahead", "projected", "actual")
+    list_filter = ("made_on",)
+    fields = ("month", "made_on", "projected", "actual")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -16,7 +16,7 @@ from finops.queries import TimeRangeQuery
 from finops.serializers import StrictSerializer
 
 from .metrics import Window, metrics_compute
-from .projection import projection_compute
+from .projection import projection_accuracy, projection_compute, projection_months
 
 MAX_WINDOW = timedelta(days=400)
 
@@ -92,7 +92,9 @@ class ProjectionQuerySerializer(StrictSerializer):
 
 class ProjectionApi(APIView):
     """This month's cost projected to its end, per feature and in total, with the planned
-    features staff recorded (operator-wide only). A tenant key sees its own tenant's."""
+    features staff recorded (operator-wide only), the six months from this one, and (all
+    tenants only) how the projections kept for ended months compared with their actual
+    cost. A tenant key sees its own tenant's."""
 
     permission_classes = [IsAuthenticated, HasReadScope]
 
@@ -101,7 +103,10 @@ class ProjectionApi(APIView):
         responses={
             200: OpenApiResponse(
                 description='{"month", "as_of", "actual_to_date", "projected_month_end", '
-                '"features": [...], "planned": [...], "daily": [{"date", "actual", "projected"}]}'
+                '"features": [...], "planned": [...], "daily": [{"date", "actual", "projected"}], '
+                '"months": [{"month", "actual_to_date", "projected"}], "accuracy": [{"month", '
+                '"actual", "projections": [{"made_on", "months_ahead", "projected", "error", '
+                '"flagged"}]}] | null}'
             )
         },  # fmt: skip
     )
@@ -109,5 +114,13 @@ class ProjectionApi(APIView):
         query = ProjectionQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         tenant = tenant_in_scope(request, query.validated_data.get("tenant"))
-        result = projection_compute(now=timezone.now(), tenant=tenant)
-        return Response({"tenant": tenant.slug if tenant else None} | result.as_json())
+        now = timezone.now()
+        result = projection_compute(now=now, tenant=tenant)
+        months = projection_months(now=now, tenant=tenant, current=result)
+        # The kept projections are of all tenants: no tenant's own accuracy.
+        accuracy = None if tenant else [m.as_json() for m in projection_accuracy(now=now)]
+        return Response(
+            {"tenant": tenant.slug if tenant else None}
+            | result.as_json()
+            | {"months": [m.as_json() for m in months], "accuracy": accuracy}
+        )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -262,16 +262,19 @@ def _amplification(groups: list[Group], limits: dict) -> Metric:
     return metric
 
 
-def _concentration(groups: list[Group], limits: dict) -> Metric:
+def _concentration(groups: list[Group], limits: dict, whole: Decimal | None = None) -> Metric:
+    """The top feature's share of the cost; with a feature filter (`whole`: the cost of
+    every feature over the same window and tenants), the feature's share of that."""
     threshold, direction = limits["feature_cost_concentration"]
-    total = _total(groups, "cost")
+    total = _total(groups, "cost") if whole is None else whole
     shares = sorted(
         ((feature, _total(gs, "cost")) for feature, gs in _by(groups, "feature").items()),
         key=lambda item: (-item[1], item[0]),
     )
     value = _ratio(shares[0][1], total) if shares and total else None
-    metric = Metric("feature_cost_concentration", "Feature cost concentration (top feature's "
-                    "share of cost)", value, threshold, direction, "ratio")  # fmt: skip
+    label = ("Feature cost concentration (top feature's share of cost)" if whole is None
+             else "Feature cost concentration (this feature's share of all cost)")  # fmt: skip
+    metric = Metric("feature_cost_concentration", label, value, threshold, direction, "ratio")
     metric.status = _status(value, threshold, direction)
     metric.breakdown = [
         {"feature": feature or None, "cost": cost.quantize(_MICROS, rounding=ROUND_HALF_UP),
@@ -311,7 +314,12 @@ def _messages(metrics: list[Metric]) -> None:
 def metrics_compute(window: Window) -> list[Metric]:
     """Every predictive metric over `window`, from the rollups."""
     limits = thresholds()
-    groups = window_groups(window)
+    if window.feature is None:
+        groups, whole = window_groups(window), None
+    else:  # one read of every feature: the concentration compares the feature with all
+        everything = window_groups(replace(window, feature=None))
+        groups = [g for g in everything if g.feature == window.feature]
+        whole = _total(everything, "cost")
     before = window_groups(window.previous())
     metrics = [
         _ratio_metric("retrieval_hit_rate", "Retrieval hit rate (chunks used / retrieved)",
@@ -328,7 +336,7 @@ def metrics_compute(window: Window) -> list[Metric]:
              "sessions", limits),
         _per("cost_per_correct_output", "Cost per correct output", groups, before,
              "outcome_cost", "correct_calls", limits),
-        _concentration(groups, limits),
+        _concentration(groups, limits, whole),
     ]  # fmt: skip
     _messages(metrics)
     return metrics

@@ -164,3 +164,24 @@ def test_amounts_are_exact_decimals(operator, ledger) -> None:
     m = _metrics(operator)
     total = sum(Decimal(b["cost"]) for b in m["feature_cost_concentration"]["breakdown"])
     assert total == Decimal("7.2")
+
+
+def test_with_a_feature_filter_concentration_is_the_features_share_of_all_cost(
+    operator, acme_client, ledger
+) -> None:
+    # All tenants: extract $3.10 (e1 $2.80 + e2 $0.30) of $7.20 = 0.4306, under 0.55.
+    extract = _metrics(operator, feature="extract")["feature_cost_concentration"]
+    assert (extract["value"], extract["status"]) == ("0.4306", "healthy")
+    assert extract["message"] == "extract takes 43% of the cost"
+    assert extract["breakdown"] == [{"feature": "extract", "cost": "3.100000", "share": "0.4306"}]
+    # chat $4.10 (e3, e4, e5) of $7.20, as without the filter: 0.5694, a warning.
+    chat = _metrics(operator, feature="chat")["feature_cost_concentration"]
+    assert (chat["value"], chat["status"]) == ("0.5694", "warning")
+    # acme alone: extract $3.10 of acme's $7.10 (without globex's $0.10 chat) = 0.4366.
+    own = _metrics(acme_client, feature="extract")["feature_cost_concentration"]
+    assert (own["value"], own["status"]) == ("0.4366", "healthy")
+    # The other metrics still read the feature alone.
+    assert _metrics(operator, feature="extract")["retrieval_hit_rate"]["value"] == "0.6000"
+    # A feature without cost in the window has nothing to measure.
+    none = _metrics(operator, feature="nothing")["feature_cost_concentration"]
+    assert (none["value"], none["status"]) == (None, "no_data")
