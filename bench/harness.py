@@ -127,6 +127,10 @@ def event(rng: random.Random, *, event_id: str, now: datetime, spread: timedelta
         body["reranker_changed_order"] = rng.random() < 0.3
     if rng.random() < 0.25:
         body["outcome"] = "correct" if rng.random() < 0.85 else "incorrect"
+    if routing_tier:
+        body["escalated"] = rng.random() < 0.05
+    if rng.random() < 0.3:  # the features whose application caches their answers
+        body["cache_hit"] = rng.random() < 0.15
     if rng.random() < 0.7:
         popular = rng.random() < 0.2
         text = f"{tenant}/{template}/{rng.randrange(20)}" if popular else str(rng.random())

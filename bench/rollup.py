@@ -36,7 +36,9 @@ SELECT count(*) FROM (
            count(*) FILTER (WHERE e.outcome <> ''),
            count(*) FILTER (WHERE e.outcome = 'correct'),
            sum(e.cost) FILTER (WHERE e.outcome <> ''), sum(e.cost) FILTER (WHERE e.session <> ''),
-           count(*) FILTER (WHERE e.prompt_hash <> '')
+           count(*) FILTER (WHERE e.prompt_hash <> ''),
+           count(*) FILTER (WHERE e.escalated), count(e.cache_hit),
+           count(*) FILTER (WHERE e.cache_hit), sum(e.cost) FILTER (WHERE e.cache_hit)
       FROM ingestion_usageevent e
      WHERE e.id > %(after)s
      GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12

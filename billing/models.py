@@ -74,6 +74,14 @@ class RollupSums(models.Model):
         default=0,
         help_text="Calls whose prompt hash the tenant already sent that UTC day.",
     )
+    escalated_calls = models.BigIntegerField(default=0, help_text="Calls marked escalated.")
+    cache_known_calls = models.BigIntegerField(default=0, help_text="Calls reporting cache_hit.")
+    cache_hit_calls = models.BigIntegerField(
+        default=0, help_text="Calls the application's cache answered (cache_hit true)."
+    )
+    cache_hit_cost = ExactDecimalField(
+        max_digits=48, decimal_places=30, default=0, help_text="Cost of the cache_hit calls."
+    )
 
     class Meta:
         abstract = True

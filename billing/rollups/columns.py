@@ -7,10 +7,12 @@ from finops.pricing import TOKEN_COLUMNS
 
 # The metric columns count what the events report: retrieval chunks, reranker runs,
 # outcomes, the cost of calls with an outcome or in a session, sessions (each once per
-# tenant and UTC day) and prompt hashes already sent that day.
+# tenant and UTC day), prompt hashes already sent that day, escalated calls, and the calls
+# that report `cache_hit` (the application's cache answered them), hit, and their cost.
 METRIC_SUMS = (
     "chunks_retrieved", "chunks_used", "reranked_calls", "reranker_changed", "outcome_calls",
     "correct_calls", "outcome_cost", "session_cost", "sessions", "hashed_calls", "repeat_calls",
+    "escalated_calls", "cache_known_calls", "cache_hit_calls", "cache_hit_cost",
 )  # fmt: skip
 SUMS = ("calls", "priced_calls", *TOKEN_COLUMNS, "cost", *METRIC_SUMS)
 # The slices both rollups share after their own keys: where the calls ran, the rate class

@@ -41,9 +41,10 @@ EVENT_CELL = (
 )  # fmt: skip
 EVENT_SUMS = (
     "price_id", *TOKEN_COLUMNS, "cost", "chunks_retrieved", "chunks_used",
-    "reranker_changed_order", "outcome", "session", "prompt_hash",
+    "reranker_changed_order", "escalated", "cache_hit", "outcome", "session", "prompt_hash",
 )  # fmt: skip
-CHANGE_SUMS = ("priced_delta", "cost_delta", "event__outcome", "event__session")
+CHANGE_SUMS = ("priced_delta", "cost_delta", "event__outcome", "event__session",
+               "event__cache_hit")  # fmt: skip
 
 
 class Sums:
@@ -140,7 +141,7 @@ def _event_sums(
     cell = _cell(row[1 : len(EVENT_CELL) + 2], key)
     price_id, *rest = row[len(EVENT_CELL) + 2 :]
     tokens, rest = rest[: len(TOKEN_COLUMNS)], rest[len(TOKEN_COLUMNS) :]
-    cost, retrieved, used, reranker, outcome, session, prompt_hash = rest
+    cost, retrieved, used, reranker, escalated, cache_hit, outcome, session, prompt_hash = rest
     change_priced, change_cost = changed.get(event_id, (0, Decimal(0)))
     cost = (cost if cost is not None else Decimal(0)) - change_cost
     priced = (0 if price_id is None else 1) - change_priced
@@ -149,6 +150,8 @@ def _event_sums(
         int(bool(outcome)), int(outcome == "correct"), cost if outcome else 0,
         cost if session else 0, int(("s", event_id) in firsts), int(bool(prompt_hash)),
         int(bool(prompt_hash) and ("p", event_id) not in firsts),
+        int(bool(escalated)), int(cache_hit is not None), int(bool(cache_hit)),
+        cost if cache_hit else 0,
     ]  # fmt: skip
     return cell, [1, priced, *tokens, cost, *metrics]
 
@@ -163,8 +166,9 @@ def _fold_changes(mark: RollupWatermark, sums: Sums) -> int:
     for rows in _chunks(changes, mark.changes_position):
         for row in rows:
             cell = _cell(row[1 : len(EVENT_CELL) + 2], key)
-            priced, cost, outcome, session = row[len(EVENT_CELL) + 2 :]
-            metrics = [0] * 6 + [cost if outcome else 0, cost if session else 0, 0, 0, 0]
+            priced, cost, outcome, session, cache_hit = row[len(EVENT_CELL) + 2 :]
+            metrics = [0] * 6 + [cost if outcome else 0, cost if session else 0, 0, 0, 0,
+                                 0, 0, 0, cost if cache_hit else 0]  # fmt: skip
             sums.add(cell, [0, priced, *zeros, cost, *metrics])
         mark.changes_position = rows[-1][0]
         folded += len(rows)

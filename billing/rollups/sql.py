@@ -164,6 +164,12 @@ event_groups AS (
                - COALESCE(sum(e.changed_cost) FILTER (WHERE e.session <> ''), 0)
                AS session_cost,
            count(*) FILTER (WHERE e.prompt_hash <> '') AS hashed_calls,
+           count(*) FILTER (WHERE e.escalated) AS escalated_calls,
+           count(e.cache_hit) AS cache_known_calls,
+           count(*) FILTER (WHERE e.cache_hit) AS cache_hit_calls,
+           COALESCE(sum(e.cost) FILTER (WHERE e.cache_hit), 0)
+               - COALESCE(sum(e.changed_cost) FILTER (WHERE e.cache_hit), 0)
+               AS cache_hit_cost,
            hash_record_extended(ROW(date_trunc('hour', e.timestamp), e.tenant_id,
                e.feature_id, e.model, e.prompt_template_id, e.routing_tier, e.tenant_tier,
                e.provider, e.region, e.service_tier, e.above_tokens, e.off_peak,
@@ -191,7 +197,8 @@ event_hours AS (
            g.outcome_calls, g.correct_calls, g.outcome_cost, g.session_cost,
            COALESCE(f.sessions, 0) AS sessions,
            g.hashed_calls,
-           g.hashed_calls - COALESCE(f.first_prompts, 0) AS repeat_calls
+           g.hashed_calls - COALESCE(f.first_prompts, 0) AS repeat_calls,
+           g.escalated_calls, g.cache_known_calls, g.cache_hit_calls, g.cache_hit_cost
       FROM event_groups g LEFT JOIN first_cells f ON f.cell = g.cell
 ),
 change_rows AS (
@@ -208,7 +215,9 @@ change_rows AS (
            0 AS reranker_changed, 0 AS outcome_calls, 0 AS correct_calls,
            CASE WHEN e.outcome <> '' THEN c.cost_delta ELSE 0 END AS outcome_cost,
            CASE WHEN e.session <> '' THEN c.cost_delta ELSE 0 END AS session_cost,
-           0 AS sessions, 0 AS hashed_calls, 0 AS repeat_calls
+           0 AS sessions, 0 AS hashed_calls, 0 AS repeat_calls,
+           0 AS escalated_calls, 0 AS cache_known_calls, 0 AS cache_hit_calls,
+           CASE WHEN e.cache_hit THEN c.cost_delta ELSE 0 END AS cache_hit_cost
       FROM ingestion_costchange c
       JOIN ingestion_usageevent e ON e.id = c.event_id
      WHERE c.xact >= %(low_changes)s AND c.xact < %(high)s
@@ -233,7 +242,9 @@ parts AS (
            sum(reranked_calls)::bigint, sum(reranker_changed)::bigint,
            sum(outcome_calls)::bigint, sum(correct_calls)::bigint,
            sum(outcome_cost), sum(session_cost),
-           sum(sessions)::bigint, sum(hashed_calls)::bigint, sum(repeat_calls)::bigint
+           sum(sessions)::bigint, sum(hashed_calls)::bigint, sum(repeat_calls)::bigint,
+       sum(escalated_calls)::bigint, sum(cache_known_calls)::bigint,
+       sum(cache_hit_calls)::bigint, sum(cache_hit_cost)
       FROM change_rows GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13
 )
 SELECT h.period_start, h.tenant_id, COALESCE(f.key, '') AS feature, h.model,
@@ -245,7 +256,8 @@ SELECT h.period_start, h.tenant_id, COALESCE(f.key, '') AS feature, h.model,
        h.cost,
        h.chunks_retrieved, h.chunks_used, h.reranked_calls, h.reranker_changed,
        h.outcome_calls, h.correct_calls, h.outcome_cost, h.session_cost,
-       h.sessions, h.hashed_calls, h.repeat_calls
+       h.sessions, h.hashed_calls, h.repeat_calls,
+       h.escalated_calls, h.cache_known_calls, h.cache_hit_calls, h.cache_hit_cost
   FROM parts h
   LEFT JOIN ingestion_feature f ON f.id = h.feature_id
   LEFT JOIN ingestion_prompttemplate p ON p.id = h.prompt_template_id
@@ -264,7 +276,8 @@ INSERT INTO billing_usagerollup (
     cost,
     chunks_retrieved, chunks_used, reranked_calls, reranker_changed,
     outcome_calls, correct_calls, outcome_cost, session_cost,
-    sessions, hashed_calls, repeat_calls
+    sessions, hashed_calls, repeat_calls,
+    escalated_calls, cache_known_calls, cache_hit_calls, cache_hit_cost
 )
 SELECT 'hour', period_start, tenant_id, feature, model, prompt_template, routing_tier,
        provider, region, service_tier, above_tokens, off_peak, tag,
@@ -278,7 +291,9 @@ SELECT 'hour', period_start, tenant_id, feature, model, prompt_template, routing
        sum(reranked_calls)::bigint, sum(reranker_changed)::bigint,
        sum(outcome_calls)::bigint, sum(correct_calls)::bigint,
        sum(outcome_cost), sum(session_cost),
-       sum(sessions)::bigint, sum(hashed_calls)::bigint, sum(repeat_calls)::bigint
+       sum(sessions)::bigint, sum(hashed_calls)::bigint, sum(repeat_calls)::bigint,
+       sum(escalated_calls)::bigint, sum(cache_known_calls)::bigint,
+       sum(cache_hit_calls)::bigint, sum(cache_hit_cost)
   FROM rollup_delta GROUP BY 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13
 ON CONFLICT (grain, tenant_id, period_start, feature, model, prompt_template, routing_tier,
              provider, region, service_tier, above_tokens, off_peak, tag)
@@ -306,7 +321,11 @@ DO UPDATE SET
     session_cost = billing_usagerollup.session_cost + EXCLUDED.session_cost,
     sessions = billing_usagerollup.sessions + EXCLUDED.sessions,
     hashed_calls = billing_usagerollup.hashed_calls + EXCLUDED.hashed_calls,
-    repeat_calls = billing_usagerollup.repeat_calls + EXCLUDED.repeat_calls
+    repeat_calls = billing_usagerollup.repeat_calls + EXCLUDED.repeat_calls,
+    escalated_calls = billing_usagerollup.escalated_calls + EXCLUDED.escalated_calls,
+    cache_known_calls = billing_usagerollup.cache_known_calls + EXCLUDED.cache_known_calls,
+    cache_hit_calls = billing_usagerollup.cache_hit_calls + EXCLUDED.cache_hit_calls,
+    cache_hit_cost = billing_usagerollup.cache_hit_cost + EXCLUDED.cache_hit_cost
 """
 
 DAY_UPSERT_SQL = """
@@ -319,7 +338,8 @@ INSERT INTO billing_usagerollup (
     cost,
     chunks_retrieved, chunks_used, reranked_calls, reranker_changed,
     outcome_calls, correct_calls, outcome_cost, session_cost,
-    sessions, hashed_calls, repeat_calls
+    sessions, hashed_calls, repeat_calls,
+    escalated_calls, cache_known_calls, cache_hit_calls, cache_hit_cost
 )
 SELECT 'day', date_trunc('day', period_start), tenant_id, feature, model, prompt_template,
        routing_tier, provider, region, service_tier, above_tokens, off_peak, tag,
@@ -333,7 +353,9 @@ SELECT 'day', date_trunc('day', period_start), tenant_id, feature, model, prompt
        sum(reranked_calls)::bigint, sum(reranker_changed)::bigint,
        sum(outcome_calls)::bigint, sum(correct_calls)::bigint,
        sum(outcome_cost), sum(session_cost),
-       sum(sessions)::bigint, sum(hashed_calls)::bigint, sum(repeat_calls)::bigint
+       sum(sessions)::bigint, sum(hashed_calls)::bigint, sum(repeat_calls)::bigint,
+       sum(escalated_calls)::bigint, sum(cache_known_calls)::bigint,
+       sum(cache_hit_calls)::bigint, sum(cache_hit_cost)
   FROM rollup_delta GROUP BY 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13
 ON CONFLICT (grain, tenant_id, period_start, feature, model, prompt_template, routing_tier,
              provider, region, service_tier, above_tokens, off_peak, tag)
@@ -361,7 +383,11 @@ DO UPDATE SET
     session_cost = billing_usagerollup.session_cost + EXCLUDED.session_cost,
     sessions = billing_usagerollup.sessions + EXCLUDED.sessions,
     hashed_calls = billing_usagerollup.hashed_calls + EXCLUDED.hashed_calls,
-    repeat_calls = billing_usagerollup.repeat_calls + EXCLUDED.repeat_calls
+    repeat_calls = billing_usagerollup.repeat_calls + EXCLUDED.repeat_calls,
+    escalated_calls = billing_usagerollup.escalated_calls + EXCLUDED.escalated_calls,
+    cache_known_calls = billing_usagerollup.cache_known_calls + EXCLUDED.cache_known_calls,
+    cache_hit_calls = billing_usagerollup.cache_hit_calls + EXCLUDED.cache_hit_calls,
+    cache_hit_cost = billing_usagerollup.cache_hit_cost + EXCLUDED.cache_hit_cost
 """
 
 # Across tenants, once per grain (`%(grain)s`: 'hour' or 'day').
@@ -375,7 +401,8 @@ INSERT INTO billing_featurerollup (
     cost,
     chunks_retrieved, chunks_used, reranked_calls, reranker_changed,
     outcome_calls, correct_calls, outcome_cost, session_cost,
-    sessions, hashed_calls, repeat_calls
+    sessions, hashed_calls, repeat_calls,
+    escalated_calls, cache_known_calls, cache_hit_calls, cache_hit_cost
 )
 SELECT %(grain)s, date_trunc(%(grain)s, period_start), feature, model, routing_tier,
        tenant_tier, provider, region, service_tier, above_tokens, off_peak, tag,
@@ -389,7 +416,9 @@ SELECT %(grain)s, date_trunc(%(grain)s, period_start), feature, model, routing_t
        sum(reranked_calls)::bigint, sum(reranker_changed)::bigint,
        sum(outcome_calls)::bigint, sum(correct_calls)::bigint,
        sum(outcome_cost), sum(session_cost),
-       sum(sessions)::bigint, sum(hashed_calls)::bigint, sum(repeat_calls)::bigint
+       sum(sessions)::bigint, sum(hashed_calls)::bigint, sum(repeat_calls)::bigint,
+       sum(escalated_calls)::bigint, sum(cache_known_calls)::bigint,
+       sum(cache_hit_calls)::bigint, sum(cache_hit_cost)
   FROM rollup_delta GROUP BY 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12
 ON CONFLICT (grain, period_start, feature, model, routing_tier, tenant_tier,
              provider, region, service_tier, above_tokens, off_peak, tag)
@@ -418,7 +447,11 @@ DO UPDATE SET
     session_cost = billing_featurerollup.session_cost + EXCLUDED.session_cost,
     sessions = billing_featurerollup.sessions + EXCLUDED.sessions,
     hashed_calls = billing_featurerollup.hashed_calls + EXCLUDED.hashed_calls,
-    repeat_calls = billing_featurerollup.repeat_calls + EXCLUDED.repeat_calls
+    repeat_calls = billing_featurerollup.repeat_calls + EXCLUDED.repeat_calls,
+    escalated_calls = billing_featurerollup.escalated_calls + EXCLUDED.escalated_calls,
+    cache_known_calls = billing_featurerollup.cache_known_calls + EXCLUDED.cache_known_calls,
+    cache_hit_calls = billing_featurerollup.cache_hit_calls + EXCLUDED.cache_hit_calls,
+    cache_hit_cost = billing_featurerollup.cache_hit_cost + EXCLUDED.cache_hit_cost
 """
 
 EVENTS_FOLDED_SQL = "SELECT COALESCE(sum(calls), 0) FROM rollup_delta"

@@ -103,6 +103,9 @@ def _event(rng: random.Random, event_id: str, at: datetime) -> dict[str, Any]:
     # Few sessions and prompt hashes: each repeats within a day, across tenants and runs.
     fields["session"] = rng.choice(("", "", "s1", "s2", "s3", "s4"))
     fields["prompt_hash"] = rng.choice(("", "h1", "h2", "h3"))
+    for name in ("escalated", "cache_hit"):
+        if rng.random() < 0.6:
+            fields[name] = rng.random() < 0.3
     return event(event_id=event_id, timestamp=at.isoformat(), model=model, **fields)
 
 

@@ -87,7 +87,17 @@ def _metric_fields(prefix: str, i: int) -> dict:
         fields["session"] = f"s-{i % 11}"
     if i % 6:
         fields["prompt_hash"] = f"h-{i % 9}"
-    return fields
+    return {**fields, **_flags(i)}
+
+
+def _flags(i: int) -> dict:
+    """`escalated` and `cache_hit`: true, false or not reported."""
+    flags = {}
+    if i % 4 != 1:
+        flags["escalated"] = i % 8 == 0
+    if i % 3 != 2:
+        flags["cache_hit"] = i % 5 == 0
+    return flags
 
 
 def post_events(client, payload):
@@ -145,6 +155,10 @@ def _ledger_oracle() -> dict[tuple, dict]:
                 sums["sessions"] += first_session
                 sums["hashed_calls"] += bool(e.prompt_hash)
                 sums["repeat_calls"] += bool(e.prompt_hash) and not first_prompt
+                sums["escalated_calls"] += e.escalated is True
+                sums["cache_known_calls"] += e.cache_hit is not None
+                sums["cache_hit_calls"] += e.cache_hit is True
+                sums["cache_hit_cost"] += cost if e.cache_hit else 0
     return {k: dict(v) for k, v in expected.items()}
 
 
