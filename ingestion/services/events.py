@@ -138,8 +138,32 @@ def _chunks_agree(event: EventIn, now: datetime) -> Errors:
 
 
 # The checks no schema can express, each on its own fields.
+# The texts an event adds to the key of its rollup rows, and the bytes they may take
+# together (UTF-8): PostgreSQL's unique index holds a key of about 2,700 bytes at most,
+# and one event past that would stop the rollups of every tenant.
+_ROLLUP_KEY_FIELDS = ("feature", "model", "prompt_template", "routing_tier", "provider",
+                      "region")  # fmt: skip
+ROLLUP_KEY_BYTES = 2000
+_TAG_CHARACTERS = 200  # the rollups keep this much of the reported tag
+
+
+def _fits_a_rollup_row(event: EventIn, now: datetime) -> Errors:
+    sizes = {name: len((getattr(event, name) or "").encode()) for name in _ROLLUP_KEY_FIELDS}
+    key = settings.FINOPS_REPORT_TAG_KEY
+    sizes["tags"] = len(event.tags.get(key, "")[:_TAG_CHARACTERS].encode()) if key else 0
+    total = sum(sizes.values())
+    if total <= ROLLUP_KEY_BYTES:
+        return {}
+    largest = max(sizes, key=lambda name: sizes[name])
+    return {largest: [
+        f"feature, model, prompt_template, routing_tier, provider, region and the reported "
+        f"tag may take {ROLLUP_KEY_BYTES:,} bytes together (UTF-8); these take {total:,}."
+    ]}  # fmt: skip
+
+
 _SEMANTIC_CHECKS = (
     _no_nul, _token_counts_agree, _one_tier, _within_the_window, _cost_usd_exact, _chunks_agree,
+    _fits_a_rollup_row,
 )  # fmt: skip
 
 

@@ -206,6 +206,28 @@ def test_bad_fields_are_named_in_a_400(operator, acme, change, field) -> None:
     assert not UsageEvent.objects.exists()
 
 
+def test_names_too_long_for_a_rollup_row_are_refused_not_left_to_stall_the_rollups(
+    operator, acme, settings
+) -> None:
+    # Each within its own limit, but 4-byte characters: 200 + 128 + 128 + 64 + 100 + 64
+    # characters take 2,736 bytes, more than PostgreSQL's index holds in one key.
+    wide = "\U0001f600"
+    names = {"model": wide * 200, "feature": wide * 128, "prompt_template": wide * 128,
+             "routing_tier": wide * 64, "provider": wide * 100, "region": wide * 64}  # fmt: skip
+    refused = post_events(operator, event(**names))
+    assert refused.status_code == 400
+    assert "2,000 bytes together" in refused.json()["model"][0], refused.json()
+    # The same in ASCII fits (684 bytes), and so does a reported tag within the limit.
+    settings.FINOPS_REPORT_TAG_KEY = "team"
+    ascii_names = {name: "x" * (len(value) // len(wide)) for name, value in names.items()}
+    accepted = post_events(operator, event(event_id="ok", tags={"team": "y" * 200}, **ascii_names))
+    assert accepted.status_code == 202, accepted.json()
+    tagged = post_events(operator, event(event_id="tag", tags={"team": wide * 250}, **ascii_names))
+    # The rollups keep 200 characters of the tag: 800 bytes, with 684 more.
+    assert tagged.status_code == 202, tagged.json()
+    assert UsageEvent.objects.count() == 2
+
+
 def test_timestamps_outside_the_window_are_rejected(operator, acme) -> None:
     now = datetime.now(UTC)
     future = post_events(operator, event(timestamp=(now + timedelta(minutes=6)).isoformat()))
