@@ -249,6 +249,18 @@ CELERY_BEAT_SCHEDULE = {
         "task": "console.tasks.alarms_check_task",
         "schedule": crontab(minute="0", hour="6"),
     },
+    # Daily 00:30 UTC: on a month's first day (or the next run, if missed) keeps the
+    # projection of it and the five months after; sets the actual of ended months.
+    "snapshot-projections": {
+        "task": "console.tasks.projections_snapshot_task",
+        "schedule": crontab(minute="30", hour="0"),
+    },
+    # Daily 01:30 UTC: distinct end users and sessions per feature, this and last month
+    # and quarter (distinct counts do not add up from the rollups).
+    "count-feature-reach": {
+        "task": "console.tasks.feature_reach_task",
+        "schedule": crontab(minute="30", hour="1"),
+    },
     "deliver-alerts": {"task": "billing.tasks.alerts_deliver_task", "schedule": 60.0},
     "deliver-digests": {"task": "console.tasks.digests_deliver_task", "schedule": 60.0},
 }
@@ -274,6 +286,9 @@ FINOPS_DEFAULT_CURRENCY = "USD"
 # PostgreSQL's work_mem for a rollup run (its transaction only): a first fold of millions
 # of events hashes its keys and groups in memory with this much per step.
 FINOPS_ROLLUP_WORK_MEM = env.str("FINOPS_ROLLUP_WORK_MEM", default="1GB")
+# The event tag whose value the rollups keep as a dimension ('': none). A change applies to
+# events folded after it; `billing.rollups.rollups_rebuild()` re-folds the history.
+FINOPS_REPORT_TAG_KEY = env.str("FINOPS_REPORT_TAG_KEY", default="")
 
 # Alerts: a Slack-compatible webhook and/or e-mail recipients; either may be empty.
 FINOPS_ALERT_WEBHOOK_URL = env.str("FINOPS_ALERT_WEBHOOK_URL", default="")

@@ -9,6 +9,8 @@ from finops.periods import clock_reading
 
 from .alarms import alarms_check
 from .digest import digest_write, digests_deliver
+from .economics import feature_reach_count
+from .projection import projections_snapshot
 from .reviews import lifecycles_advance, reviews_open
 
 
@@ -42,3 +44,16 @@ def alarms_check_task(now: str | None = None) -> str:
         f"checked last week's metrics for {result.scopes} scope(s): {result.raised} new "
         f"metric alert(s), {result.resolved} resolved; {result.overruns} projection overrun(s)"
     )
+
+
+@shared_task
+def projections_snapshot_task(now: str | None = None) -> str:
+    run = projections_snapshot(now=clock_reading(now))
+    return f"kept {run.made} month projection(s); set {run.actuals} ended month(s)' actual cost"
+
+
+@shared_task
+def feature_reach_task(now: str | None = None) -> str:
+    result = feature_reach_count(now=clock_reading(now))
+    periods = ", ".join(f"{period} {start:%Y-%m-%d}" for period, start in result.periods)
+    return f"counted feature reach for {periods}: {result.rows} row(s)"
