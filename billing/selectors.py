@@ -114,16 +114,21 @@ def window_sums_by_feature_model_tier(
     feature: str | None,
     counts: Sequence[str],
     moneys: Sequence[str],
+    slices: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Sums of `counts` (integers, None when no row) and `moneys` (exact) over [start, end)
     on hour boundaries, by feature, model and routing tier: across tenants from
-    `FeatureRollup` (a few rows a day), for one tenant from `UsageRollup`."""
+    `FeatureRollup` (a few rows a day), for one tenant from `UsageRollup`. `slices` keeps
+    the rows of given values of the rollups' slices (region, provider, service tier,
+    routing tier, the tag; `tenant_tier` across tenants only)."""
     if tenant is None:
         rows = FeatureRollup.objects.filter(_window_filter(start, end))
     else:
         rows = UsageRollup.objects.filter(_window_filter(start, end), tenant=tenant)
     if feature is not None:
         rows = rows.filter(feature=feature)
+    if slices:
+        rows = rows.filter(**slices)
     sums = {name: Sum(name) for name in counts} | {name: ExactSum(name) for name in moneys}
     return list(rows.values("feature", "model", "routing_tier").annotate(**sums).order_by())
 
@@ -226,14 +231,25 @@ def feature_costs_by_day(
 def tenant_tier_sums(*, first: datetime, last: datetime) -> dict[str, tuple[int, Decimal]]:
     """(calls, cost) per tenant tier (the tenants' tier when they made the calls) over the
     UTC days `first` to `last`, both included."""
+    return slice_sums(first=first, last=last, field="tenant_tier")
+
+
+SLICE_FIELDS = ("region", "provider", "service_tier", "routing_tier", "tenant_tier", "tag")
+
+
+def slice_sums(*, first: datetime, last: datetime, field: str) -> dict[str, tuple[int, Decimal]]:
+    """(calls, cost) per value of one of the rollups' slices (`SLICE_FIELDS`) across
+    tenants, over the UTC days `first` to `last`, both included."""
+    if field not in SLICE_FIELDS:
+        raise ValueError(f"not a slice: {field}")
     rows = (
         FeatureRollup.objects.filter(grain=FeatureRollup.Grain.DAY, period_start__gte=first,
                                      period_start__lte=last)
-        .values_list("tenant_tier")
+        .values_list(field)
         .annotate(calls=Sum("calls"), cost=ExactSum("cost"))
         .order_by()
     )  # fmt: skip
-    return {tier: (calls or 0, cost or Decimal(0)) for tier, calls, cost in rows}
+    return {value: (calls or 0, cost or Decimal(0)) for value, calls, cost in rows}
 
 
 def usage_buckets(

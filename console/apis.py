@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from finops.authentication import HasReadScope, tenant_in_scope
+from finops.models import ServiceTier, Tenant
 from finops.queries import TimeRangeQuery
 from finops.serializers import StrictSerializer
 
@@ -21,9 +22,20 @@ from .projection import projection_accuracy, projection_compute, projection_mont
 MAX_WINDOW = timedelta(days=400)
 
 
+# The rollups' slices a metric can be read on (`?region=eu`; '' for "not set").
+SLICES = {"region": 64, "provider": 100, "service_tier": 16, "routing_tier": 64,
+          "tenant_tier": 16, "tag": 200}  # fmt: skip
+
+
 class MetricsQuerySerializer(TimeRangeQuery):
     tenant = serializers.CharField(required=False)
     feature = serializers.CharField(required=False, max_length=128)
+    region = serializers.CharField(required=False, allow_blank=True, max_length=64)
+    provider = serializers.CharField(required=False, allow_blank=True, max_length=100)
+    service_tier = serializers.ChoiceField(required=False, choices=ServiceTier.choices)
+    routing_tier = serializers.CharField(required=False, allow_blank=True, max_length=64)
+    tenant_tier = serializers.ChoiceField(required=False, choices=Tenant.Tier.choices)
+    tag = serializers.CharField(required=False, allow_blank=True, max_length=200)
 
     @staticmethod
     def _on_the_hour(value: datetime) -> datetime:
@@ -47,6 +59,10 @@ class MetricsQuerySerializer(TimeRangeQuery):
         if end - start > MAX_WINDOW:
             raise serializers.ValidationError({"to": [f"At most {MAX_WINDOW.days} days after "
                                                       "'from'."]})  # fmt: skip
+        if "tenant_tier" in attrs and "tenant" in attrs:
+            raise serializers.ValidationError(
+                {"tenant_tier": ["A tenant has one tier: give the tenant or the tier."]}
+            )
         return attrs
 
 
@@ -62,12 +78,13 @@ class MetricsApi(APIView):
             OpenApiParameter("to", OpenApiTypes.DATETIME, required=True),
             OpenApiParameter("tenant", str),
             OpenApiParameter("feature", str),
+            *(OpenApiParameter(name, str) for name in SLICES),
         ],  # fmt: skip
         responses={
             200: OpenApiResponse(
-                description='{"from", "to", "tenant", "feature", "results": [{"name", "label", '
-                '"value", "status" (healthy | warning | no_data), "threshold", "warn_when", '
-                '"unit", "message", "breakdown"?}]}'
+                description='{"from", "to", "tenant", "feature", "slices", "results": [{"name", '
+                '"label", "value", "status" (healthy | warning | no_data), "threshold", '
+                '"warn_when", "unit", "message", "breakdown"?}]}'
             )
         },  # fmt: skip
     )
@@ -76,12 +93,18 @@ class MetricsApi(APIView):
         query.is_valid(raise_exception=True)
         params = query.validated_data
         tenant = tenant_in_scope(request, params.get("tenant"))
-        window = Window(params["from"], params["to"], tenant, params.get("feature"))
+        slices = tuple((name, params[name]) for name in SLICES if name in params)
+        if tenant is not None and "tenant_tier" in params:
+            raise serializers.ValidationError(
+                {"tenant_tier": ["A tenant key reads its own tenant: its tier is one."]}
+            )
+        window = Window(params["from"], params["to"], tenant, params.get("feature"), slices)
         return Response({
             "from": window.start.isoformat(),
             "to": window.end.isoformat(),
             "tenant": tenant.slug if tenant else None,
             "feature": window.feature,
+            "slices": dict(slices),
             "results": [m.as_json() for m in metrics_compute(window)],
         })  # fmt: skip
 

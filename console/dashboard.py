@@ -15,7 +15,7 @@ from decimal import Decimal
 
 from django.conf import settings
 
-from billing.selectors import daily_feature_costs, tenant_tier_sums
+from billing.selectors import SLICE_FIELDS, daily_feature_costs, slice_sums, tenant_tier_sums
 from finops.charts import (
     OTHER,
     BarChart,
@@ -96,7 +96,51 @@ class Dashboard:
     gauges: list[Gauge]
     projection: Projection
     projection_chart: Chart
+    slice_by: str = "region"
+    slices: list[SliceCost] = field(default_factory=list)
+    slice_chart: BarChart | None = None
     day_choices: tuple[int, ...] = field(default=DAY_CHOICES)
+    slice_choices: tuple[str, ...] = field(default=SLICE_FIELDS)
+
+
+@dataclass(frozen=True, slots=True)
+class SliceCost:
+    value: str  # '' for usage that does not say
+    calls: int
+    cost: Decimal
+    share: Decimal | None
+
+    @property
+    def label(self) -> str:
+        return self.value or "(not set)"
+
+    @property
+    def share_text(self) -> str:
+        return _percent(self.share)
+
+
+def dashboard_slice(raw: str | None) -> str:
+    """The slice asked for (`?by=provider`), if it is one; region otherwise."""
+    return raw if raw in SLICE_FIELDS else "region"
+
+
+def _slices(first: datetime, last: datetime, by: str, currency: str) -> tuple[list, BarChart]:
+    """Cost by the values of one slice, the largest first, and its bars."""
+    sums = slice_sums(first=first, last=last, field=by)
+    total = sum((cost for _, cost in sums.values()), Decimal(0))
+    rows = sorted(
+        (SliceCost(value, calls, cost, cost / total if total else None)
+         for value, (calls, cost) in sums.items()),
+        key=lambda r: (-r.cost, r.value),
+    )  # fmt: skip
+    colors = colors_for([r.label for r in rows])
+    chart = horizontal_bars(
+        rows=[(r.label, [(r.label, r.cost, f"{r.label}: {money_format(r.cost, currency)}, "
+                                           f"{r.calls} calls")],
+               f"{money_format(r.cost, currency)} ({r.share_text})") for r in rows],
+        colors=colors, label_width=160,
+    )  # fmt: skip
+    return rows, chart
 
 
 def dashboard_days(raw: str | None) -> int:
@@ -216,7 +260,7 @@ def _projection_chart(projection: Projection, currency: str) -> Chart:
                            colors=colors, unit=currency)  # fmt: skip
 
 
-def dashboard_get(*, now: datetime, days: int = DEFAULT_DAYS) -> Dashboard:
+def dashboard_get(*, now: datetime, days: int = DEFAULT_DAYS, by: str = "region") -> Dashboard:
     currency = settings.FINOPS_DEFAULT_CURRENCY
     last = period_start(DAY, now)
     first = last - timedelta(days=days - 1)
@@ -229,6 +273,7 @@ def dashboard_get(*, now: datetime, days: int = DEFAULT_DAYS) -> Dashboard:
     routing = next(g for g in gauges if g.metric.name == "routing_cheap_share")
     routing_chart, routing_rows = _routing(routing.metric)
     projection = projection_compute(now=now)
+    slices, slice_chart = _slices(first, last, by, currency)
     return Dashboard(
         days=days,
         first_day=first.date(),
@@ -244,4 +289,7 @@ def dashboard_get(*, now: datetime, days: int = DEFAULT_DAYS) -> Dashboard:
         gauges=gauges,
         projection=projection,
         projection_chart=_projection_chart(projection, currency),
+        slice_by=by,
+        slices=slices,
+        slice_chart=slice_chart,
     )

@@ -46,10 +46,12 @@ class Window:
     end: datetime
     tenant: Tenant | None = None
     feature: str | None = None
+    # Only the usage of these slices: {"region": "eu", "service_tier": "batch", ...}.
+    slices: tuple[tuple[str, str], ...] = ()
 
     def previous(self) -> Window:
         length = self.end - self.start
-        return Window(self.start - length, self.start, self.tenant, self.feature)
+        return replace(self, start=self.start - length, end=self.start)
 
 
 @dataclass(slots=True)
@@ -72,7 +74,7 @@ def window_groups(window: Window) -> list[Group]:
     """The window's usage, summed by feature, model and routing tier."""
     rows = window_sums_by_feature_model_tier(
         start=window.start, end=window.end, tenant=window.tenant, feature=window.feature,
-        counts=_COUNTS, moneys=_MONEYS,
+        counts=_COUNTS, moneys=_MONEYS, slices=dict(window.slices),
     )  # fmt: skip
     groups = []
     for row in rows:

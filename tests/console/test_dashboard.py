@@ -120,13 +120,28 @@ def test_the_window_selector_changes_the_figures(staff, ledger) -> None:
     assert "<strong>30 days</strong>" in page
 
 
+def test_cost_is_sliced_by_the_rollups_slices(staff, ledger) -> None:
+    # No event names a region: all of it is "(not set)".
+    page = staff.get("/admin/dashboard/", {"days": 7}).content.decode()
+    assert _row(page, "<td>(not set)</td>") == "(not set) 4 5.20 USD 100.0%"
+    assert "<strong>region</strong>" in page and 'href="?days=7&amp;by=provider"' in page
+    page = staff.get("/admin/dashboard/", {"days": 7, "by": "routing_tier"}).content.decode()
+    slices = re.search(r'<table id="slice-costs">.*?</table>', page, re.S).group(0)
+    assert _row(slices, "<td>premium</td>") == "premium 1 2.80 USD 53.8%"
+    assert _row(slices, "<td>cheap</td>") == "cheap 2 2.30 USD 44.2%"
+    assert _row(slices, "<td>(not set)</td>") == "(not set) 1 0.10 USD 1.9%"
+    assert 'id="slice-cost-chart"' in page
+    # Anything but a slice is the region.
+    assert "<strong>region</strong>" in staff.get("/admin/dashboard/", {"by": "x"}).content.decode()
+
+
 def test_the_dashboard_reads_a_few_rollup_queries_never_the_events(staff, ledger) -> None:
     with CaptureQueriesContext(connection) as queries:
         assert staff.get("/admin/dashboard/").status_code == 200
     sql = [q["sql"] for q in queries.captured_queries]
     assert not [s for s in sql if "ingestion_usageevent" in s]
     assert len([s for s in sql if "billing_usagerollup" in s]) <= 6
-    assert len(sql) <= 12
+    assert len(sql) <= 13
 
 
 def test_an_empty_ledger_renders_with_no_data(staff, db) -> None:

@@ -185,3 +185,23 @@ def test_with_a_feature_filter_concentration_is_the_features_share_of_all_cost(
     # A feature without cost in the window has nothing to measure.
     none = _metrics(operator, feature="nothing")["feature_cost_concentration"]
     assert (none["value"], none["status"]) == (None, "no_data")
+
+
+def test_metrics_read_one_slice_of_the_usage(operator, acme_client, ledger) -> None:
+    # On the cheap routing tier: e2 extract $0.30, e3 chat $2.00, e5 (globex) chat $0.10.
+    cheap = _metrics(operator, routing_tier="cheap")
+    assert cheap["routing_cheap_share"]["value"] == "1.0000"
+    assert cheap["feature_cost_concentration"]["value"] == "0.8750"  # chat 2.10 of 2.40
+    # The pro tier is globex alone: e5, $0.10 in session s1.
+    pro = _metrics(operator, tenant_tier="pro")
+    assert pro["cost_per_session"]["value"] == "0.100000"
+    assert _metrics(operator, region="eu")["feature_cost_concentration"]["status"] == "no_data"
+    assert _metrics(acme_client, region="")["cost_per_session"]["value"] == "2.550000"
+
+    query = {"from": DAY.isoformat(), "to": (DAY + timedelta(days=1)).isoformat()}
+    for client, bad, field in ((operator, {"service_tier": "cheapest"}, "service_tier"),
+                               (operator, {"tenant": "acme", "tenant_tier": "pro"}, "tenant_tier"),
+                               (acme_client, {"tenant_tier": "pro"}, "tenant_tier"),
+                               (operator, {"regoin": "eu"}, "regoin")):  # fmt: skip
+        response = client.get("/api/v1/metrics", query | bad)
+        assert response.status_code == 400 and set(response.json()) == {field}, response.json()
