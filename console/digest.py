@@ -6,7 +6,7 @@ email."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -15,7 +15,9 @@ from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 
 from billing.alerts import DeliveryResult, alert_channels, deliveries_send, webhook_post
-from billing.selectors import feature_costs, feature_model_tokens, feature_repeats
+from billing.levers import change_groups
+from billing.selectors import feature_costs, feature_model_tokens
+from finops.models import Tenant
 from finops.money import money_format, round_money
 from finops.periods import DAY, period_start
 from finops.pricing import PriceBook, RateClass, TokenVector, token_cost
@@ -23,7 +25,8 @@ from ingestion.models import Feature
 
 from .metrics import WARNING, Window, metrics_compute
 from .models import Digest, DigestDelivery
-from .projection import projection_compute
+from .projection import projection_accuracy, projection_compute
+from .savings import savings_compute
 
 DAYS_PER_MONTH = Decimal(30)
 
@@ -90,23 +93,82 @@ def _fallback_actions(start: datetime, end: datetime, now: datetime) -> list[Act
     return actions
 
 
-def _cache_actions(start: datetime, end: datetime) -> list[Action]:
-    """Serve repeated prompts from a cache: the cost of last week's repeats, per month."""
-    rows = feature_repeats(start=start, end=end)
-    actions = []
-    for row in rows:
-        if not row["repeats"] or not row["calls_sum"]:
-            continue
-        weekly = row["cost_sum"] * row["repeats"] / row["calls_sum"]
-        share = Decimal(row["repeats"]) * 100 / row["calls_sum"]
-        actions.append(
-            Action(
-                f"Cache {row['feature']}'s responses by prompt hash: {share:.0f}% of its calls "
-                "repeat a prompt sent the same day",
-                weekly * DAYS_PER_MONTH / 7,
-            )
-        )
-    return actions
+def _recommended(start: datetime, end: datetime, now: datetime) -> list[Action]:
+    """The actions ranked by measured monthly saving: routing to fallback models, and the
+    savings ledger's recommendations over the last four weeks (each clears its
+    break-even: a cache only where the expected hit rate pays for the cache)."""
+    savings = savings_compute(start=end - timedelta(days=28), end=end)
+    actions = _fallback_actions(start, end, now) + [
+        Action(r.text, r.monthly_saving) for r in savings.recommendations
+    ]
+    return sorted(actions, key=lambda a: (-a.monthly_saving, a.text))
+
+
+@dataclass(slots=True)
+class Cause:
+    """The (tenant, feature, model) whose cost moved most the way the week's total moved,
+    its share of that change, split into volume (its change of calls at last week's cost
+    per call) and unit cost (the rest: this week's calls at the change of cost per call)."""
+
+    tenant: str
+    feature: str
+    model: str
+    change: Decimal
+    share: Decimal | None
+    volume: Decimal
+    unit_cost: Decimal
+
+
+def _root_cause(start: datetime, end: datetime) -> Cause | None:
+    now = change_groups(start=start, end=end)
+    before = change_groups(start=start - timedelta(days=7), end=start)
+    total = sum((Decimal(c) for _, c in now.values()), Decimal(0)) - sum(
+        (Decimal(c) for _, c in before.values()), Decimal(0)
+    )
+
+    def delta(key: tuple) -> Decimal:
+        return Decimal(now.get(key, (0, 0))[1]) - Decimal(before.get(key, (0, 0))[1])
+
+    # The group that moved most the way the total moved (a rise: the largest rise).
+    sign = 1 if total >= 0 else -1
+    keys = sorted(set(now) | set(before), key=lambda k: (-sign * delta(k), str(k)))
+    if not keys or sign * delta(keys[0]) <= 0:
+        return None
+    key = keys[0]
+    calls1, calls0 = now.get(key, (0, 0))[0], before.get(key, (0, 0))[0]
+    cost0 = before.get(key, (0, 0))[1]
+    per_call0 = Decimal(cost0) / calls0 if calls0 else Decimal(0)
+    volume = (calls1 - calls0) * per_call0
+    slug = Tenant.objects.filter(id=key[0]).values_list("slug", flat=True).first() or ""
+    share = delta(key) / total if total else None
+    return Cause(slug, key[1], key[2], delta(key), share, volume, delta(key) - volume)
+
+
+def _cause_json(cause: Cause | None) -> dict[str, Any] | None:
+    if cause is None:
+        return None
+    return {"tenant": cause.tenant, "feature": cause.feature or None, "model": cause.model,
+            "change": _cents(cause.change),
+            "share_percent": None if cause.share is None
+            else str((cause.share * 100).quantize(Decimal("0.1"), ROUND_HALF_UP)),
+            "volume": _cents(cause.volume), "unit_cost": _cents(cause.unit_cost)}  # fmt: skip
+
+
+def _projection_check(now: datetime) -> dict[str, Any] | None:
+    """The last ended month's projection made on its first day, against its actual."""
+    for month in projection_accuracy(now=now, months=1):
+        kept = next((s for s in month.snapshots if s.months_ahead == 0), None)
+        if kept is not None:
+            return _check_json(month.month, month.actual, kept)
+    return None
+
+
+def _check_json(month: date, actual: Decimal, kept: Any) -> dict[str, Any]:
+    return {"month": f"{month:%Y-%m}", "projected": _cents(kept.projected),
+            "actual": _cents(actual),
+            "error_percent": None if kept.error is None
+            else str((kept.error * 100).quantize(Decimal("0.1"), ROUND_HALF_UP)),
+            "flagged": kept.flagged}  # fmt: skip
 
 
 def digest_figures(*, now: datetime) -> dict[str, Any]:
@@ -124,10 +186,7 @@ def digest_figures(*, now: datetime) -> dict[str, Any]:
         top_before = last_week.get(top[0], Decimal(0)) * 100 / before if before else None
     projection = projection_compute(now=now)
     warnings = [m for m in metrics_compute(Window(start, end)) if m.status == WARNING]
-    actions = sorted(
-        _fallback_actions(start, end, now) + _cache_actions(start, end),
-        key=lambda a: -a.monthly_saving,
-    )
+    actions = _recommended(start, end, now)
 
     def pct(value: Decimal | None) -> str | None:
         return None if value is None else str(value.quantize(Decimal("0.1"), ROUND_HALF_UP))
@@ -144,6 +203,11 @@ def digest_figures(*, now: datetime) -> dict[str, Any]:
         "projected_month_end": _cents(projection.projected),
         "projection_month": f"{projection.month:%Y-%m}",
         "warnings": [{"name": m.name, "message": m.message} for m in warnings],
+        "root_cause": _cause_json(_root_cause(start, end)),
+        "projection_check": _projection_check(now),
+        "recommendations": [
+            {"text": a.text, "monthly_saving": _cents(a.monthly_saving)} for a in actions[:5]
+        ],
         "action": (
             {
                 "text": actions[0].text,
@@ -178,24 +242,56 @@ def digest_text(figures: dict[str, Any]) -> str:
                 f" ({points:+} points on the week before)" if points else " (as the week before)"
             )
         lines.append(text + ".")
+    lines += _cause_lines(figures.get("root_cause"))
     lines.append(
         f"Projected month-end ({figures['projection_month']}): "
         f"{money_format(Decimal(figures['projected_month_end']), 'USD')}."
     )
+    lines += _check_lines(figures.get("projection_check"))
     if figures["warnings"]:
         lines.append("Metrics in warning:")
         lines += [f"- {w['message']}" for w in figures["warnings"]]
     else:
         lines.append("No metric in warning.")
-    action = figures["action"]
-    if action:
-        lines.append(
-            f"Recommended action: {action['text']}; estimated saving "
-            f"{money_format(Decimal(action['monthly_saving']), 'USD')} per month."
-        )
+    recommendations = figures.get("recommendations") or []
+    if recommendations:
+        lines.append("Recommended actions, by measured saving:")
+        lines += [
+            f"- {r['text']}: {money_format(Decimal(r['monthly_saving']), 'USD')} per month"
+            for r in recommendations[:3]
+        ]
     else:
         lines.append("Recommended action: none this week.")
     return "\n".join(lines)
+
+
+def _usd(text: str) -> str:
+    return money_format(Decimal(text), "USD") or text
+
+
+def _cause_lines(cause: dict[str, Any] | None) -> list[str]:
+    if not cause:
+        return []
+    share = f", {cause['share_percent']}% of the change" if cause["share_percent"] else ""
+    sign = "+" if Decimal(cause["change"]) >= 0 else ""
+    return [
+        f"Root cause: {cause['feature'] or '(no feature)'} on {cause['model']} for "
+        f"{cause['tenant']}, {sign}{_usd(cause['change'])}{share} (volume "
+        f"{_usd(cause['volume'])}, cost per call {_usd(cause['unit_cost'])})."
+    ]
+
+
+def _check_lines(check: dict[str, Any] | None) -> list[str]:
+    if not check:
+        return []
+    error = check["error_percent"]
+    verdict = "no actual cost" if error is None else f"{Decimal(error):+.1f}%"
+    if check["flagged"]:
+        verdict += ", outside tolerance"
+    return [
+        f"Projection check: {check['month']} was projected at {_usd(check['projected'])} on "
+        f"its first day, actual {_usd(check['actual'])} ({verdict})."
+    ]
 
 
 def digest_write(*, now: datetime) -> Digest | None:

@@ -59,16 +59,24 @@ def test_the_digest_reads_like_the_weekly_review(weeks) -> None:
     assert lines[0] == f"Weekly FinOps review, week of {start:%Y-%m-%d}"
     assert lines[1] == "Total cost: 4.00 USD, +33.3% week over week (was 3.00 USD)."
     assert lines[2] == "Top feature: chat at 75% of cost (+8 points on the week before)."
-    assert re.fullmatch(r"Projected month-end \(\d{4}-\d\d\): [\d,]+\.\d\d USD\.", lines[3])
+    # The whole rise is chat's: one call each week, $2 then $3: all cost per call.
+    assert lines[3] == (
+        "Root cause: chat on big-1 for acme, +1.00 USD, 100.0% of the change (volume "
+        "0.00 USD, cost per call 1.00 USD)."
+    )
+    assert re.fullmatch(r"Projected month-end \(\d{4}-\d\d\): [\d,]+\.\d\d USD\.", lines[4])
     assert "Metrics in warning:" in lines
     assert "- chat takes 75% of the cost" in lines
     # $1 a week on big-1 costs $0.10 on small-1: $0.90 a week, $3.86 over 30 days.
-    assert lines[-1] == (
-        "Recommended action: Route extract's extraction calls from big-1 to its fallback "
-        "model small-1; estimated saving 3.86 USD per month."
-    )
+    assert lines[-2:] == [
+        "Recommended actions, by measured saving:",
+        "- Route extract's extraction calls from big-1 to its fallback model small-1: "
+        "3.86 USD per month",
+    ]
     assert digest.figures["total"] == "4.00"
     assert digest.figures["action"]["monthly_saving"] == "3.86"
+    assert digest.figures["root_cause"]["share_percent"] == "100.0"
+    assert digest.figures["projection_check"] is None  # no month kept a projection yet
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL")
@@ -123,3 +131,22 @@ def test_staff_read_digests_in_the_admin(weeks, admin_client) -> None:
     page = admin_client.get(f"/admin/console/digest/{digest.id}/change/")
     assert page.status_code == 200
     assert "Total cost: 4.00 USD" in page.content.decode()
+
+
+def test_the_digest_checks_last_months_projection(weeks) -> None:
+    from console.models import ProjectionSnapshot
+    from finops.periods import MONTH, period_start
+
+    now, _ = weeks
+    last_month = (period_start(MONTH, now) - timedelta(days=1)).date().replace(day=1)
+    ProjectionSnapshot.objects.create(month=last_month, made_on=last_month, projected=130,
+                                      actual=100)  # fmt: skip
+
+    digest = digest_write(now=now)
+
+    # 130 projected against 100 spent: 30% over, outside the 20% tolerance.
+    assert (
+        f"Projection check: {last_month:%Y-%m} was projected at 130.00 USD on its first day, "
+        "actual 100.00 USD (+30.0%, outside tolerance)."
+    ) in digest.text.splitlines()
+    assert digest.figures["projection_check"]["flagged"] is True
