@@ -16,8 +16,8 @@ import msgspec
 from django.db import transaction
 
 from billing.models import Budget
-from console.models import PlannedFeature
-from finops.models import Tenant
+from console.models import OptimizationDecision, PlannedFeature, ProvisionedOffer
+from finops.models import Tenant, TierPlan
 from ingestion.models import Feature
 from ingestion.services import ACCEPTED, DUPLICATE, events_ingest
 
@@ -35,6 +35,9 @@ class DemoFeature:
     output_range: tuple[int, int]
     reasoning: bool = False
     retrieval: bool = False
+    workload: str = Feature.Workload.LATENCY_SENSITIVE
+    batch_share: float = 0.0  # of its calls sent through the batch API
+    app_cache: bool = False  # the application caches its answers (reports cache_hit)
 
 
 FEATURES = [
@@ -60,6 +63,7 @@ FEATURES = [
         (800, 6000),
         (100, 900),
         retrieval=True,
+        app_cache=True,
     ),
     DemoFeature(
         "support_triage",
@@ -71,6 +75,7 @@ FEATURES = [
         0.20,
         (300, 1500),
         (5, 40),
+        workload=Feature.Workload.STEADY,
     ),
     DemoFeature(
         "invoice_extraction",
@@ -82,6 +87,8 @@ FEATURES = [
         0.12,
         (1500, 5000),
         (150, 600),
+        workload=Feature.Workload.BATCHABLE,
+        batch_share=0.3,
     ),
     DemoFeature(
         "code_review",
@@ -165,8 +172,42 @@ def _features_ensure() -> None:
                 "fallback_model": f.fallback_model,
                 # The demo shows the spike kill switch armed on its costliest feature.
                 "kill_switch_enabled": f.key == "document_summarization",
+                "workload": f.workload,
+                "allowed_regions": ["us", "eu"] if f.key == "document_summarization" else [],
             },
         )
+
+
+# (tier, monthly price, expected lifetime in months, upgrade rate, tier upgraded to)
+PLANS = [
+    (Tenant.Tier.FREE, Decimal(0), 6, Decimal("0.05"), Tenant.Tier.PRO),
+    (Tenant.Tier.PRO, Decimal(49), 24, Decimal("0.02"), Tenant.Tier.ENTERPRISE),
+    (Tenant.Tier.ENTERPRISE, Decimal(2000), 36, Decimal(0), ""),
+]
+
+
+def _savings_ledger_ensure(now: datetime) -> None:
+    """The tiers' plan prices (margins, derived lifetime values), a provisioned
+    throughput offer for the steady triage model, and one optimization decision a
+    fortnight ago, so the quarterly report has every part to show."""
+    for tier, price, months, rate, upgrades_to in PLANS:
+        TierPlan.objects.get_or_create(
+            tier=tier,
+            defaults={"monthly_price": price, "lifetime_months": months, "upgrade_rate": rate,
+                      "upgrades_to": upgrades_to},
+        )  # fmt: skip
+    ProvisionedOffer.objects.get_or_create(
+        model="gpt-4o-mini",
+        defaults={"monthly_price": Decimal(150), "tokens_per_minute": 2000,
+                  "note": "Demo: a quoted provisioned throughput unit."},
+    )  # fmt: skip
+    OptimizationDecision.objects.get_or_create(
+        lever="routing",
+        feature=Feature.objects.get(key="document_summarization"),
+        defaults={"decided_on": (now - timedelta(days=14)).date(),
+                  "expected_monthly_saving": Decimal(40),
+                  "note": "Demo: short documents go to the fallback model."},
+    )  # fmt: skip
 
 
 def _budgets_ensure(tenants: list[tuple[Tenant, int]]) -> None:
@@ -235,13 +276,17 @@ def _day_events(tenant: Tenant, per_day: int, day: datetime, now: datetime) -> I
             "session": f"{user}-s{rng.randrange(1, 6)}",
             "routing_tier": "cheap" if downgraded else "premium",
             "latency_ms": int(rng.lognormvariate(6.5, 0.5)),
-            "cache_hit": cached > 0,
             "escalated": rng.random() < 0.05,
             "outcome": "correct" if rng.random() < 0.86 else "incorrect",
             # About one call in nine repeats a prompt sent earlier that day.
             "prompt_hash": f"h{rng.randrange(0, 4 * calls + 1)}",
-            "tags": {"env": "prod", "region": rng.choice(["us", "eu"])},
+            "region": rng.choice(["us", "eu"]),
+            "tags": {"env": "prod"},
         }
+        if feature.app_cache:
+            event["cache_hit"] = rng.random() < 0.12
+        if rng.random() < feature.batch_share:
+            event["service_tier"] = "batch"
         if feature.retrieval:
             retrieved = rng.randrange(4, 20)
             event["retrieval"] = {
@@ -260,6 +305,7 @@ def demo_seed(*, now: datetime | None = None, days: int = 30, batch_size: int = 
         _features_ensure()
         _budgets_ensure(tenants)
         _planned_ensure(now)
+        _savings_ledger_ensure(now)
     result = SeedResult()
     encoder = msgspec.json.Encoder()
     batch: list[bytes] = []

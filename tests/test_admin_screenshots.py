@@ -67,8 +67,8 @@ def test_the_admin_index_and_dashboard_look_right(live_server, tmp_path, monkeyp
             box = other.bounding_box()
             assert (box["x"], box["width"]) == (module_box["x"], module_box["width"])
         row = dashboard.locator("tr.model-dashboard").bounding_box()
-        name = dashboard.locator("th[scope=row]").bounding_box()
-        link = dashboard.locator("th[scope=row] a").bounding_box()
+        name = dashboard.locator("tr.model-dashboard th[scope=row]").bounding_box()
+        link = dashboard.locator("tr.model-dashboard th[scope=row] a").bounding_box()
         others = page.locator("#content-main .module:not(#finops-dashboard-link) tr[class^=model-]")
         assert others.count() > 10
         for i in range(others.count()):
@@ -81,12 +81,23 @@ def test_the_admin_index_and_dashboard_look_right(live_server, tmp_path, monkeyp
             # Its name cell takes the row but for the link columns, as theirs do.
             assert name["width"] >= other.locator("th").bounding_box()["width"], label
         assert link["height"] < 25 and link["width"] > 50  # one line, not a letter a line
-        view = dashboard.locator("a.viewlink")
+        view = dashboard.locator("tr.model-dashboard a.viewlink")
         assert view.inner_text() == "View"
         assert view.bounding_box()["x"] + view.bounding_box()["width"] < row["x"] + row["width"]
         assert not LONG_DECIMAL.search(page.locator("body").inner_text())
 
-        page.click("#finops-dashboard-link th a")
+        # The quarterly report's row sits under it, laid out alike.
+        quarterly = dashboard.locator("tr.model-quarterly").bounding_box()
+        assert (quarterly["x"], quarterly["width"]) == (row["x"], row["width"])
+        page.click("#finops-dashboard-link tr.model-quarterly th a")
+        page.wait_for_url(f"{live_server.url}/admin/reports/quarterly/")
+        text = page.locator("body").inner_text()
+        assert re.search(r"\d\.\d\d USD", text)
+        assert not LONG_DECIMAL.search(text), LONG_DECIMAL.search(text)
+        page.screenshot(path=str(tmp_path / "admin-quarterly.png"))
+
+        page.goto(f"{live_server.url}/admin/")
+        page.click("#finops-dashboard-link tr.model-dashboard th a")
         page.wait_for_url(f"{live_server.url}/admin/dashboard/")
         page.locator("#daily-cost-chart").wait_for()
         text = page.locator("body").inner_text()
@@ -97,3 +108,4 @@ def test_the_admin_index_and_dashboard_look_right(live_server, tmp_path, monkeyp
 
     _assert_a_picture(tmp_path / "admin-index.png")
     _assert_a_picture(tmp_path / "admin-dashboard.png")
+    _assert_a_picture(tmp_path / "admin-quarterly.png")
