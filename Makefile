@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint install bench-ingest bench-rollup bench-guard clean
+.PHONY: run test lint install bench-ingest bench-rollup bench-guard bench-metrics clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,9 @@ bench-rollup: $(STAMP)
 
 bench-guard: $(STAMP)
 	$(BIN)/python bench/guard.py $(BENCH_ARGS)
+
+bench-metrics: $(STAMP)
+	$(BIN)/python bench/metrics.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var/*.sqlite3* var/broker var/static
