@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 
 from finops.authentication import HasReadScope, tenant_in_scope
 from finops.models import ServiceTier, Tenant
-from finops.queries import TimeRangeQuery
+from finops.queries import TimeRangeQuery, window_checked
 from finops.serializers import StrictSerializer
 
 from .metrics import Window, metrics_compute
@@ -53,12 +53,7 @@ class MetricsQuerySerializer(TimeRangeQuery):
         return self._on_the_hour(value)
 
     def validate(self, attrs: dict) -> dict:
-        start, end = attrs["from"], attrs["to"]
-        if end <= start:
-            raise serializers.ValidationError({"to": ["Must be after 'from'."]})
-        if end - start > MAX_WINDOW:
-            raise serializers.ValidationError({"to": [f"At most {MAX_WINDOW.days} days after "
-                                                      "'from'."]})  # fmt: skip
+        window_checked(attrs, max_days=MAX_WINDOW.days)
         if "tenant_tier" in attrs and "tenant" in attrs:
             raise serializers.ValidationError(
                 {"tenant_tier": ["A tenant has one tier: give the tenant or the tier."]}

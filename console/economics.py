@@ -101,9 +101,13 @@ class TenantEconomics:
 
     @property
     def margin_percent(self) -> Decimal | None:
-        if self.margin is None or not self.revenue:
-            return None
-        return self.margin * 100 / self.revenue
+        return _margin_percent(self.margin, self.revenue)
+
+
+def _margin_percent(margin: Decimal | None, revenue: Decimal | None) -> Decimal | None:
+    if margin is None or not revenue:
+        return None
+    return margin * 100 / revenue
 
 
 @dataclass(slots=True)
@@ -121,9 +125,7 @@ class TierEconomics:
 
     @property
     def margin_percent(self) -> Decimal | None:
-        if self.margin is None or not self.revenue:
-            return None
-        return self.margin * 100 / self.revenue
+        return _margin_percent(self.margin, self.revenue)
 
 
 @dataclass(slots=True)

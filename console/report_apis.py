@@ -15,7 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from finops.authentication import HasReadScope, IsOperatorKey, tenant_in_scope
-from finops.queries import TimeRangeQuery
+from finops.queries import TimeRangeQuery, window_checked
 from finops.serializers import StrictSerializer
 
 from .economics import feature_reach_report, unit_economics
@@ -46,14 +46,7 @@ class SavingsQuerySerializer(TimeRangeQuery):
         return self._midnight(value)
 
     def validate(self, attrs: dict) -> dict:
-        start, end = attrs["from"], attrs["to"]
-        if end <= start:
-            raise serializers.ValidationError({"to": ["Must be after 'from'."]})
-        if end - start > MAX_WINDOW:
-            raise serializers.ValidationError(
-                {"to": [f"At most {MAX_WINDOW.days} days after 'from'."]}
-            )
-        return attrs
+        return window_checked(attrs, max_days=MAX_WINDOW.days)
 
 
 class SavingsApi(APIView):

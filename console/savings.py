@@ -219,6 +219,13 @@ class LeverResult:
     figures: dict[str, Any] = field(default_factory=dict)
     rows: list[dict[str, Any]] = field(default_factory=list)
 
+    def propose(
+        self, advice: list[Recommendation], feature: str, text: str, monthly: Decimal
+    ) -> None:
+        """Count a monthly saving as the lever's potential and recommend it."""
+        self.potential_monthly += monthly
+        advice.append(Recommendation(self.lever, feature, text, monthly))
+
     def as_json(self) -> dict[str, Any]:
         return {
             "lever": self.lever,
@@ -429,16 +436,13 @@ def _semantic_cache(ctx: Context) -> tuple[LeverResult, list[Recommendation]]:
             }
         )
         if pays:
-            result.potential_monthly += net
-            advice.append(
-                Recommendation(
-                    "semantic_cache",
-                    feature,
-                    f"Cache {feature}'s answers: {_pct(expected)} of its prompts repeat within the "
-                    f"day, above the {_pct(break_even)} the cache needs to pay for itself. "
-                    + QUALITY_CAVEAT,
-                    net,
-                )
+            result.propose(
+                advice,
+                feature,
+                f"Cache {feature}'s answers: {_pct(expected)} of its prompts repeat within the "
+                f"day, above the {_pct(break_even)} the cache needs to pay for itself. "
+                + QUALITY_CAVEAT,
+                net,
             )
     result.figures["quality_caveat"] = QUALITY_CAVEAT
     return result, advice
@@ -478,14 +482,11 @@ def _batch(ctx: Context) -> tuple[LeverResult, list[Recommendation]]:
             }
         )
         if monthly > 0:
-            result.potential_monthly += monthly
-            advice.append(
-                Recommendation(
-                    LeverKind.BATCH,
-                    feature,
-                    f"Send {feature}'s calls (batchable) through the batch API",
-                    monthly,
-                )
+            result.propose(
+                advice,
+                feature,
+                f"Send {feature}'s calls (batchable) through the batch API",
+                monthly,
             )
     return result, advice
 
@@ -524,14 +525,11 @@ def _off_peak(ctx: Context) -> tuple[LeverResult, list[Recommendation]]:
             }
         )
         if shiftable and monthly > 0:
-            result.potential_monthly += monthly
-            advice.append(
-                Recommendation(
-                    LeverKind.OFF_PEAK,
-                    feature,
-                    f"Run {feature}'s calls (batchable) in their models' off-peak hours",
-                    monthly,
-                )
+            result.propose(
+                advice,
+                feature,
+                f"Run {feature}'s calls (batchable) in their models' off-peak hours",
+                monthly,
             )
     return result, advice
 
@@ -571,16 +569,13 @@ def _provisioned(ctx: Context) -> tuple[LeverResult, list[Recommendation]]:
             }
         )
         if saving > 0:
-            result.potential_monthly += saving
-            advice.append(
-                Recommendation(
-                    LeverKind.PROVISIONED,
-                    "",
-                    f"Buy {units} unit(s) of provisioned throughput for {model}: its steady "
-                    f"features use {_pct(utilization)} of them, above the {_pct(break_even)} "
-                    "break-even",
-                    saving,
-                )
+            result.propose(
+                advice,
+                "",
+                f"Buy {units} unit(s) of provisioned throughput for {model}: its steady "
+                f"features use {_pct(utilization)} of them, above the {_pct(break_even)} "
+                "break-even",
+                saving,
             )
     return result, advice
 
@@ -617,10 +612,7 @@ def _region(ctx: Context) -> tuple[LeverResult, list[Recommendation]]:
             }
         )
         if monthly > 0:
-            result.potential_monthly += monthly
-            advice.append(
-                Recommendation(LeverKind.REGION, feature, f"Serve {feature} from {best}", monthly)
-            )
+            result.propose(advice, feature, f"Serve {feature} from {best}", monthly)
     return result, advice
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from rest_framework import serializers
 
 from .serializers import StrictSerializer
@@ -17,3 +19,13 @@ class TimeRangeQuery(StrictSerializer):
         fields = super().get_fields()
         fields["from"] = fields.pop("from_")
         return fields
+
+
+def window_checked(attrs: dict, *, max_days: int) -> dict:
+    """A range's own checks: `to` after `from`, at most `max_days` days after it."""
+    start, end = attrs["from"], attrs["to"]
+    if end <= start:
+        raise serializers.ValidationError({"to": ["Must be after 'from'."]})
+    if end - start > timedelta(days=max_days):
+        raise serializers.ValidationError({"to": [f"At most {max_days} days after 'from'."]})
+    return attrs
