@@ -28,6 +28,8 @@ The levers:
   offer breaks even, and the monthly saving.
 - **region**: cost by region, and per feature the cheapest region it may use
   (`allowed_regions`, else the regions it uses) priced at that region's rows.
+- **prompt trimming**: the input tokens clients report wasted (`wasted_tokens`), each at
+  its call's uncached input rate.
 
 Monthly figures scale the window's to 30 days.
 """
@@ -616,6 +618,35 @@ def _region(ctx: Context) -> tuple[LeverResult, list[Recommendation]]:
     return result, advice
 
 
+# --- Wasted tokens ------------------------------------------------------------------
+
+
+def _wasted(ctx: Context) -> tuple[LeverResult, list[Recommendation]]:
+    """The input tokens the clients report wasted (`wasted_tokens`: sent, not needed),
+    each at its call's uncached input rate: what trimming the prompts would save."""
+    result = LeverResult(LeverKind.PROMPT, "Prompt trimming (wasted tokens)")
+    advice: list[Recommendation] = []
+    wasteful = [c for c in ctx.cells if c.count("wasted_tokens")]
+    for feature, cells in ctx.by(lambda c: c.feature, wasteful).items():
+        cost = _priced_sum(
+            cells,
+            lambda c: ctx.pricer.cost(c, tokens=TokenVector(input=c.count("wasted_tokens"),
+                                                            output=0)),
+        )  # fmt: skip
+        share = _ratio(_total(cells, "wasted_tokens"), _total(cells, "input_tokens"))
+        monthly = cost * ctx.monthly
+        result.rows.append({"feature": feature or None, "wasted_share": share,
+                            "wasted_cost": _micros(cost),
+                            "monthly_saving": _micros(monthly)})  # fmt: skip
+        if monthly > 0 and feature:
+            result.propose(
+                advice, feature,
+                f"Trim {feature}'s prompts: {_pct(share)} of its input tokens are reported wasted",
+                monthly,
+            )  # fmt: skip
+    return result, advice
+
+
 # --- The ledger ---------------------------------------------------------------------
 
 
@@ -631,7 +662,7 @@ def savings_compute(*, start: datetime, end: datetime, tenant: Tenant | None = N
     ctx = Context(cells, Pricer(cells, defaults, regions), features, DAYS_PER_MONTH / days)
     levers = [_routing(ctx), _provider_cache(ctx), _app_cache(ctx)]
     advice: list[Recommendation] = []
-    for compute in (_semantic_cache, _batch, _off_peak, _provisioned, _region):
+    for compute in (_semantic_cache, _batch, _off_peak, _provisioned, _region, _wasted):
         lever, found = compute(ctx)
         levers.append(lever)
         advice += found

@@ -42,7 +42,8 @@ def day(operator, acme):
     - docs: big-1 with 600k cached and 200k written (200k x 10 + 600k x 1 + 200k x 12.5
       = 5.10), not a cache hit; 100k tokens answered by the app's cache (1.00).
     - summaries: 4 calls on small-1 (4.00), prompt hashes p1 p1 p1 p2 (2 repeats).
-    - notes: 2 calls on small-1 (2.00), hashes n1 n2 (no repeat).
+    - notes: 2 calls on small-1 (2.00), hashes n1 n2 (no repeat); the first reports
+      500k of its tokens wasted.
     - nightly (batchable): big-1 standard (10.00) and big-1 batch (5.00).
     - etl (batchable): peak-1 at 12:00 (4.00) and at 02:00, off-peak (2.00).
     - stream (steady): big-1 (10.00); big-1 has an offer of 100.00 a month for 1,000
@@ -75,8 +76,8 @@ def day(operator, acme):
               prompt_hash="q1"),
         *[_call(f"s{i}", "summaries", "small-1", noon, prompt_hash=h)
           for i, h in enumerate(["p1", "p1", "p1", "p2"])],
-        *[_call(f"n{i}", "notes", "small-1", noon, prompt_hash=h)
-          for i, h in enumerate(["n1", "n2"])],
+        *[_call(f"n{i}", "notes", "small-1", noon, prompt_hash=h, wasted_tokens=w)
+          for i, (h, w) in enumerate([("n1", 500_000), ("n2", 0)])],
         _call("b1", "nightly", "big-1", noon),
         _call("b2", "nightly", "big-1", noon, service_tier="batch"),
         _call("e1", "etl", "peak-1", noon),
@@ -182,7 +183,11 @@ def test_batch_off_peak_provisioned_and_region(day) -> None:
 
 
 def test_recommendations_are_ranked_by_measured_saving(day) -> None:
-    savings, _ = _json(day)
+    savings, levers = _json(day)
+    # notes: 500k wasted of 2M input tokens at small-1's 1.00: 0.50 a day, 15.00 a month.
+    assert levers["prompt"]["rows"] == [{"feature": "notes", "wasted_share": "0.2500",
+                                         "wasted_cost": "0.500000",
+                                         "monthly_saving": "15.000000"}]  # fmt: skip
     ranked = [(r.lever, r.feature, r.monthly_saving) for r in savings.recommendations]
     assert ranked == [
         ("provisioned", "", Decimal(200)),
@@ -190,6 +195,7 @@ def test_recommendations_are_ranked_by_measured_saving(day) -> None:
         ("off_peak", "etl", Decimal(60)),
         ("region", "geo", Decimal(30)),
         ("semantic_cache", "summaries", Decimal(30)),
+        ("prompt", "notes", Decimal(15)),
     ]
 
 
