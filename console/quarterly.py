@@ -30,6 +30,8 @@ from .projection import projection_accuracy
 from .savings import Savings, savings_compute
 
 QUARTER_PATTERN = re.compile(r"^(\d{4})-Q([1-4])$")
+# Quarters whose neighbours (the previous one, the next) are dates too.
+FIRST_YEAR, LAST_YEAR = 1971, 9998
 _MICROS = Decimal("0.000001")
 _RATIO = Decimal("0.0001")
 DAYS_PER_MONTH = Decimal(30)
@@ -49,6 +51,8 @@ class Quarter:
         match = QUARTER_PATTERN.match(text.strip())
         if not match:
             raise ValueError("A quarter is written YYYY-Qn, e.g. 2026-Q4.")
+        if not FIRST_YEAR <= int(match[1]) <= LAST_YEAR:
+            raise ValueError(f"A quarter of the years {FIRST_YEAR} to {LAST_YEAR}.")
         return cls(int(match[1]), int(match[2]))
 
     @classmethod
@@ -171,7 +175,7 @@ def _features(start: datetime, end: datetime, total: Decimal) -> list[dict[str, 
     )
     rows = []
     for feature, cost in sorted(feature_costs(start=start, end=end).items(), key=lambda i: -i[1]):
-        count = users.get(feature)
+        count = users.get(feature) if feature else None  # '' is every feature together
         rows.append(
             {
                 "feature": feature or None,

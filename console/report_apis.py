@@ -64,7 +64,8 @@ class SavingsApi(APIView):
         ],
         responses={
             200: OpenApiResponse(
-                description='{"from", "to", "tenant", "cost", "calls", "unpriced_calls_left_out", '
+                description='{"from", "to", "tenant", "cost", "calls", "unpriced_calls", '
+                '"calls_left_out", "cost_left_out", '
                 '"levers": [{"lever", "label", "saved", "potential_monthly_saving", "rows", ...}], '
                 '"recommendations": [{"lever", "feature", "text", "monthly_saving"}]}'
             )

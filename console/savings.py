@@ -7,7 +7,8 @@ group's token vector at another model, service tier, hour or region, with the pr
 in force that day. A group priced at its own row and rate class costs exactly what the
 bill says (the cost is linear in the tokens within one rate class); a counterfactual at
 another model takes that model's long-context band from the group's mean prompt, as the
-rollups keep no single call's size. Groups with unpriced calls are left out and counted.
+rollups keep no single call's size. A group with an unpriced call is left out whole, and
+counted (its calls, and the cost of those priced).
 
 The levers:
 - **routing**: the actual cost against every call at the feature's default model; per
@@ -202,7 +203,7 @@ class Recommendation:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "lever": self.lever,
+            "lever": str(self.lever),
             "feature": self.feature or None,
             "text": self.text,
             "monthly_saving": str(_micros(self.monthly_saving)),
@@ -230,7 +231,7 @@ class LeverResult:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "lever": self.lever,
+            "lever": str(self.lever),
             "label": self.label,
             "saved": str(_micros(self.saved)),
             "potential_monthly_saving": str(_micros(self.potential_monthly)),
@@ -247,6 +248,10 @@ class Savings:
     cost: Decimal
     calls: int
     unpriced_calls: int
+    # The groups with an unpriced call, left out whole: their calls, and the cost of
+    # those of them that are priced.
+    calls_left_out: int
+    cost_left_out: Decimal
     levers: list[LeverResult]
     recommendations: list[Recommendation]
 
@@ -260,7 +265,9 @@ class Savings:
             "tenant": self.tenant.slug if self.tenant else None,
             "cost": str(_micros(self.cost)),
             "calls": self.calls,
-            "unpriced_calls_left_out": self.unpriced_calls,
+            "unpriced_calls": self.unpriced_calls,
+            "calls_left_out": self.calls_left_out,
+            "cost_left_out": str(_micros(self.cost_left_out)),
             "levers": [lever.as_json() for lever in self.levers],
             "recommendations": [r.as_json() for r in self.recommendations],
         }
@@ -498,7 +505,7 @@ def _off_peak(ctx: Context) -> tuple[LeverResult, list[Recommendation]]:
     cards: dict[tuple, RateCard | None] = {}
 
     def has_off_peak(cell: Cell) -> bool:
-        key = (cell.model, cell.provider, cell.at)
+        key = (cell.model, cell.provider, cell.region, cell.at)
         if key not in cards:
             cards[key] = ctx.pricer.card(
                 model=cell.model, provider=cell.provider, at=cell.at, region=cell.region
@@ -544,7 +551,12 @@ def _provisioned(ctx: Context) -> tuple[LeverResult, list[Recommendation]]:
     against the offer's capacity; the offer breaks even where its monthly price equals
     the on-demand cost of the tokens, at `break_even_utilization` of the units bought."""
     result = LeverResult(LeverKind.PROVISIONED, "Provisioned throughput for steady features")
-    offers = {offer.model: offer for offer in ProvisionedOffer.objects.all()}
+    currency = settings.FINOPS_DEFAULT_CURRENCY
+    offers = {o.model: o for o in ProvisionedOffer.objects.filter(currency=currency)}
+    # An offer in another currency cannot be set against the ledger's costs.
+    result.figures["offers_in_other_currencies"] = sorted(
+        ProvisionedOffer.objects.exclude(currency=currency).values_list("model", flat=True)
+    )
     steady = [c for c in ctx.cells if c.model in offers and _workload(ctx, c) == "steady"]
     minutes = MINUTES_PER_MONTH / ctx.monthly
     advice = []
@@ -654,7 +666,7 @@ def savings_compute(*, start: datetime, end: datetime, tenant: Tenant | None = N
     """Every lever over the whole UTC days of [start, end), for one tenant or all."""
     rows = lever_groups(start=start, end=end, tenant=tenant)
     cells = [Cell.of(row) for row in rows if row["priced_calls"] == row["calls"]]
-    unpriced = sum(row["calls"] - row["priced_calls"] for row in rows)
+    left_out = [row for row in rows if row["priced_calls"] != row["calls"]]
     features = {f.key: f for f in Feature.objects.filter(key__in={c.feature for c in cells})}
     defaults = {f.default_model for f in features.values() if f.default_model}
     regions = {r for f in features.values() for r in f.allowed_regions or []}
@@ -668,5 +680,8 @@ def savings_compute(*, start: datetime, end: datetime, tenant: Tenant | None = N
         advice += found
     advice.sort(key=lambda r: (-r.monthly_saving, r.lever, r.feature))
     return Savings(
-        start, end, tenant, _total(cells), _total(cells, "calls"), unpriced, levers, advice
-    )
+        start, end, tenant, _total(cells), _total(cells, "calls"),
+        sum(row["calls"] - row["priced_calls"] for row in left_out),
+        sum(row["calls"] for row in left_out),
+        sum((Decimal(row["cost"]) for row in left_out), Decimal(0)), levers, advice,
+    )  # fmt: skip

@@ -41,11 +41,13 @@ def quarterly_view(request: HttpRequest) -> HttpResponse:
     """The quarterly FinOps report in the admin console, with its charts."""
     quarter, error = _quarter(request)
     report = quarterly_report(quarter=quarter, now=timezone.now())
+    kpis = report.kpis()
     context = {
         **admin.site.each_context(request),
         "title": f"Quarterly FinOps report, {quarter.label}",
         "report": report,
-        "kpis": report.kpis(),
+        "kpis": kpis,
+        "batch_and_off_peak_saved": kpis["batch_saved"] + kpis["off_peak_saved"],
         "charts": quarterly_charts(report),
         "economics": report.economics.as_json(),
         "reach": report.reach.as_json(),

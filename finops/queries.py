@@ -22,8 +22,13 @@ class TimeRangeQuery(StrictSerializer):
 
 
 def window_checked(attrs: dict, *, max_days: int) -> dict:
-    """A range's own checks: `to` after `from`, at most `max_days` days after it."""
+    """A range's own checks: `to` after `from`, at most `max_days` days after it, both in
+    the years 1971 to 9998 (a range's neighbours, the one before and the month after,
+    are dates too)."""
     start, end = attrs["from"], attrs["to"]
+    for name, value in (("from", start), ("to", end)):
+        if not 1971 <= value.year <= 9998:
+            raise serializers.ValidationError({name: ["Must fall in the years 1971 to 9998."]})
     if end <= start:
         raise serializers.ValidationError({"to": ["Must be after 'from'."]})
     if end - start > timedelta(days=max_days):

@@ -80,9 +80,9 @@ class Feature(models.Model):
 def regions_problem(value: object) -> str:
     """What is wrong with a list of allowed regions ('' when nothing)."""
     if not isinstance(value, list) or not all(
-        isinstance(r, str) and 0 < len(r) <= 64 for r in value
+        isinstance(r, str) and 0 < len(r) <= 64 and "/" not in r for r in value
     ):
-        return "A list of region names (1 to 64 characters each), as events name them."
+        return "A list of region names (1 to 64 characters each, no '/'), as events name them."
     return ""
 
 

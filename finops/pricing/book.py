@@ -44,7 +44,10 @@ def candidate_names(model: str, provider: str, region: str = "") -> list[str]:
     """Price-row names to try, in order: `provider/region/model` under each of the
     provider's names (a region's own price, as the price map names Azure's data zones
     and Bedrock's regions), then `provider/model`, then the model name as given."""
-    regional = [f"{name}/{region}/{model}" for name in provider_names(provider)] if region else []
+    region = region.strip().lower()
+    # A region names a place, never a path through the map's names.
+    regional = [f"{name}/{region}/{model}" for name in provider_names(provider)]
+    regional = regional if region and "/" not in region else []
     names = [*regional, *(f"{name}/{model}" for name in provider_names(provider))]
     return [*[n for n in names if n != model], model]
 
@@ -74,9 +77,9 @@ class PriceBook:
                     names.update(candidate_names(model, provider, region))
         return cls(ModelPrice.objects.filter(model__in=names).prefetch_related("rates"))
 
-    def has(self, *, model: str, provider: str) -> bool:
+    def has(self, *, model: str, provider: str, region: str = "") -> bool:
         """Whether the model has any price row, in force or still to come."""
-        return any(name in self._rows for name in candidate_names(model, provider))
+        return any(name in self._rows for name in candidate_names(model, provider, region))
 
     def find(self, *, model: str, provider: str, at: datetime, region: str = "") -> RateCard | None:
         """The card of the row in force at `at`: the region's own row first, then

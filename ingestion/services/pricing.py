@@ -45,7 +45,7 @@ def events_price_unpriced(*, now: datetime | None = None, chunk: int = CHUNK) ->
     book = PriceBook.for_models({m for m, _ in pairs}, {p for _, p in pairs if p},
                                 {r for _, _, r in triples if r})  # fmt: skip
     # Only models that now have some price; the partial index on unpriced rows serves this.
-    priceable = {m for m, p in pairs if book.has(model=m, provider=p)}
+    priceable = {m for m, p, r in triples if book.has(model=m, provider=p, region=r)}
     result.still_unpriced = (
         UsageEvent.objects.filter(price__isnull=True).exclude(model__in=priceable).count()
     )

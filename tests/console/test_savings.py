@@ -227,3 +227,21 @@ def test_the_savings_api(day, operator, acme_client) -> None:
     bad = operator.get("/api/v1/savings?from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z")
     assert bad.status_code == 400 and set(bad.json()) == {"to"}
     assert set(operator.get(f"/api/v1/savings?{query}&window=7").json()) == {"window"}
+
+
+def test_groups_with_an_unpriced_call_are_left_out_and_counted(day, operator) -> None:
+    start, _ = day
+    noon = start + timedelta(hours=12)
+    response = post_events(operator, {"events": [
+        _call("u1", "notes", "mystery-1", noon), _call("u2", "notes", "mystery-1", noon),
+    ]})  # fmt: skip
+    assert response.status_code == 202
+    rollups_update()
+    ProvisionedOffer.objects.create(model="small-1", monthly_price=90, currency="EUR",
+                                    tokens_per_minute=1000)  # fmt: skip
+    savings, levers = _json(day)
+    assert (savings.unpriced_calls, savings.calls_left_out) == (2, 2)
+    assert savings.cost == Decimal("57.1")  # every figure as before
+    assert savings.as_json()["cost_left_out"] == "0.000000"
+    # An offer in euros is not set against costs in dollars.
+    assert levers["provisioned"]["offers_in_other_currencies"] == ["small-1"]

@@ -229,6 +229,11 @@ def test_a_region_with_its_own_price_is_priced_at_it() -> None:
     # A region without a row of its own: the provider's row.
     assert book.find(model="gpt-4o-x", provider="azure", at=now, region="us").price == global_row
     assert book.find(model="gpt-4o-x", provider="azure", at=now).price == global_row
+    # Regions are matched as the map writes them; a '/' is no region.
+    assert book.find(model="gpt-4o-x", provider="azure", at=now, region=" EU ").price == eu
+    assert book.has(model="gpt-4o-x", provider="azure", region="eu")
+    assert book.find(model="gpt-4o-x", provider="azure", at=now, region="eu/x").price == (
+        global_row)  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -129,3 +129,16 @@ def test_a_call_in_a_region_with_its_own_price_bills_at_it(operator, acme) -> No
     # 1000 x 2.5 + 200 x 1.25 + 300 x 10 = 5750 per 1M
     assert anywhere.json()["cost"] == "0.00575"
     assert UsageEvent.objects.get(event_id="eu").price.model == "azure/eu/gpt-4o"
+
+
+def test_events_of_a_region_are_priced_once_the_regions_own_row_exists(operator, acme) -> None:
+    from ingestion.services import events_price_unpriced
+
+    # A model only a region's row prices: stored unpriced until that row exists.
+    waiting = _post(operator, event_id="w", model="zone-only-1", provider="azure", region="eu")
+    assert waiting.json()["cost"] is None
+    ModelPrice.objects.create(model="azure/eu/zone-only-1", provider="azure",
+                              input_per_million=1, output_per_million=2)  # fmt: skip
+    assert events_price_unpriced().priced == 1
+    # 1000 uncached + 200 cached (billed as input: no cached rate) x 1 + 300 x 2 per 1M
+    assert UsageEvent.objects.get(event_id="w").cost == Decimal("0.0018")
