@@ -9,6 +9,9 @@ from decimal import Decimal
 
 import pytest
 from django.utils import timezone
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from pypdf import PdfReader
 
 from billing.rollups import rollups_update
@@ -130,3 +133,23 @@ def test_staff_read_the_quarterly_report_in_the_admin(quarter, admin_client) -> 
     wrong = admin_client.get("/admin/reports/quarterly/?quarter=soon")
     assert "A quarter is written YYYY-Qn" in wrong.content.decode()
     assert admin_client.get("/admin/").content.decode().count("/admin/reports/quarterly/") == 2
+
+
+QUERY_VALUES = st.sampled_from(["", "2026-Q4", "0000-Q1", "9999-Q4", "2026-12-01T00:00:00Z",
+                                "2026-12-01T00:30:00+05:00", "0001-01-01T00:00:00Z",
+                                "9999-12-31T00:00:00Z", "acme", "nobody", "eu", "x" * 300,
+                                "standard", "pro", "null"]) | st.text(max_size=12)  # fmt: skip
+
+
+@hypothesis_settings(max_examples=60, deadline=None,
+                     suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(
+    st.sampled_from(["/api/v1/savings", "/api/v1/economics", "/api/v1/reports/quarterly",
+                     "/api/v1/metrics"]),
+    st.dictionaries(st.sampled_from(["from", "to", "tenant", "quarter", "region", "tag",
+                                     "service_tier", "tenant_tier", "feature", "x"]),
+                    QUERY_VALUES, max_size=4),
+)  # fmt: skip
+def test_no_query_makes_a_report_fail(operator, path, query) -> None:
+    response = operator.get(path, query)
+    assert response.status_code in (200, 400, 404), (path, query, response.content[:300])
