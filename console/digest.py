@@ -15,8 +15,7 @@ from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 
 from billing.alerts import DeliveryResult, alert_channels, deliveries_send, webhook_post
-from billing.levers import change_groups
-from billing.selectors import feature_costs, feature_model_tokens
+from billing.selectors import change_groups, feature_costs, feature_model_tokens
 from finops.models import Tenant
 from finops.money import money_format, round_money
 from finops.periods import DAY, period_start

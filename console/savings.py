@@ -1,7 +1,7 @@
 """The savings ledger: what each optimization lever saved, and what it would save, priced
 with the bill's own price book and rules (`finops.pricing`).
 
-Every figure prices the rollups' groups again (`billing.levers.lever_groups`: one UTC day,
+Every figure prices the rollups' groups again (`billing.selectors.lever_groups`: one UTC day,
 feature, model, provider, region, service tier, rate class and routing tier each): the
 group's token vector at another model, service tier, hour or region, with the price rows
 in force that day. A group priced at its own row and rate class costs exactly what the
@@ -47,7 +47,7 @@ from typing import Any
 
 from django.conf import settings
 
-from billing.levers import lever_groups
+from billing.selectors import lever_groups
 from finops.models import Tenant
 from finops.pricing import PriceBook, RateCard, RateClass, TokenVector
 from ingestion.models import Feature
