@@ -189,17 +189,6 @@ def feature_model_tokens(
     return list(rows)
 
 
-def feature_repeats(*, start: datetime, end: datetime) -> list[dict[str, Any]]:
-    """Per feature (not '') over the days of [start, end), all tenants: `calls_sum`,
-    `repeats` (calls whose prompt hash was already sent that day) and `cost_sum`."""
-    rows = (
-        _days_across_tenants(start, end).exclude(feature="")
-        .values("feature").annotate(calls_sum=Sum("calls"), repeats=Sum("repeat_calls"),
-                                    cost_sum=ExactSum("cost")).order_by()
-    )  # fmt: skip
-    return list(rows)
-
-
 def feature_costs_by_day(
     *, start: datetime, end: datetime, tenant: Tenant | None
 ) -> dict[str, dict[date, Decimal]]:
