@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 
 from finops.authentication import HasReadScope, tenant_in_scope
 from finops.models import ServiceTier, Tenant
-from finops.queries import TimeRangeQuery, window_checked
+from finops.queries import AlignedRangeQuery
 from finops.serializers import StrictSerializer
 
 from .metrics import Window, metrics_compute
@@ -27,7 +27,8 @@ SLICES = {"region": 64, "provider": 100, "service_tier": 16, "routing_tier": 64,
           "tenant_tier": 16, "tag": 200}  # fmt: skip
 
 
-class MetricsQuerySerializer(TimeRangeQuery):
+class MetricsQuerySerializer(AlignedRangeQuery):
+    max_days = MAX_WINDOW.days
     tenant = serializers.CharField(required=False)
     feature = serializers.CharField(required=False, max_length=128)
     region = serializers.CharField(required=False, allow_blank=True, max_length=64)
@@ -37,23 +38,8 @@ class MetricsQuerySerializer(TimeRangeQuery):
     tenant_tier = serializers.ChoiceField(required=False, choices=Tenant.Tier.choices)
     tag = serializers.CharField(required=False, allow_blank=True, max_length=200)
 
-    @staticmethod
-    def _on_the_hour(value: datetime) -> datetime:
-        value = value.astimezone(UTC)
-        if value.minute or value.second or value.microsecond:
-            raise serializers.ValidationError(
-                "Must fall on an hour boundary: usage is kept per hour and per day."
-            )
-        return value
-
-    def validate_from(self, value: datetime) -> datetime:
-        return self._on_the_hour(value)
-
-    def validate_to(self, value: datetime) -> datetime:
-        return self._on_the_hour(value)
-
     def validate(self, attrs: dict) -> dict:
-        window_checked(attrs, max_days=MAX_WINDOW.days)
+        super().validate(attrs)
         if "tenant_tier" in attrs and "tenant" in attrs:
             raise serializers.ValidationError(
                 {"tenant_tier": ["A tenant has one tier: give the tenant or the tier."]}

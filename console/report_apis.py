@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from django.http import HttpResponse
 from django.utils import timezone
@@ -15,7 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from finops.authentication import HasReadScope, IsOperatorKey, tenant_in_scope
-from finops.queries import TimeRangeQuery, window_checked
+from finops.queries import AlignedRangeQuery
 from finops.serializers import StrictSerializer
 
 from .economics import feature_reach_report, unit_economics
@@ -27,26 +27,11 @@ from .savings import savings_compute
 MAX_WINDOW = timedelta(days=400)
 
 
-class SavingsQuerySerializer(TimeRangeQuery):
+class SavingsQuerySerializer(AlignedRangeQuery):
+    boundary = "day"
+    boundary_error = "Must fall on a day boundary (UTC): the levers are priced per day."
+    max_days = MAX_WINDOW.days
     tenant = serializers.CharField(required=False)
-
-    @staticmethod
-    def _midnight(value: datetime) -> datetime:
-        value = value.astimezone(UTC)
-        if value.hour or value.minute or value.second or value.microsecond:
-            raise serializers.ValidationError(
-                "Must fall on a day boundary (UTC): the levers are priced per day."
-            )
-        return value
-
-    def validate_from(self, value: datetime) -> datetime:
-        return self._midnight(value)
-
-    def validate_to(self, value: datetime) -> datetime:
-        return self._midnight(value)
-
-    def validate(self, attrs: dict) -> dict:
-        return window_checked(attrs, max_days=MAX_WINDOW.days)
 
 
 class SavingsApi(APIView):

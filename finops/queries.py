@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from rest_framework import serializers
 
@@ -34,3 +34,28 @@ def window_checked(attrs: dict, *, max_days: int) -> dict:
     if end - start > timedelta(days=max_days):
         raise serializers.ValidationError({"to": [f"At most {max_days} days after 'from'."]})
     return attrs
+
+
+class AlignedRangeQuery(TimeRangeQuery):
+    """`from` and `to` on `boundary` boundaries (UTC: "hour" or "day"), `to` after `from`
+    and at most `max_days` days after it, as the rollups they are read from are kept."""
+
+    boundary = "hour"
+    boundary_error = "Must fall on an hour boundary: usage is kept per hour and per day."
+    max_days = 400
+
+    def _aligned(self, value: datetime) -> datetime:
+        value = value.astimezone(UTC)
+        off = value.minute or value.second or value.microsecond
+        if off or (self.boundary == "day" and value.hour):
+            raise serializers.ValidationError(self.boundary_error)
+        return value
+
+    def validate_from(self, value: datetime) -> datetime:
+        return self._aligned(value)
+
+    def validate_to(self, value: datetime) -> datetime:
+        return self._aligned(value)
+
+    def validate(self, attrs: dict) -> dict:
+        return window_checked(attrs, max_days=self.max_days)
