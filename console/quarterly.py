@@ -165,16 +165,17 @@ def decision_json(result: Any) -> dict[str, Any]:
             **result.as_json()}  # fmt: skip
 
 
-def _features(start: datetime, end: datetime, total: Decimal) -> list[dict[str, Any]]:
+def _features(start: datetime, costs: dict[str, Decimal]) -> list[dict[str, Any]]:
     """Cost per feature, its share, and its cost per user where the reach job counted
     the quarter's users."""
+    total = sum(costs.values(), Decimal(0))
     users = dict(
         FeatureReach.objects.filter(
             period=FeatureReach.Period.QUARTER, period_start=start.date()
         ).values_list("feature", "users")
     )
     rows = []
-    for feature, cost in sorted(feature_costs(start=start, end=end).items(), key=lambda i: -i[1]):
+    for feature, cost in sorted(costs.items(), key=lambda i: -i[1]):
         count = users.get(feature) if feature else None  # '' is every feature together
         rows.append(
             {
@@ -214,7 +215,8 @@ def quarterly_report(*, quarter: Quarter, now: datetime) -> QuarterlyReport:
     end = max(end, start)
     previous = quarter.previous()
     days = (end - start).days
-    total = sum(feature_costs(start=start, end=end).values(), Decimal(0))
+    costs = feature_costs(start=start, end=end)
+    total = sum(costs.values(), Decimal(0))
     # The previous quarter over as many days, so a quarter in progress compares fairly.
     previous_end = min(previous.end, previous.start + (end - start))
     previous_total = sum(feature_costs(start=previous.start, end=previous_end).values(), Decimal(0))
@@ -227,7 +229,7 @@ def quarterly_report(*, quarter: Quarter, now: datetime) -> QuarterlyReport:
         end=end,
         total=total,
         previous_total=previous_total,
-        features=_features(start, end, total),
+        features=_features(start, costs),
         users=reach.users if reach else None,
         savings=savings_compute(start=start, end=end),
         retired=_retired(start, quarter.end),
